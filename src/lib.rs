@@ -1,0 +1,69 @@
+//! # tokio-transports
+//!
+//! Python asyncio's callback-style **Transports and Protocols** on tokio.
+//!
+//! A *transport* moves bytes; a *protocol* is your state machine, which the
+//! transport calls back: `connection_made`, `data_received`, `eof_received`,
+//! `connection_lost`, `pause_writing`/`resume_writing`, and for
+//! [`BufferedProtocol`]s `get_buffer`/`buffer_updated`. Each connection is a
+//! tokio task that owns the socket; the [`Transport`] handle you get (and
+//! that `connection_made` hands your protocol) is cheap to clone and usable
+//! from any thread.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use tokio_transports::{BaseProtocol, Protocol, ServerOptions, Transport};
+//!
+//! #[derive(Default)]
+//! struct Echo(Option<Transport>);
+//! impl BaseProtocol for Echo {
+//!     fn connection_made(&mut self, t: &Transport) { self.0 = Some(t.clone()); }
+//! }
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, data: Bytes) {
+//!         if let Some(t) = &self.0 { let _ = t.write(data); }
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let server = tokio_transports::create_server(Echo::default, "127.0.0.1", 8888, ServerOptions::default()).await?;
+//! server.serve_forever().await
+//! # }
+//! ```
+//!
+//! See `docs/asyncio-parity.md` for every asyncio item and its Rust
+//! counterpart, and `docs/architecture.md` for how a byte travels.
+
+#![deny(missing_docs)]
+
+mod error;
+mod exception;
+mod extra;
+mod limits;
+mod protocol;
+mod server;
+mod stream;
+mod tcp;
+
+pub use error::{CallbackPanicked, TransportError};
+pub use exception::{
+    ExceptionContext, ExceptionHandler, call_exception_handler, default_exception_handler,
+    set_exception_handler,
+};
+pub use extra::{ExtraInfo, SocketAddress};
+pub use limits::{DEFAULT_HIGH_WATER, WriteLimits};
+pub use protocol::{AnyProtocol, BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol};
+pub use server::{ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, create_server};
+pub use stream::handle::Transport;
+pub use stream::{connect_io, connect_unix_stream};
+pub use tcp::{
+    ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
+    create_connection_from_socket,
+};
+
+/// The unit protocol ignores every callback: handy for a transport that
+/// only writes, or in examples.
+impl BaseProtocol for () {}
+
+/// See the [`BaseProtocol`] impl.
+impl Protocol for () {}

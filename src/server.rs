@@ -1,0 +1,631 @@
+//! TCP servers: asyncio's `loop.create_server` and its `Server` object.
+//!
+//! A [`Server`] owns its listening sockets and one accept task per socket.
+//! Each accepted connection gets a fresh protocol from the factory and its
+//! own transport task on the caller's runtime; the server tracks the live
+//! transports (attached before `connection_made`, detached after
+//! `connection_lost`) for `close_clients`, `abort_clients` and `wait_closed`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::stream::handle::Transport;
+use crate::tcp::spawn_tcp;
+use crate::{AnyProtocol, IntoProtocol, WriteLimits};
+
+/// How long accepting pauses after EMFILE and the like (asyncio's
+/// `ACCEPT_RETRY_DELAY`).
+pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Options for [`create_server`] (asyncio's keyword arguments).
+///
+/// ```
+/// use tokio_transports::ServerOptions;
+/// let opts = ServerOptions { backlog: 1024, reuse_port: true, ..ServerOptions::default() };
+/// assert!(opts.start_serving);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `listen()` backlog (asyncio: 100).
+    pub backlog: u32,
+    /// `SO_REUSEADDR` (asyncio: on, on POSIX).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT` (asyncio: off).
+    pub reuse_port: bool,
+    /// `SO_KEEPALIVE` on accepted sockets (asyncio 3.13's `keep_alive`).
+    pub keep_alive: bool,
+    /// Listen at once (asyncio: true). If false, the sockets are only bound
+    /// until [`Server::start_serving`] or [`Server::serve_forever`].
+    pub start_serving: bool,
+    /// `TCP_NODELAY` on accepted sockets (asyncio: on).
+    pub nodelay: bool,
+    /// Initial write-buffer watermarks of accepted connections.
+    pub write_limits: WriteLimits,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            backlog: 100,
+            reuse_address: true,
+            reuse_port: false,
+            keep_alive: false,
+            start_serving: true,
+            nodelay: true,
+            write_limits: WriteLimits::default(),
+        }
+    }
+}
+
+/// The host or hosts [`create_server`] binds: a `&str`/`String` (`""` for
+/// every interface), several of them, or `None` for every interface.
+///
+/// ```
+/// use tokio_transports::ServerHosts;
+/// assert_eq!("127.0.0.1".into_hosts(), vec!["127.0.0.1".to_string()]);
+/// assert_eq!(["127.0.0.1", "::1"].into_hosts().len(), 2);
+/// assert_eq!(None::<&str>.into_hosts(), Vec::<String>::new());
+/// ```
+pub trait ServerHosts {
+    /// The host names; empty means every interface.
+    ///
+    /// ```
+    /// use tokio_transports::ServerHosts;
+    /// assert!("".into_hosts().is_empty());
+    /// ```
+    fn into_hosts(self) -> Vec<String>;
+}
+
+impl ServerHosts for &str {
+    fn into_hosts(self) -> Vec<String> {
+        if self.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.to_string()]
+        }
+    }
+}
+
+impl ServerHosts for String {
+    fn into_hosts(self) -> Vec<String> {
+        self.as_str().into_hosts()
+    }
+}
+
+impl ServerHosts for Option<&str> {
+    fn into_hosts(self) -> Vec<String> {
+        self.map(|h| h.into_hosts()).unwrap_or_default()
+    }
+}
+
+impl ServerHosts for &[&str] {
+    fn into_hosts(self) -> Vec<String> {
+        self.iter().flat_map(|h| h.into_hosts()).collect()
+    }
+}
+
+impl<const N: usize> ServerHosts for [&str; N] {
+    fn into_hosts(self) -> Vec<String> {
+        self.as_slice().into_hosts()
+    }
+}
+
+impl ServerHosts for Vec<String> {
+    fn into_hosts(self) -> Vec<String> {
+        self.into_iter().filter(|h| !h.is_empty()).collect()
+    }
+}
+
+type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
+
+enum Listener {
+    /// Bound, not listening yet (`start_serving = false`).
+    Bound(socket2::Socket, SocketAddr),
+    /// Listening, with its accept task.
+    Listening {
+        listener: Arc<TcpListener>,
+        addr: SocketAddr,
+        task: JoinHandle<()>,
+    },
+}
+
+impl Listener {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Listener::Bound(_, a) | Listener::Listening { addr: a, .. } => *a,
+        }
+    }
+}
+
+struct State {
+    listeners: Vec<Listener>,
+    closed: bool,
+    serving_forever: bool,
+    clients: HashMap<usize, Transport>,
+}
+
+struct Inner {
+    factory: Factory,
+    options: ServerOptions,
+    state: Mutex<State>,
+    /// Woken on close and whenever a client detaches.
+    changed: Notify,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn close(&self) {
+        let listeners = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            std::mem::take(&mut st.listeners)
+        };
+        for l in listeners {
+            if let Listener::Listening { listener, task, .. } = l {
+                // Stop listening now: new connects are refused from here on,
+                // even before the accept task is gone.
+                let _ = socket2::SockRef::from(&*listener).shutdown(Shutdown::Read);
+                task.abort();
+            }
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A listening server: asyncio's `Server`. Cheap to clone; dropping the last
+/// clone closes it (as leaving `async with server` does). Accepted
+/// connections are independent of it and stay open when it closes.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{create_server, ServerOptions};
+/// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+/// let port = server.sockets()[0].port();
+/// assert!(port != 0 && server.is_serving());
+/// server.close();
+/// server.wait_closed().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("sockets", &self.sockets())
+            .field("serving", &self.is_serving())
+            .finish()
+    }
+}
+
+/// Create a TCP server on `host(s)` and `port` (0: an ephemeral port, shown
+/// by [`Server::sockets`]), whose connections are driven by protocols from
+/// `protocol_factory` (asyncio's `loop.create_server`). The accept task calls
+/// the factory once per accepted connection; a panicking factory drops that
+/// connection only and is reported to the exception handler.
+///
+/// Binding errors name the address (`error while attempting to bind on
+/// address ...`) and close every socket already bound.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{create_server, ServerOptions};
+/// let server = create_server(|| (), ["127.0.0.1", "::1"], 0, ServerOptions::default()).await?;
+/// assert_eq!(server.sockets().len(), 2);
+/// # Ok(()) }
+/// ```
+pub async fn create_server<F, P>(
+    protocol_factory: F,
+    hosts: impl ServerHosts,
+    port: u16,
+    options: ServerOptions,
+) -> io::Result<Server>
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: IntoProtocol,
+{
+    let mut hosts = hosts.into_hosts();
+    if hosts.is_empty() {
+        hosts = vec!["0.0.0.0".to_string(), "::".to_string()];
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for host in &hosts {
+        for addr in tokio::net::lookup_host((host.as_str(), port)).await? {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    let mut bound = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        // On error, `bound` is dropped and every socket in it closed.
+        let sock = bind(addr, &options)?;
+        let local = sock
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
+        bound.push(Listener::Bound(sock, local));
+    }
+    let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
+    let server = Server {
+        inner: Arc::new(Inner {
+            factory,
+            options: options.clone(),
+            state: Mutex::new(State {
+                listeners: bound,
+                closed: false,
+                serving_forever: false,
+                clients: HashMap::new(),
+            }),
+            changed: Notify::new(),
+        }),
+    };
+    if options.start_serving {
+        server.start_serving().await?;
+    }
+    Ok(server)
+}
+
+fn bind(addr: SocketAddr, options: &ServerOptions) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let wrap = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("error while attempting to bind on address {addr}: {e}"),
+        )
+    };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if options.reuse_address {
+        sock.set_reuse_address(true)?;
+    }
+    if options.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into()).map_err(wrap)?;
+    Ok(sock)
+}
+
+impl Server {
+    /// The addresses the server listens on (empty once closed): the
+    /// counterpart of asyncio's `Server.sockets`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// assert_eq!(server.sockets()[0].ip().to_string(), "127.0.0.1");
+    /// server.close();
+    /// assert!(server.sockets().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn sockets(&self) -> Vec<SocketAddr> {
+        self.inner
+            .lock()
+            .listeners
+            .iter()
+            .map(Listener::addr)
+            .collect()
+    }
+
+    /// Whether the server is accepting connections.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let opts = ServerOptions { start_serving: false, ..ServerOptions::default() };
+    /// let server = create_server(|| (), "127.0.0.1", 0, opts).await?;
+    /// assert!(!server.is_serving());
+    /// server.start_serving().await?;
+    /// assert!(server.is_serving());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_serving(&self) -> bool {
+        let st = self.inner.lock();
+        !st.closed
+            && st
+                .listeners
+                .iter()
+                .any(|l| matches!(l, Listener::Listening { .. }))
+    }
+
+    /// Start listening and accepting (idempotent). An error if the server is
+    /// closed or `listen()` fails.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// server.start_serving().await?; // already serving: nothing happens
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_serving(&self) -> io::Result<()> {
+        let mut st = self.inner.lock();
+        if st.closed {
+            return Err(io::Error::other("server is closed"));
+        }
+        let backlog = i32::try_from(self.inner.options.backlog).unwrap_or(i32::MAX);
+        let listeners = std::mem::take(&mut st.listeners);
+        let mut result = Ok(());
+        for l in listeners {
+            let next = match l {
+                Listener::Bound(sock, addr) if result.is_ok() => {
+                    match sock
+                        .listen(backlog)
+                        .and_then(|_| TcpListener::from_std(sock.into()))
+                    {
+                        Ok(listener) => {
+                            let listener = Arc::new(listener);
+                            let task = tokio::spawn(accept_loop(
+                                Arc::downgrade(&self.inner),
+                                listener.clone(),
+                                addr,
+                            ));
+                            Listener::Listening {
+                                listener,
+                                addr,
+                                task,
+                            }
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            continue;
+                        }
+                    }
+                }
+                other => other,
+            };
+            st.listeners.push(next);
+        }
+        result
+    }
+
+    /// Serve until the server is closed (asyncio's `serve_forever`). An error
+    /// if the server is already closed or already being served forever. If
+    /// this future is dropped (cancelled), the server is closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// let s2 = server.clone();
+    /// tokio::spawn(async move { s2.close() });
+    /// server.serve_forever().await?; // returns once closed
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_forever(&self) -> io::Result<()> {
+        {
+            let mut st = self.inner.lock();
+            if st.closed {
+                return Err(io::Error::other("server is closed"));
+            }
+            if st.serving_forever {
+                return Err(io::Error::other(
+                    "server is already being awaited on serve_forever()",
+                ));
+            }
+            st.serving_forever = true;
+        }
+        struct CloseOnDrop<'a>(&'a Inner);
+        impl Drop for CloseOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.lock().serving_forever = false;
+                self.0.close();
+            }
+        }
+        let _guard = CloseOnDrop(&self.inner);
+        self.start_serving().await?;
+        loop {
+            let mut changed = pin!(self.inner.changed.notified());
+            changed.as_mut().enable();
+            if self.inner.lock().closed {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Stop listening (connects are refused from now on). Accepted
+    /// connections stay open. Idempotent.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// server.close();
+    /// server.close();
+    /// assert!(!server.is_serving());
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Resolves once the server is closed **and** every connection it
+    /// accepted has delivered `connection_lost` (CPython 3.12.1+ semantics:
+    /// it waits while the server is open, even with no connections).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// server.close();
+    /// server.wait_closed().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_closed(&self) {
+        loop {
+            let mut changed = pin!(self.inner.changed.notified());
+            changed.as_mut().enable();
+            {
+                let st = self.inner.lock();
+                if st.closed && st.clients.is_empty() {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// `close()` every connection the server accepted (graceful: each
+    /// flushes first).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// server.close();
+    /// server.close_clients();
+    /// server.wait_closed().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn close_clients(&self) {
+        for t in self.clients() {
+            t.close();
+        }
+    }
+
+    /// `abort()` every connection the server accepted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// server.close();
+    /// server.abort_clients();
+    /// server.wait_closed().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn abort_clients(&self) {
+        for t in self.clients() {
+            t.abort();
+        }
+    }
+
+    /// The transports of the live connections the server accepted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// assert!(server.clients().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn clients(&self) -> Vec<Transport> {
+        self.inner.lock().clients.values().cloned().collect()
+    }
+}
+
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
+    )
+}
+
+/// errno values (Linux) without a libc dependency.
+mod libc_errno {
+    pub const ENOMEM: i32 = 12;
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
+    pub const ENOBUFS: i32 = 105;
+}
+
+async fn accept_loop(server: Weak<Inner>, listener: Arc<TcpListener>, addr: SocketAddr) {
+    loop {
+        let accepted = listener.accept().await;
+        let Some(inner) = server.upgrade() else {
+            return;
+        };
+        match accepted {
+            Ok((stream, peer)) => accept_one(&inner, stream, peer),
+            Err(_) if inner.lock().closed => return,
+            Err(e) if is_resource_error(&e) => {
+                call_exception_handler(
+                    &ExceptionContext::new("socket.accept() out of system resource")
+                        .with_error(&e)
+                        .with_sockname(Some(addr)),
+                );
+                drop(inner);
+                // One retry after the delay, however many errors the batch had.
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            Err(e) => {
+                call_exception_handler(
+                    &ExceptionContext::new("socket.accept() failed")
+                        .with_error(&e)
+                        .with_sockname(Some(addr)),
+                );
+                drop(inner);
+                // Do not spin on a persistent error.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let opts = &inner.options;
+    if opts.keep_alive {
+        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+    }
+    let factory = inner.factory.clone();
+    let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (factory)())) {
+        Ok(p) => p,
+        Err(_) => {
+            let err = io::Error::other("protocol_factory() panicked");
+            call_exception_handler(
+                &ExceptionContext::new("Error on transport creation for incoming connection")
+                    .with_error(&err)
+                    .with_peername(Some(peer)),
+            );
+            return;
+        }
+    };
+    let weak = Arc::downgrade(inner);
+    let on_finish = Box::new(move |t: &Transport| {
+        if let Some(inner) = weak.upgrade() {
+            inner.lock().clients.remove(&t.id());
+            inner.changed.notify_waiters();
+        }
+    });
+    // Attach before `connection_made` runs: hold the lock across the spawn,
+    // so the task cannot finish (and detach) before it is attached.
+    let mut st = inner.lock();
+    let (transport, _started) = spawn_tcp(
+        stream,
+        protocol,
+        opts.nodelay,
+        opts.write_limits,
+        Some(peer),
+        Some(on_finish),
+    );
+    st.clients.insert(transport.id(), transport);
+}

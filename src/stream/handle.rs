@@ -1,0 +1,740 @@
+//! The [`Transport`] handle: what protocols and application code hold.
+//!
+//! A handle is a cheap `Arc` clone. Every method either reads state the
+//! handle shares with the connection's task (buffer size, flags, limits,
+//! addresses), or sends the task a [`Command`]: over the connection's mpsc
+//! channel from anywhere, or, from inside one of the connection's own
+//! callbacks, straight onto the list the task applies when the callback
+//! returns (see [`context`](super::context)).
+
+use std::future::Future;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use tokio::sync::Notify;
+
+use super::context;
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::extra::{Extra, ExtraInfo, SocketAddress};
+use crate::{AnyProtocol, IntoProtocol, TransportError, WriteLimits};
+
+/// After this many writes dropped because the connection was lost, every
+/// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
+pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
+/// A request from a handle to the connection's task.
+pub(crate) enum Command {
+    Write(Bytes),
+    WriteMany(Vec<Bytes>),
+    WriteEof,
+    Close,
+    Abort,
+    PauseReading,
+    ResumeReading,
+    SetLimits(WriteLimits),
+    SetProtocol(AnyProtocol),
+    WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
+}
+
+// Flag bits in `Shared::flags`.
+/// `close()`/`abort()` was called or the task began closing.
+pub(crate) const CLOSING: u8 = 1;
+/// `write_eof()` was called.
+pub(crate) const EOF_WRITTEN: u8 = 2;
+/// `pause_reading()` is in force.
+pub(crate) const READ_PAUSED: u8 = 4;
+/// Reading ended for good (EOF, close, loss).
+pub(crate) const READ_DONE: u8 = 8;
+/// The connection is lost: writes are dropped.
+pub(crate) const LOST: u8 = 16;
+/// `connection_lost` has returned and the I/O is released.
+pub(crate) const FINISHED: u8 = 32;
+
+/// State shared by every handle of one connection and its task.
+pub(crate) struct Shared {
+    pub(crate) id: usize,
+    tx: mpsc::UnboundedSender<Command>,
+    /// Bytes written and not yet handed to the kernel (channel + queue).
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) flags: AtomicU8,
+    low: AtomicUsize,
+    high: AtomicUsize,
+    pub(crate) dropped_writes: AtomicUsize,
+    pub(crate) can_write_eof: bool,
+    pub(crate) extra: Extra,
+    pub(crate) finished: Notify,
+    pub(crate) drained: Notify,
+    pub(crate) drain_waiters: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        extra: Extra,
+        limits: WriteLimits,
+        can_write_eof: bool,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Command>) {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tx,
+            buffered: AtomicUsize::new(0),
+            flags: AtomicU8::new(0),
+            low: AtomicUsize::new(limits.low),
+            high: AtomicUsize::new(limits.high),
+            dropped_writes: AtomicUsize::new(0),
+            can_write_eof,
+            extra,
+            finished: Notify::new(),
+            drained: Notify::new(),
+            drain_waiters: AtomicUsize::new(0),
+        });
+        (shared, rx)
+    }
+
+    pub(crate) fn has(&self, bits: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & bits != 0
+    }
+
+    pub(crate) fn set(&self, bits: u8) {
+        self.flags.fetch_or(bits, Ordering::AcqRel);
+    }
+
+    fn clear(&self, bits: u8) {
+        self.flags.fetch_and(!bits, Ordering::AcqRel);
+    }
+
+    pub(crate) fn low(&self) -> usize {
+        self.low.load(Ordering::Acquire)
+    }
+
+    /// Count one write dropped because the connection is lost, and report
+    /// it once the count reaches the threshold.
+    pub(crate) fn count_dropped_write(&self) {
+        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+            call_exception_handler(
+                &ExceptionContext::new("socket.send() raised exception.")
+                    .with_peername(self.extra.peer_inet()),
+            );
+        }
+    }
+
+    /// Wake `drain()` callers if the buffer is at or below the low watermark.
+    pub(crate) fn notify_drained(&self) {
+        if self.drain_waiters.load(Ordering::Acquire) > 0
+            && (self.buffered.load(Ordering::Acquire) <= self.low() || self.has(LOST))
+        {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// A handle to a stream transport: asyncio's `Transport` (with its
+/// `BaseTransport`, `ReadTransport` and `WriteTransport` methods).
+///
+/// Clone it freely and use it from any thread. The connection's I/O lives in
+/// its own tokio task; methods that change the connection send that task a
+/// message and return at once. Called from inside one of the connection's own
+/// callbacks, they skip the channel: the task applies them, in order, right
+/// after the callback returns, and sends everything that callback wrote in
+/// one vectored write.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (a, mut b) = tokio::io::duplex(1024);
+/// let t = tokio_transports::connect_io(a, ()).await;
+/// t.write("hello").unwrap();
+/// t.close();
+/// t.closed().await;
+/// let mut out = String::new();
+/// tokio::io::AsyncReadExt::read_to_string(&mut b, &mut out).await.unwrap();
+/// assert_eq!(out, "hello");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("id", &self.shared.id)
+            .field("peername", &self.shared.extra.peername)
+            .field("closing", &self.is_closing())
+            .field("write_buffer_size", &self.get_write_buffer_size())
+            .finish()
+    }
+}
+
+impl Transport {
+    fn send(&self, cmd: Command) {
+        if let Some(cmd) = context::try_push(self.shared.id, cmd) {
+            // The receiver lives as long as the task; once the task is gone
+            // every command is moot (the connection is lost), so an error here
+            // needs no handling.
+            let _ = self.shared.tx.unbounded_send(cmd);
+        }
+    }
+
+    /// A unique id for this connection (stable across clones).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert_eq!(t.id(), t.clone().id());
+    /// # }
+    /// ```
+    pub fn id(&self) -> usize {
+        self.shared.id
+    }
+
+    // ---- WriteTransport --------------------------------------------------
+
+    /// Queue `data` for sending (asyncio's `write`). Never blocks. Empty data
+    /// is ignored. After the connection is lost the data is dropped and
+    /// counted ([`Transport::dropped_writes`]), never an error. After
+    /// [`write_eof`](Self::write_eof) it is an error and nothing is queued.
+    ///
+    /// Pass a received `Bytes` to echo it without a copy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.write(&b"ping"[..]).unwrap();
+    /// t.write(vec![1u8, 2, 3]).unwrap();
+    /// t.write_eof();
+    /// assert!(t.write("late").is_err());
+    /// # }
+    /// ```
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), TransportError> {
+        let data = data.into();
+        let flags = self.shared.flags.load(Ordering::Acquire);
+        if flags & EOF_WRITTEN != 0 {
+            return Err(TransportError::WriteAfterEof);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if flags & LOST != 0 {
+            self.shared.count_dropped_write();
+            return Ok(());
+        }
+        self.shared.buffered.fetch_add(data.len(), Ordering::AcqRel);
+        self.send(Command::Write(data));
+        Ok(())
+    }
+
+    /// Queue several buffers at once (asyncio's `writelines`): they go out in
+    /// one vectored write, and flow control applies as for
+    /// [`write`](Self::write). Empty chunks are skipped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.writelines([&b"GET / HTTP/1.1\r\n"[..], b"", b"\r\n"]).unwrap();
+    /// assert_eq!(t.get_write_buffer_size() <= 18, true);
+    /// # }
+    /// ```
+    pub fn writelines<I>(&self, chunks: I) -> Result<(), TransportError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let flags = self.shared.flags.load(Ordering::Acquire);
+        if flags & EOF_WRITTEN != 0 {
+            return Err(TransportError::WriteAfterEof);
+        }
+        let chunks: Vec<Bytes> = chunks
+            .into_iter()
+            .map(Into::into)
+            .filter(|c: &Bytes| !c.is_empty())
+            .collect();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if flags & LOST != 0 {
+            self.shared.count_dropped_write();
+            return Ok(());
+        }
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        self.shared.buffered.fetch_add(total, Ordering::AcqRel);
+        self.send(Command::WriteMany(chunks));
+        Ok(())
+    }
+
+    /// Half-close: shut down the write half once the buffer is flushed
+    /// (asyncio's `write_eof`). Data is still received afterwards. Later
+    /// writes are errors. A no-op when closing or already done.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(t.can_write_eof());
+    /// t.write_eof();
+    /// t.write_eof(); // idempotent
+    /// # }
+    /// ```
+    pub fn write_eof(&self) {
+        if self.shared.has(CLOSING | EOF_WRITTEN | LOST) {
+            return;
+        }
+        self.shared.set(EOF_WRITTEN);
+        self.send(Command::WriteEof);
+    }
+
+    /// Whether [`write_eof`](Self::write_eof) is supported: `true` for TCP,
+    /// Unix streams and any I/O whose shutdown half-closes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(t.can_write_eof());
+    /// # }
+    /// ```
+    pub fn can_write_eof(&self) -> bool {
+        self.shared.can_write_eof
+    }
+
+    /// Bytes written and not yet handed to the kernel, exact the moment
+    /// [`write`](Self::write) returns, from any thread.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.write(vec![0u8; 1000]).unwrap();
+    /// assert_eq!(t.get_write_buffer_size(), 1000);
+    /// # }
+    /// ```
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// The watermarks as `(low, high)`, low first as in asyncio.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert_eq!(t.get_write_buffer_limits(), (16384, 65536));
+    /// # }
+    /// ```
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (
+            self.shared.low.load(Ordering::Acquire),
+            self.shared.high.load(Ordering::Acquire),
+        )
+    }
+
+    /// Set the watermarks (asyncio's `set_write_buffer_limits(high, low)`):
+    /// neither → 64 KiB / 16 KiB; only `high` → `low = high / 4`; only `low`
+    /// → `high = 4 * low`; `low > high` → an error and nothing changes.
+    /// Effective at once: going strictly over the new high pauses the protocol.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.set_write_buffer_limits(Some(1000), None).unwrap();
+    /// assert_eq!(t.get_write_buffer_limits(), (250, 1000));
+    /// assert!(t.set_write_buffer_limits(Some(10), Some(20)).is_err());
+    /// # }
+    /// ```
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), TransportError> {
+        let limits = WriteLimits::new(high, low)?;
+        self.shared.low.store(limits.low, Ordering::Release);
+        self.shared.high.store(limits.high, Ordering::Release);
+        self.send(Command::SetLimits(limits));
+        Ok(())
+    }
+
+    /// Close gracefully (asyncio's `close`): stop reading, flush the write
+    /// buffer, then deliver `connection_lost(None)`. Idempotent; a no-op
+    /// after the connection is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.close();
+    /// assert!(t.is_closing());
+    /// t.closed().await;
+    /// t.close(); // silent no-op
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        if self.shared.has(CLOSING | LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Close);
+    }
+
+    /// Close at once (asyncio's `abort`): drop the write buffer and deliver
+    /// `connection_lost(None)`. A no-op after the connection is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.abort();
+    /// t.closed().await;
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        if self.shared.has(LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Abort);
+    }
+
+    /// Whether the transport is closing or closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(!t.is_closing());
+    /// # }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shared.has(CLOSING | LOST)
+    }
+
+    // ---- ReadTransport ---------------------------------------------------
+
+    /// Whether the transport is receiving: false while paused, after EOF
+    /// (for good) and once closing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(t.is_reading());
+    /// t.pause_reading();
+    /// assert!(!t.is_reading());
+    /// # }
+    /// ```
+    pub fn is_reading(&self) -> bool {
+        !self.shared.has(READ_PAUSED | READ_DONE | CLOSING | LOST)
+    }
+
+    /// Stop delivering received data until [`resume_reading`](Self::resume_reading).
+    /// Idempotent; a no-op on a closing transport. Called from a callback, no
+    /// data is delivered after that callback returns.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.pause_reading();
+    /// t.pause_reading();
+    /// t.resume_reading();
+    /// assert!(t.is_reading());
+    /// # }
+    /// ```
+    pub fn pause_reading(&self) {
+        if self.shared.has(READ_PAUSED | READ_DONE | CLOSING | LOST) {
+            return;
+        }
+        self.shared.set(READ_PAUSED);
+        self.send(Command::PauseReading);
+    }
+
+    /// Resume delivering received data. Idempotent; a no-op on a closing
+    /// transport or after EOF.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.resume_reading();
+    /// assert!(t.is_reading());
+    /// # }
+    /// ```
+    pub fn resume_reading(&self) {
+        if !self.shared.has(READ_PAUSED) || self.shared.has(READ_DONE | CLOSING | LOST) {
+            return;
+        }
+        self.shared.clear(READ_PAUSED);
+        self.send(Command::ResumeReading);
+    }
+
+    // ---- BaseTransport ---------------------------------------------------
+
+    /// Replace the protocol (asyncio's `set_protocol`). The new protocol gets
+    /// every later callback; it does not get `connection_made` (hand it a
+    /// clone of this handle yourself). A [`Buffered`](crate::Buffered)
+    /// protocol switches reading to its buffer. From a callback, the switch
+    /// happens right after that callback returns. The old protocol is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// use tokio_transports::{BaseProtocol, Protocol};
+    /// struct Next;
+    /// impl BaseProtocol for Next {}
+    /// impl Protocol for Next {}
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.set_protocol(Next);
+    /// # }
+    /// ```
+    pub fn set_protocol(&self, protocol: impl IntoProtocol) {
+        self.send(Command::SetProtocol(protocol.into_protocol()));
+    }
+
+    /// Run `f` on the current protocol, on the connection's task, between two
+    /// callbacks: the Rust counterpart of asyncio's `get_protocol`, since the
+    /// task owns the protocol. Resolves to `None` if the connection is already
+    /// finished.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let buffered = t.with_protocol(|p| p.is_buffered()).await;
+    /// assert_eq!(buffered, Some(false));
+    /// # }
+    /// ```
+    pub fn with_protocol<R, F>(&self, f: F) -> impl Future<Output = Option<R>> + Send + 'static
+    where
+        F: FnOnce(&mut AnyProtocol) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::WithProtocol(Box::new(move |p| {
+            let _ = tx.send(f(p));
+        })));
+        async move { rx.await.ok() }
+    }
+
+    /// Extra information by asyncio's names: `"peername"`, `"sockname"`,
+    /// `"socket"`. Unknown names give `None`. Addresses stay available after
+    /// the connection is closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let opts = tokio_transports::ConnectOptions::default();
+    /// let t = tokio_transports::create_connection(|| (), "127.0.0.1", addr.port(), opts).await.unwrap();
+    /// use tokio_transports::{ExtraInfo, SocketAddress};
+    /// assert_eq!(t.get_extra_info("peername"), Some(ExtraInfo::Address(SocketAddress::Inet(addr))));
+    /// assert_eq!(t.get_extra_info("no such key"), None);
+    /// # }
+    /// ```
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        let extra = &self.shared.extra;
+        match name {
+            "peername" => extra.peername.clone().map(ExtraInfo::Address),
+            "sockname" => extra.sockname.clone().map(ExtraInfo::Address),
+            "socket" => {
+                (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer's IP address and port (TCP), captured when the connection was made.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert_eq!(t.peername(), None); // an in-memory pipe has no address
+    /// # }
+    /// ```
+    pub fn peername(&self) -> Option<std::net::SocketAddr> {
+        self.shared.extra.peer_inet()
+    }
+
+    /// The local IP address and port (TCP).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert_eq!(t.sockname(), None);
+    /// # }
+    /// ```
+    pub fn sockname(&self) -> Option<std::net::SocketAddr> {
+        self.shared
+            .extra
+            .sockname
+            .as_ref()
+            .and_then(SocketAddress::as_inet)
+    }
+
+    /// The peer address of any family (Unix sockets included).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+    /// let t = tokio_transports::connect_unix_stream(a, ()).await;
+    /// assert_eq!(t.peer_address(), Some(&tokio_transports::SocketAddress::Unix(None)));
+    /// # }
+    /// ```
+    pub fn peer_address(&self) -> Option<&SocketAddress> {
+        self.shared.extra.peername.as_ref()
+    }
+
+    /// The local address of any family.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+    /// let t = tokio_transports::connect_unix_stream(a, ()).await;
+    /// assert!(t.local_address().is_some());
+    /// # }
+    /// ```
+    pub fn local_address(&self) -> Option<&SocketAddress> {
+        self.shared.extra.sockname.as_ref()
+    }
+
+    /// Run `f` with the socket (to get or set options), if the transport
+    /// has one and it is still open; `None` otherwise. The socket cannot be
+    /// closed while `f` runs, so keep `f` short.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// let opts = tokio_transports::ConnectOptions::default();
+    /// let t = tokio_transports::create_connection(|| (), "127.0.0.1", port, opts).await.unwrap();
+    /// let nodelay = t.with_socket(|s| s.tcp_nodelay().unwrap());
+    /// assert_eq!(nodelay, Some(true));
+    /// # }
+    /// ```
+    pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
+        let guard = self
+            .shared
+            .extra
+            .fd
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let fd = (*guard)?;
+        // SAFETY: the driver clears `fd` under this same lock before it
+        // closes the I/O, so while we hold the lock and `fd` is `Some`, the
+        // descriptor is open and owned by this transport's I/O.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        Some(f(socket2::SockRef::from(&borrowed)))
+    }
+
+    // ---- beyond asyncio --------------------------------------------------
+
+    /// How many writes were dropped because the connection was already lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.abort();
+    /// t.closed().await;
+    /// t.write("x").unwrap();
+    /// assert_eq!(t.dropped_writes(), 1);
+    /// # }
+    /// ```
+    pub fn dropped_writes(&self) -> usize {
+        self.shared.dropped_writes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the write buffer is at or below the low watermark (like
+    /// a stream writer's `drain`). An error if the connection was lost with
+    /// data still unsent.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, mut b) = tokio::io::duplex(1 << 20);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.write(vec![7u8; 100_000]).unwrap();
+    /// t.drain().await.unwrap();
+    /// assert!(t.get_write_buffer_size() <= 16384);
+    /// # }
+    /// ```
+    pub async fn drain(&self) -> io::Result<()> {
+        let shared = &self.shared;
+        loop {
+            let mut notified = pin!(shared.drained.notified());
+            notified.as_mut().enable();
+            let size = shared.buffered.load(Ordering::Acquire);
+            if shared.has(LOST) {
+                return if size == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "connection lost with data unsent",
+                    ))
+                };
+            }
+            if size <= shared.low() {
+                return Ok(());
+            }
+            shared.drain_waiters.fetch_add(1, Ordering::AcqRel);
+            // Re-check after registering, so a drain between the check and
+            // the increment is not missed.
+            if shared.buffered.load(Ordering::Acquire) <= shared.low() || shared.has(LOST) {
+                shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            notified.await;
+            shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Resolves once `connection_lost` has run and the I/O is released: the
+    /// `on_con_lost` future of asyncio's examples, without the plumbing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// drop(b); // the peer goes away: EOF, and the default eof_received closes
+    /// t.closed().await;
+    /// assert!(t.is_closing());
+    /// # }
+    /// ```
+    pub async fn closed(&self) {
+        loop {
+            let mut notified = pin!(self.shared.finished.notified());
+            notified.as_mut().enable();
+            if self.shared.has(FINISHED) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether `connection_lost` has run.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(!t.is_closed());
+    /// t.abort();
+    /// t.closed().await;
+    /// assert!(t.is_closed());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.has(FINISHED)
+    }
+}

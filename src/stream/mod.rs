@@ -1,0 +1,137 @@
+//! Stream transports over any `AsyncRead + AsyncWrite`: TCP, Unix streams,
+//! in-memory pipes, and later TLS and subprocess pipes.
+//!
+//! * [`state`]: the sans-IO state machine (write queue, watermarks, read and
+//!   close state).
+//! * [`handle`]: the cloneable [`Transport`] and the commands it sends.
+//! * [`context`]: the in-callback fast path for those commands.
+//! * [`driver`]: the tokio task that owns the I/O.
+//! * [`read_pool`]: the per-thread read buffer.
+
+pub(crate) mod context;
+pub(crate) mod driver;
+pub(crate) mod handle;
+pub(crate) mod read_pool;
+pub(crate) mod state;
+
+use std::io;
+
+use futures::channel::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::extra::{Extra, SocketAddress};
+use crate::{IntoProtocol, WriteLimits};
+use driver::{Driver, OnFinish};
+use handle::{Shared, Transport};
+use state::StreamState;
+
+/// How to build one stream transport (crate-internal).
+pub(crate) struct StreamConfig {
+    pub(crate) extra: Extra,
+    pub(crate) limits: WriteLimits,
+    pub(crate) can_write_eof: bool,
+    pub(crate) on_finish: Option<OnFinish>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            extra: Extra::default(),
+            limits: WriteLimits::default(),
+            can_write_eof: true,
+            on_finish: None,
+        }
+    }
+}
+
+/// Spawn the task for one connection on the current runtime. The receiver
+/// resolves once `connection_made` has run.
+pub(crate) fn spawn_stream<IO>(
+    io: IO,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+) -> (Transport, oneshot::Receiver<()>)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (shared, rx) = Shared::new(config.extra, config.limits, config.can_write_eof);
+    let transport = Transport { shared };
+    let (started_tx, started_rx) = oneshot::channel();
+    let driver = Driver::new(
+        io,
+        transport.clone(),
+        rx,
+        StreamState::new(config.limits),
+        protocol.into_protocol(),
+        started_tx,
+        config.on_finish,
+    );
+    tokio::spawn(driver);
+    (transport, started_rx)
+}
+
+/// Wait for `connection_made`; an error if the task died first (its runtime
+/// shut down).
+pub(crate) async fn started(rx: oneshot::Receiver<()>) -> io::Result<()> {
+    rx.await
+        .map_err(|_| io::Error::other("the transport task ended before connection_made"))
+}
+
+/// Wrap any `AsyncRead + AsyncWrite` in a stream transport driven by
+/// `protocol`, on the current tokio runtime. Returns once
+/// `connection_made` has run, as asyncio's creation methods do.
+///
+/// Works with `tokio::io::duplex`, TLS streams, and anything else; addresses
+/// are unknown (`peername()` is `None`).
+///
+/// # Panics
+/// Outside a tokio runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (a, b) = tokio::io::duplex(4096);
+/// let t = tokio_transports::connect_io(a, ()).await;
+/// t.write("over an in-memory pipe").unwrap();
+/// # drop(b);
+/// # }
+/// ```
+pub async fn connect_io<IO>(io: IO, protocol: impl IntoProtocol) -> Transport
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (transport, rx) = spawn_stream(io, protocol, StreamConfig::default());
+    // The task only ends before `connection_made` if the runtime is shutting
+    // down; the transport is then already lost, which its methods handle.
+    let _ = started(rx).await;
+    transport
+}
+
+/// Wrap a connected Unix stream socket (e.g. one end of
+/// `UnixStream::pair()`, the reference's "connecting existing sockets"
+/// example). Addresses are captured as [`SocketAddress::Unix`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (rsock, _wsock) = tokio::net::UnixStream::pair().unwrap();
+/// let t = tokio_transports::connect_unix_stream(rsock, ()).await;
+/// assert!(t.can_write_eof());
+/// # }
+/// ```
+pub async fn connect_unix_stream(
+    stream: tokio::net::UnixStream,
+    protocol: impl IntoProtocol,
+) -> Transport {
+    use std::os::fd::AsRawFd;
+    let extra = Extra::new(
+        stream.peer_addr().ok().map(SocketAddress::from),
+        stream.local_addr().ok().map(SocketAddress::from),
+        Some(stream.as_raw_fd()),
+    );
+    let config = StreamConfig {
+        extra,
+        ..StreamConfig::default()
+    };
+    let (transport, rx) = spawn_stream(stream, protocol, config);
+    let _ = started(rx).await;
+    transport
+}

@@ -1,0 +1,307 @@
+//! The stream transport's state machine, free of I/O (the sans-IO core).
+//!
+//! [`StreamState`] owns the write queue, the watermarks and the paused-writing
+//! flag, the read state (reading, paused, EOF) and the close state (open,
+//! closing while flushing, lost). The tokio driver feeds it what happened
+//! (a write was asked for, `n` bytes went out, EOF was read, an error) and
+//! executes the [`Event`]s it emits (call `pause_writing`, shut down the write
+//! half, deliver `connection_lost`). Unit tests drive it without a runtime.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes};
+
+use crate::WriteLimits;
+
+/// Where the connection as a whole is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Normal operation.
+    Open,
+    /// `close()` was called (or EOF closed it): no more reading; the write
+    /// queue is being flushed and still accepts writes (asyncio does too).
+    Closing,
+    /// `connection_lost` is due or done: nothing more happens.
+    Lost,
+}
+
+/// The read half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadState {
+    Reading,
+    Paused,
+    /// EOF was read: reading is off for good.
+    Eof,
+    /// The transport is closing or lost: reading is off for good.
+    Stopped,
+}
+
+/// The write half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteSide {
+    Open,
+    /// `write_eof()` was called with data queued: shut down once it drains.
+    EofPending,
+    /// The write half was shut down (or is being shut down now).
+    Shut,
+}
+
+/// What the driver must do next, in order.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Call `protocol.pause_writing()`.
+    PauseWriting,
+    /// Call `protocol.resume_writing()`.
+    ResumeWriting,
+    /// Shut down the write half of the I/O (half-close).
+    ShutdownWrite,
+    /// Deliver `connection_lost(exc)` and release the I/O. Emitted once, last.
+    Lost(Option<io::Error>),
+}
+
+/// What became of one `write`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteOutcome {
+    Queued,
+    /// Empty data: nothing to do.
+    Empty,
+    /// The connection is lost (or the write half is shut): dropped and counted.
+    Dropped,
+}
+
+/// The transport's state, driven by its I/O task.
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    limits: WriteLimits,
+    write_paused: bool,
+    phase: Phase,
+    read: ReadState,
+    write_side: WriteSide,
+    dropped_writes: usize,
+    events: VecDeque<Event>,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        Self::new(WriteLimits::default())
+    }
+}
+
+impl StreamState {
+    pub(crate) fn new(limits: WriteLimits) -> Self {
+        StreamState {
+            queue: VecDeque::new(),
+            queued: 0,
+            limits,
+            write_paused: false,
+            phase: Phase::Open,
+            read: ReadState::Reading,
+            write_side: WriteSide::Open,
+            dropped_writes: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    // ---- queries -------------------------------------------------------
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub(crate) fn is_reading(&self) -> bool {
+        self.read == ReadState::Reading
+    }
+
+    pub(crate) fn read_state(&self) -> ReadState {
+        self.read
+    }
+
+    #[cfg(test)]
+    pub(crate) fn write_side(&self) -> WriteSide {
+        self.write_side
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_write_paused(&self) -> bool {
+        self.write_paused
+    }
+
+    #[cfg(test)]
+    pub(crate) fn limits(&self) -> WriteLimits {
+        self.limits
+    }
+
+    #[cfg(test)]
+    pub(crate) fn dropped_writes(&self) -> usize {
+        self.dropped_writes
+    }
+
+    /// Whether events are waiting for the driver.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The next event for the driver to execute.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- writing -------------------------------------------------------
+
+    /// Queue `data`. Flow control is checked separately ([`Self::check_pause`])
+    /// so the driver can try the write first, as asyncio does.
+    pub(crate) fn write(&mut self, data: Bytes) -> WriteOutcome {
+        if data.is_empty() {
+            return WriteOutcome::Empty;
+        }
+        if self.phase == Phase::Lost || self.write_side != WriteSide::Open {
+            self.dropped_writes += 1;
+            return WriteOutcome::Dropped;
+        }
+        self.queued += data.len();
+        self.queue.push_back(data);
+        WriteOutcome::Queued
+    }
+
+    /// Emit `PauseWriting` if the queue is strictly over the high watermark
+    /// and the protocol is not paused yet.
+    pub(crate) fn check_pause(&mut self) {
+        if self.phase != Phase::Lost && !self.write_paused && self.queued > self.limits.high {
+            self.write_paused = true;
+            self.events.push_back(Event::PauseWriting);
+        }
+    }
+
+    /// New watermarks, effective at once: may pause (never resumes by itself,
+    /// as in asyncio; the next drain does).
+    pub(crate) fn set_limits(&mut self, limits: WriteLimits) {
+        self.limits = limits;
+        self.check_pause();
+    }
+
+    /// Fill `out` with the queued chunks, oldest first; returns how many.
+    pub(crate) fn chunks<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in out.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// `n` bytes from the front of the queue were written. Emits
+    /// `ResumeWriting` if the queue drained to the low watermark.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.queued);
+        n = n.min(self.queued);
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        if self.write_paused && self.queued <= self.limits.low && self.phase != Phase::Lost {
+            self.write_paused = false;
+            self.events.push_back(Event::ResumeWriting);
+        }
+    }
+
+    /// Called by the driver when the queue is empty and every callback has
+    /// run: finish a pending close or half-close.
+    pub(crate) fn drained(&mut self) {
+        if self.queued != 0 {
+            return;
+        }
+        match (self.phase, self.write_side) {
+            (Phase::Closing, _) => self.lose(None),
+            (Phase::Open, WriteSide::EofPending) => {
+                self.write_side = WriteSide::Shut;
+                self.events.push_back(Event::ShutdownWrite);
+            }
+            _ => {}
+        }
+    }
+
+    /// Half-close: shut the write half once the queue is empty. A no-op when
+    /// closing, lost, or already done.
+    pub(crate) fn write_eof(&mut self) {
+        if self.phase != Phase::Open || self.write_side != WriteSide::Open {
+            return;
+        }
+        self.write_side = WriteSide::EofPending;
+        self.drained();
+    }
+
+    // ---- reading -------------------------------------------------------
+
+    pub(crate) fn pause_reading(&mut self) {
+        if self.read == ReadState::Reading {
+            self.read = ReadState::Paused;
+        }
+    }
+
+    pub(crate) fn resume_reading(&mut self) {
+        if self.read == ReadState::Paused {
+            self.read = ReadState::Reading;
+        }
+    }
+
+    /// EOF was read. Returns whether `eof_received` must be called (once).
+    pub(crate) fn read_eof(&mut self) -> bool {
+        match self.read {
+            ReadState::Reading | ReadState::Paused => {
+                self.read = ReadState::Eof;
+                self.phase == Phase::Open
+            }
+            ReadState::Eof | ReadState::Stopped => false,
+        }
+    }
+
+    // ---- closing -------------------------------------------------------
+
+    /// Graceful close: stop reading, flush, then `Lost(None)`.
+    pub(crate) fn close(&mut self) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.phase = Phase::Closing;
+        self.read = ReadState::Stopped;
+        self.drained();
+    }
+
+    /// Drop the queue and lose the connection with `exc`. A no-op once lost.
+    /// Returns how many queued bytes were discarded.
+    pub(crate) fn abort(&mut self, exc: Option<io::Error>) -> usize {
+        if self.phase == Phase::Lost {
+            return 0;
+        }
+        let discarded = self.queued;
+        self.queue.clear();
+        self.queued = 0;
+        self.lose(exc);
+        discarded
+    }
+
+    fn lose(&mut self, exc: Option<io::Error>) {
+        self.phase = Phase::Lost;
+        self.read = ReadState::Stopped;
+        self.events.push_back(Event::Lost(exc));
+    }
+}
+
+#[cfg(test)]
+mod tests;

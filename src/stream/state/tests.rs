@@ -1,0 +1,246 @@
+//! Unit tests of the sans-IO state machine: no sockets, no runtime.
+
+use super::*;
+
+fn limits(low: usize, high: usize) -> WriteLimits {
+    WriteLimits { low, high }
+}
+
+fn events(sm: &mut StreamState) -> Vec<String> {
+    std::iter::from_fn(|| sm.poll_event())
+        .map(|e| match e {
+            Event::PauseWriting => "pause".to_string(),
+            Event::ResumeWriting => "resume".to_string(),
+            Event::ShutdownWrite => "shutdown".to_string(),
+            Event::Lost(None) => "lost".to_string(),
+            Event::Lost(Some(e)) => format!("lost({e})"),
+        })
+        .collect()
+}
+
+fn b(n: usize) -> Bytes {
+    Bytes::from(vec![b'x'; n])
+}
+
+#[test]
+fn pause_only_strictly_over_high() {
+    let mut sm = StreamState::new(limits(2, 10));
+    sm.write(b(10));
+    sm.check_pause();
+    assert!(events(&mut sm).is_empty(), "equal to high does not pause");
+    sm.write(b(1));
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.write(b(100));
+    sm.check_pause();
+    assert!(events(&mut sm).is_empty(), "edge-triggered: one pause");
+    assert!(sm.is_write_paused());
+}
+
+#[test]
+fn resume_at_or_below_low() {
+    let mut sm = StreamState::new(limits(4, 10));
+    sm.write(b(20));
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.consume(15); // 5 left: above low
+    assert!(events(&mut sm).is_empty());
+    sm.consume(1); // 4 left: at low
+    assert_eq!(events(&mut sm), ["resume"]);
+    sm.consume(4);
+    assert!(events(&mut sm).is_empty(), "one resume per pause");
+}
+
+#[test]
+fn zero_watermarks() {
+    let mut sm = StreamState::new(limits(0, 0));
+    sm.write(b(1));
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.write(b(1));
+    sm.consume(1);
+    assert!(events(&mut sm).is_empty(), "low 0: resume only when empty");
+    sm.consume(1);
+    assert_eq!(events(&mut sm), ["resume"]);
+}
+
+#[test]
+fn tightening_limits_pauses_loosening_does_not_resume() {
+    let mut sm = StreamState::new(limits(16, 64));
+    sm.write(b(50));
+    sm.check_pause();
+    assert!(events(&mut sm).is_empty());
+    sm.set_limits(limits(10, 40));
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.set_limits(limits(100, 400));
+    assert!(events(&mut sm).is_empty(), "RW only comes with a drain");
+    sm.consume(1);
+    assert_eq!(events(&mut sm), ["resume"]);
+}
+
+#[test]
+fn empty_write_is_ignored() {
+    let mut sm = StreamState::default();
+    assert_eq!(sm.write(Bytes::new()), WriteOutcome::Empty);
+    assert_eq!(sm.queued(), 0);
+}
+
+#[test]
+fn consume_splits_chunks_in_order() {
+    let mut sm = StreamState::default();
+    sm.write(Bytes::from_static(b"abc"));
+    sm.write(Bytes::from_static(b"def"));
+    sm.consume(4);
+    let mut out = [IoSlice::new(&[]); 4];
+    let n = sm.chunks(&mut out);
+    assert_eq!(n, 1);
+    assert_eq!(&*out[0], b"ef");
+    assert_eq!(sm.queued(), 2);
+}
+
+#[test]
+fn close_with_empty_queue_is_lost_at_once() {
+    let mut sm = StreamState::default();
+    sm.close();
+    assert_eq!(events(&mut sm), ["lost"]);
+    assert_eq!(sm.phase(), Phase::Lost);
+    sm.close();
+    sm.abort(None);
+    assert!(
+        events(&mut sm).is_empty(),
+        "close/abort after loss are no-ops"
+    );
+}
+
+#[test]
+fn close_flushes_first_and_accepts_writes_meanwhile() {
+    let mut sm = StreamState::default();
+    sm.write(b(10));
+    sm.close();
+    assert!(events(&mut sm).is_empty());
+    assert!(!sm.is_reading());
+    assert_eq!(
+        sm.write(b(5)),
+        WriteOutcome::Queued,
+        "closing-but-flushing accepts writes"
+    );
+    sm.consume(15);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["lost"]);
+    assert_eq!(sm.write(b(1)), WriteOutcome::Dropped);
+    assert_eq!(sm.dropped_writes(), 1);
+}
+
+#[test]
+fn abort_discards_the_queue() {
+    let mut sm = StreamState::default();
+    sm.write(b(10));
+    assert_eq!(sm.abort(None), 10);
+    assert_eq!(sm.queued(), 0);
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn abort_after_close_before_drain_is_single_loss() {
+    let mut sm = StreamState::default();
+    sm.write(b(10));
+    sm.close();
+    sm.abort(None);
+    sm.abort(None);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn fatal_error_is_delivered() {
+    let mut sm = StreamState::default();
+    sm.write(b(3));
+    sm.abort(Some(io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "reset",
+    )));
+    assert_eq!(events(&mut sm), ["lost(reset)"]);
+}
+
+#[test]
+fn no_flow_events_after_loss() {
+    let mut sm = StreamState::new(limits(1, 2));
+    sm.write(b(5));
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.abort(None);
+    sm.consume(0);
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn write_eof_waits_for_the_queue() {
+    let mut sm = StreamState::default();
+    sm.write(b(4));
+    sm.write_eof();
+    assert!(events(&mut sm).is_empty());
+    assert_eq!(sm.write_side(), WriteSide::EofPending);
+    assert_eq!(sm.write(b(1)), WriteOutcome::Dropped);
+    sm.consume(4);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["shutdown"]);
+    assert_eq!(sm.write_side(), WriteSide::Shut);
+    assert!(sm.is_reading(), "reading continues after write_eof");
+    sm.write_eof();
+    assert!(events(&mut sm).is_empty(), "idempotent");
+}
+
+#[test]
+fn write_eof_with_empty_queue_is_immediate_and_noop_when_closing() {
+    let mut sm = StreamState::default();
+    sm.write_eof();
+    assert_eq!(events(&mut sm), ["shutdown"]);
+    let mut sm = StreamState::default();
+    sm.write(b(1));
+    sm.close();
+    sm.write_eof();
+    assert_eq!(sm.write_side(), WriteSide::Open);
+}
+
+#[test]
+fn eof_is_reported_once_and_stops_reading_for_good() {
+    let mut sm = StreamState::default();
+    assert!(sm.read_eof());
+    assert!(!sm.read_eof());
+    assert!(!sm.is_reading());
+    sm.resume_reading();
+    assert!(!sm.is_reading());
+    sm.pause_reading();
+    sm.resume_reading();
+    assert_eq!(sm.read_state(), ReadState::Eof);
+}
+
+#[test]
+fn pause_and_resume_reading_are_idempotent_and_noops_when_closing() {
+    let mut sm = StreamState::default();
+    sm.pause_reading();
+    sm.pause_reading();
+    assert!(!sm.is_reading());
+    sm.resume_reading();
+    sm.resume_reading();
+    assert!(sm.is_reading());
+    sm.write(b(1));
+    sm.close();
+    sm.resume_reading();
+    assert!(!sm.is_reading());
+}
+
+#[test]
+fn eof_after_close_is_not_reported() {
+    let mut sm = StreamState::default();
+    sm.write(b(1));
+    sm.close();
+    assert!(!sm.read_eof());
+}
+
+#[test]
+fn default_limits_are_asyncios() {
+    let sm = StreamState::default();
+    assert_eq!(sm.limits(), limits(16 * 1024, 64 * 1024));
+}

@@ -1,0 +1,415 @@
+//! TCP client side: asyncio's `create_connection` (host and port, or an
+//! existing socket) and `connect_accepted_socket`.
+//!
+//! Resolution tries every address in turn, or with happy eyeballs (RFC 8305)
+//! when a delay is given; `TCP_NODELAY` is on by default; the protocol is
+//! made only once the socket is connected, and the functions return once
+//! `connection_made` has run.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::extra::{Extra, SocketAddress};
+use crate::stream::handle::Transport;
+use crate::stream::{StreamConfig, spawn_stream, started};
+use crate::{IntoProtocol, WriteLimits};
+
+/// Options for [`create_connection`] (asyncio's keyword arguments).
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio_transports::ConnectOptions;
+/// let opts = ConnectOptions {
+///     happy_eyeballs_delay: Some(Duration::from_millis(250)),
+///     connect_timeout: Some(Duration::from_secs(5)),
+///     ..ConnectOptions::default()
+/// };
+/// assert!(opts.nodelay);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Bind the socket to this local address before connecting.
+    pub local_addr: Option<SocketAddr>,
+    /// Happy eyeballs: start the next address's attempt after this delay
+    /// instead of waiting for the previous one to fail (Python 3.8+).
+    pub happy_eyeballs_delay: Option<Duration>,
+    /// Reorder addresses by family, alternating after the first `interleave`
+    /// of the first family (defaults to 1 when `happy_eyeballs_delay` is set).
+    pub interleave: Option<usize>,
+    /// Give up after this long, for all attempts together.
+    pub connect_timeout: Option<Duration>,
+    /// Set `TCP_NODELAY` (on by default, as in asyncio).
+    pub nodelay: bool,
+    /// Initial write-buffer watermarks.
+    pub write_limits: WriteLimits,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            local_addr: None,
+            happy_eyeballs_delay: None,
+            interleave: None,
+            connect_timeout: None,
+            nodelay: true,
+            write_limits: WriteLimits::default(),
+        }
+    }
+}
+
+/// A connected TCP socket that [`create_connection_from_socket`] and
+/// [`connect_accepted_socket`] take: a tokio or std `TcpStream`.
+///
+/// ```
+/// use tokio_transports::IntoTcpStream;
+/// fn takes<S: IntoTcpStream>(_: S) {}
+/// # fn f(s: std::net::TcpStream) { takes(s) }
+/// ```
+pub trait IntoTcpStream {
+    /// Convert into a tokio `TcpStream` registered with the current runtime.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() {
+    /// use tokio_transports::IntoTcpStream;
+    /// let std = std::net::TcpStream::connect("127.0.0.1:8888").unwrap();
+    /// let tokio_stream = std.into_tokio_stream().unwrap();
+    /// # }
+    /// ```
+    fn into_tokio_stream(self) -> io::Result<TcpStream>;
+}
+
+impl IntoTcpStream for TcpStream {
+    fn into_tokio_stream(self) -> io::Result<TcpStream> {
+        Ok(self)
+    }
+}
+
+impl IntoTcpStream for std::net::TcpStream {
+    fn into_tokio_stream(self) -> io::Result<TcpStream> {
+        self.set_nonblocking(true)?;
+        TcpStream::from_std(self)
+    }
+}
+
+/// Open a TCP connection to `host:port` and drive it with the protocol that
+/// `protocol_factory` makes (asyncio's `loop.create_connection`).
+///
+/// Every resolved address is tried in turn (or staggered, with
+/// `happy_eyeballs_delay`); the factory is called only once a connection
+/// succeeded; the function returns once `connection_made` has run. When every
+/// attempt fails the error is the single error, or one error listing all of
+/// them (`Multiple exceptions: ...`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let port = listener.local_addr()?.port();
+/// let t = tokio_transports::create_connection(|| (), "127.0.0.1", port, Default::default()).await?;
+/// t.write("hello")?;
+/// t.close();
+/// # Ok(()) }
+/// ```
+pub async fn create_connection<F, P>(
+    protocol_factory: F,
+    host: &str,
+    port: u16,
+    options: ConnectOptions,
+) -> io::Result<Transport>
+where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
+{
+    let connect = connect_any(host, port, &options);
+    let stream = match options.connect_timeout {
+        Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {host}:{port} timed out after {limit:?}"),
+            )
+        })??,
+        None => connect.await?,
+    };
+    start_tcp(
+        stream,
+        protocol_factory(),
+        options.nodelay,
+        options.write_limits,
+        None,
+    )
+    .await
+}
+
+/// Wrap an already connected TCP socket, std or tokio (asyncio's
+/// `create_connection(sock=...)`, the reference's "connecting existing
+/// sockets" example).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let sock = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// let t = tokio_transports::create_connection_from_socket(|| (), sock).await?;
+/// assert_eq!(t.peername(), Some(listener.local_addr()?));
+/// # Ok(()) }
+/// ```
+pub async fn create_connection_from_socket<F, P>(
+    protocol_factory: F,
+    sock: impl IntoTcpStream,
+) -> io::Result<Transport>
+where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
+{
+    let stream = sock.into_tokio_stream()?;
+    start_tcp(
+        stream,
+        protocol_factory(),
+        true,
+        WriteLimits::default(),
+        None,
+    )
+    .await
+}
+
+/// Wrap a socket accepted outside this crate (asyncio's
+/// `loop.connect_accepted_socket`). The same as
+/// [`create_connection_from_socket`] for plain TCP; with TLS (a later part)
+/// it takes the server side.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
+/// let (accepted, _) = listener.accept().await?;
+/// let t = tokio_transports::connect_accepted_socket(|| (), accepted).await?;
+/// assert_eq!(t.peername(), Some(client.local_addr()?));
+/// # Ok(()) }
+/// ```
+pub async fn connect_accepted_socket<F, P>(
+    protocol_factory: F,
+    sock: impl IntoTcpStream,
+) -> io::Result<Transport>
+where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
+{
+    create_connection_from_socket(protocol_factory, sock).await
+}
+
+/// Spawn the transport for a connected TCP stream and wait for
+/// `connection_made`.
+pub(crate) async fn start_tcp(
+    stream: TcpStream,
+    protocol: impl IntoProtocol,
+    nodelay: bool,
+    limits: WriteLimits,
+    on_finish: Option<crate::stream::driver::OnFinish>,
+) -> io::Result<Transport> {
+    let (transport, rx) = spawn_tcp(stream, protocol, nodelay, limits, None, on_finish);
+    started(rx).await?;
+    Ok(transport)
+}
+
+/// Spawn the transport for a connected TCP stream (the peer address may be
+/// known already, as from `accept`).
+pub(crate) fn spawn_tcp(
+    stream: TcpStream,
+    protocol: impl IntoProtocol,
+    nodelay: bool,
+    limits: WriteLimits,
+    peer: Option<SocketAddr>,
+    on_finish: Option<crate::stream::driver::OnFinish>,
+) -> (Transport, futures::channel::oneshot::Receiver<()>) {
+    if nodelay {
+        // Best effort, as in asyncio: a socket that refuses it still works.
+        let _ = stream.set_nodelay(true);
+    }
+    let peer = peer.or_else(|| stream.peer_addr().ok());
+    let extra = Extra::new(
+        peer.map(SocketAddress::Inet),
+        stream.local_addr().ok().map(SocketAddress::Inet),
+        Some(stream.as_raw_fd()),
+    );
+    let config = StreamConfig {
+        extra,
+        limits,
+        can_write_eof: true,
+        on_finish,
+    };
+    spawn_stream(stream, protocol, config)
+}
+
+async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Result<TcpStream> {
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("getaddrinfo() returned empty list for {host}:{port}"),
+        ));
+    }
+    if let Some(local) = options.local_addr {
+        // Only addresses of the local address's family can work.
+        addrs.retain(|a| a.is_ipv4() == local.is_ipv4());
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no address of {host} matches the family of local_addr {local}"),
+            ));
+        }
+    }
+    let interleave = options
+        .interleave
+        .or(options.happy_eyeballs_delay.map(|_| 1));
+    if let Some(first_count) = interleave {
+        addrs = interleave_families(addrs, first_count.max(1));
+    }
+    let result = match options.happy_eyeballs_delay {
+        Some(delay) => staggered(addrs, delay, options.local_addr).await,
+        None => {
+            let mut errors = Vec::new();
+            let mut found = None;
+            for addr in addrs {
+                match connect_one(addr, options.local_addr).await {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            found.ok_or(errors)
+        }
+    };
+    result.map_err(combine_errors)
+}
+
+/// RFC 8305 §4: `first_count` addresses of the first family, then alternate.
+fn interleave_families(addrs: Vec<SocketAddr>, first_count: usize) -> Vec<SocketAddr> {
+    let first_v4 = addrs[0].is_ipv4();
+    let (mut first, mut second): (Vec<_>, Vec<_>) =
+        addrs.into_iter().partition(|a| a.is_ipv4() == first_v4);
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let rest_first = first.split_off(first_count.min(first.len()));
+    out.extend(first);
+    let mut a = rest_first.into_iter();
+    let mut b = std::mem::take(&mut second).into_iter();
+    loop {
+        match (b.next(), a.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+    out
+}
+
+async fn staggered(
+    addrs: Vec<SocketAddr>,
+    delay: Duration,
+    local: Option<SocketAddr>,
+) -> Result<TcpStream, Vec<io::Error>> {
+    let mut next = addrs.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut errors = Vec::new();
+    loop {
+        if running.is_empty() {
+            match next.next() {
+                Some(addr) => running.push(connect_one(addr, local)),
+                None => return Err(errors),
+            }
+        }
+        let timer = tokio::time::sleep(delay);
+        tokio::select! {
+            done = running.next() => match done {
+                Some(Ok(stream)) => return Ok(stream),
+                Some(Err(e)) => {
+                    errors.push(e);
+                    // A failure starts the next attempt at once.
+                    if let Some(addr) = next.next() {
+                        running.push(connect_one(addr, local));
+                    }
+                }
+                None => {}
+            },
+            _ = timer => {
+                if let Some(addr) = next.next() {
+                    running.push(connect_one(addr, local));
+                }
+            }
+        }
+    }
+}
+
+async fn connect_one(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(local) = local {
+        socket.bind(local).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("error while attempting to bind on address {local}: {e}"),
+            )
+        })?;
+    }
+    socket
+        .connect(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("connect call failed {addr}: {e}")))
+}
+
+fn combine_errors(mut errors: Vec<io::Error>) -> io::Error {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let first = errors[0].to_string();
+    if errors.iter().all(|e| e.to_string() == first) {
+        return errors.remove(0);
+    }
+    let kind = errors[0].kind();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    io::Error::new(kind, format!("Multiple exceptions: {}", text.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn interleave_alternates_families_after_the_first_count() {
+        let addrs = vec![
+            a("[::1]:1"),
+            a("[::2]:1"),
+            a("127.0.0.1:1"),
+            a("127.0.0.2:1"),
+        ];
+        let out = interleave_families(addrs, 1);
+        assert_eq!(
+            out,
+            vec![
+                a("[::1]:1"),
+                a("127.0.0.1:1"),
+                a("[::2]:1"),
+                a("127.0.0.2:1")
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_with_the_same_text_collapse() {
+        let e = combine_errors(vec![io::Error::other("x"), io::Error::other("x")]);
+        assert_eq!(e.to_string(), "x");
+        let e = combine_errors(vec![io::Error::other("x"), io::Error::other("y")]);
+        assert_eq!(e.to_string(), "Multiple exceptions: x, y");
+    }
+}
