@@ -78,5 +78,20 @@ impl fmt::Display for CallbackPanicked {
 
 impl std::error::Error for CallbackPanicked {}
 
+impl CallbackPanicked {
+    /// Build from a caught panic payload (crate-internal).
+    pub(crate) fn from_payload(
+        callback: &'static str,
+        payload: &(dyn std::any::Any + Send),
+    ) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_string());
+        CallbackPanicked { callback, message }
+    }
+}
+
 /// The message asyncio uses when `get_buffer` returns no room.
 pub(crate) const EMPTY_BUFFER_MSG: &str = "get_buffer() returned an empty buffer";

@@ -36,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+mod context;
 mod error;
 mod exception;
 mod extra;

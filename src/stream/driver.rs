@@ -24,10 +24,10 @@ use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
-use super::context;
-use super::handle::{CLOSING, Command, FINISHED, LOST, READ_DONE, Shared, Transport};
+use super::handle::{CLOSING, CURRENT, Command, FINISHED, LOST, READ_DONE, Shared, Transport};
 use super::read_pool;
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
+use crate::context;
 use crate::error::{CallbackPanicked, EMPTY_BUFFER_MSG};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::protocol::AnyProtocol;
@@ -137,7 +137,7 @@ where
     ) -> Option<R> {
         let id = self.handle.shared.id;
         let (protocol, io, handle) = (&mut self.protocol, &mut self.io, &self.handle);
-        let result = context::scope(id, &mut self.scratch, || {
+        let result = context::scope(&CURRENT, id, &mut self.scratch, || {
             catch_unwind(AssertUnwindSafe(|| f(protocol, io, handle)))
         });
         self.apply_scratch();
@@ -151,15 +151,7 @@ where
     }
 
     fn on_panic(&mut self, name: &'static str, payload: Box<dyn Any + Send>) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".to_string());
-        let err = CallbackPanicked {
-            callback: name,
-            message,
-        };
+        let err = CallbackPanicked::from_payload(name, &*payload);
         let text = format!("Fatal error: protocol.{name}() call failed.");
         call_exception_handler(
             &ExceptionContext::new(&text)

@@ -5,7 +5,7 @@
 //! addresses), or sends the task a [`Command`]: over the connection's mpsc
 //! channel from anywhere, or, from inside one of the connection's own
 //! callbacks, straight onto the list the task applies when the callback
-//! returns (see [`context`](super::context)).
+//! returns (see [`context`](crate::context)).
 
 use std::future::Future;
 use std::io;
@@ -18,14 +18,20 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use tokio::sync::Notify;
 
-use super::context;
+use crate::context::{self, Slot};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
 use crate::{AnyProtocol, IntoProtocol, TransportError, WriteLimits};
+use std::cell::RefCell;
 
 /// After this many writes dropped because the connection was lost, every
 /// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
 pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
+thread_local! {
+    /// The stream transport whose callback runs on this thread, if any.
+    pub(crate) static CURRENT: Slot<Command> = const { RefCell::new(None) };
+}
 
 /// A request from a handle to the connection's task.
 pub(crate) enum Command {
@@ -78,10 +84,9 @@ impl Shared {
         limits: WriteLimits,
         can_write_eof: bool,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Command>) {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
         let (tx, rx) = mpsc::unbounded();
         let shared = Arc::new(Shared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: context::next_id(),
             tx,
             buffered: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
@@ -175,7 +180,7 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     fn send(&self, cmd: Command) {
-        if let Some(cmd) = context::try_push(self.shared.id, cmd) {
+        if let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) {
             // The receiver lives as long as the task; once the task is gone
             // every command is moot (the connection is lost), so an error here
             // needs no handling.

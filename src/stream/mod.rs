@@ -4,11 +4,9 @@
 //! * [`state`]: the sans-IO state machine (write queue, watermarks, read and
 //!   close state).
 //! * [`handle`]: the cloneable [`Transport`] and the commands it sends.
-//! * [`context`]: the in-callback fast path for those commands.
 //! * [`driver`]: the tokio task that owns the I/O.
 //! * [`read_pool`]: the per-thread read buffer.
 
-pub(crate) mod context;
 pub(crate) mod driver;
 pub(crate) mod handle;
 pub(crate) mod read_pool;
