@@ -247,12 +247,12 @@ where
     fn flush(&mut self, cx: &mut Context<'_>) {
         let Some(io) = self.io.as_mut() else { return };
         while self.sm.queued() > 0 {
-            let res = {
-                let mut bufs = [IoSlice::new(&[]); MAX_IOV];
-                let n = self.sm.chunks(&mut bufs);
-                if n == 1 {
-                    Pin::new(&mut *io).poll_write(cx, &bufs[0])
-                } else {
+            let res = match self.sm.single_chunk() {
+                // The common case (one callback wrote one buffer): no iovec.
+                Some(chunk) => Pin::new(&mut *io).poll_write(cx, chunk),
+                None => {
+                    let mut bufs = [IoSlice::new(&[]); MAX_IOV];
+                    let n = self.sm.chunks(&mut bufs);
                     Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..n])
                 }
             };
@@ -299,9 +299,16 @@ where
             if self.sm.queued() > 0 {
                 self.flush(cx);
                 self.sm.check_pause();
+                if self.sm.has_events() {
+                    continue;
+                }
             }
             if self.sm.queued() == 0 {
+                // Only now: `resume_writing` (run above) may have written more.
                 self.sm.drained();
+                if self.sm.has_events() {
+                    continue;
+                }
             }
             if self.shutdown_pending {
                 self.poll_shutdown(cx);

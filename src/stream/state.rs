@@ -186,6 +186,14 @@ impl StreamState {
         self.check_pause();
     }
 
+    /// The only queued chunk, if exactly one is queued.
+    pub(crate) fn single_chunk(&self) -> Option<&[u8]> {
+        match self.queue.len() {
+            1 => self.queue.front().map(|b| &b[..]),
+            _ => None,
+        }
+    }
+
     /// Fill `out` with the queued chunks, oldest first; returns how many.
     pub(crate) fn chunks<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
