@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod context;
+mod datagram;
 mod error;
 mod exception;
 mod extra;
@@ -46,6 +47,11 @@ mod server;
 mod stream;
 mod tcp;
 
+pub use datagram::{
+    AddressFamily, DatagramAddr, DatagramError, DatagramOptions, DatagramProtocol, DatagramSocket,
+    DatagramTransport, IntoDatagramSocket, create_datagram_endpoint,
+    create_datagram_endpoint_from_socket,
+};
 pub use error::{CallbackPanicked, TransportError};
 pub use exception::{
     ExceptionContext, ExceptionHandler, call_exception_handler, default_exception_handler,

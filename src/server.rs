@@ -260,14 +260,30 @@ where
         }
     }
     let mut bound = Vec::with_capacity(addrs.len());
+    let several = addrs.len() > 1;
+    let mut unavailable = None;
     for addr in addrs {
         // On error, `bound` is dropped and every socket in it closed.
-        let sock = bind(addr, &options)?;
+        let sock = match bind(addr, &options) {
+            Ok(sock) => sock,
+            // As CPython 3.13+: with several addresses, one that does not
+            // exist here is skipped; it is an error only if none binds.
+            Err(e) if several && e.kind() == io::ErrorKind::AddrNotAvailable => {
+                unavailable = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let local = sock
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
         bound.push(Listener::Bound(sock, local));
+    }
+    if bound.is_empty() {
+        if let Some(e) = unavailable {
+            return Err(e);
+        }
     }
     let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
     let server = Server {

@@ -30,7 +30,9 @@ impl Protocol for Echo {
 }
 
 fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(64)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(64)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -50,10 +52,16 @@ async fn emfile_pauses_accepting_and_the_server_recovers() {
 
     // Lower the limit close to what is open, then use up every descriptor
     // but one, which the client socket takes.
-    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
-    let low = libc::rlimit { rlim_cur: open_fds() + 32, rlim_max: old.rlim_max };
+    let low = libc::rlimit {
+        rlim_cur: open_fds() + 32,
+        rlim_max: old.rlim_max,
+    };
     // SAFETY: as above.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
     let mut hogs = Vec::new();

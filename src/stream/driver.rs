@@ -24,7 +24,9 @@ use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
-use super::handle::{CLOSING, CURRENT, Command, FINISHED, LOST, READ_DONE, Shared, Transport};
+use super::handle::{
+    CLOSING, CURRENT, Command, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
+};
 use super::read_pool;
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
@@ -83,6 +85,9 @@ pub(crate) struct Driver<IO> {
     started: Option<oneshot::Sender<()>>,
     shutdown_pending: bool,
     lost: Option<Option<io::Error>>,
+    /// A read result that arrived just as reading was paused from another
+    /// thread: delivered first when reading resumes.
+    stash: Option<ReadOutcome>,
     on_finish: Option<OnFinish>,
 }
 
@@ -117,6 +122,7 @@ where
             started: Some(started),
             shutdown_pending: false,
             lost: None,
+            stash: None,
             on_finish,
         }
     }
@@ -190,10 +196,7 @@ where
             }
             Command::WriteEof => self.sm.write_eof(),
             Command::Close => self.sm.close(),
-            Command::Abort => {
-                let discarded = self.sm.abort(None);
-                self.forget_bytes(discarded);
-            }
+            Command::Abort => self.lose(None),
             Command::PauseReading => self.sm.pause_reading(),
             Command::ResumeReading => self.sm.resume_reading(),
             Command::SetLimits(limits) => self.sm.set_limits(limits),
@@ -221,8 +224,27 @@ where
     }
 
     fn fatal(&mut self, err: io::Error) {
-        let discarded = self.sm.abort(Some(err));
+        self.lose(Some(err));
+    }
+
+    /// Abort: discard the queue and lose the connection (once).
+    fn lose(&mut self, exc: Option<io::Error>) {
+        let discarded = self.sm.abort(exc);
+        // Mark the loss before the byte count drops, so `drain()` cannot
+        // mistake discarded data for sent data.
+        self.sync_flags();
+        if discarded > 0 {
+            self.shared().set(DISCARDED);
+        }
         self.forget_bytes(discarded);
+    }
+
+    /// Whether a read's result may be delivered now. `pause_reading()`,
+    /// `close()` and `abort()` set their flag before they return, from any
+    /// thread; the command that updates the state machine may still be in
+    /// flight, so the flags are checked too.
+    fn may_deliver(&self) -> bool {
+        self.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST)
     }
 
     /// Mirror the state machine into the flags handles read.
@@ -378,8 +400,26 @@ where
                 .unwrap_or(ReadOutcome::Panicked),
         };
         match outcome {
-            ReadOutcome::Pending => return false,
-            ReadOutcome::Panicked => {}
+            ReadOutcome::Pending => false,
+            ReadOutcome::Panicked => true,
+            outcome if !self.may_deliver() => {
+                // Paused or closed from another thread while we read.
+                if !self.shared().has(CLOSING | LOST) {
+                    self.stash = Some(outcome);
+                }
+                true
+            }
+            outcome => {
+                self.deliver(outcome);
+                true
+            }
+        }
+    }
+
+    /// Hand one read's result to the protocol.
+    fn deliver(&mut self, outcome: ReadOutcome) {
+        match outcome {
+            ReadOutcome::Pending | ReadOutcome::Panicked => {}
             ReadOutcome::Data(data) => {
                 self.read_wake.woken.store(true, Ordering::Release);
                 self.callback("data_received", move |p, _, _| {
@@ -419,7 +459,6 @@ where
             }
             ReadOutcome::Error(e) => self.fatal(e),
         }
-        true
     }
 
     // ---- start and finish ----------------------------------------------
@@ -494,7 +533,14 @@ where
                 this.finish();
                 return Poll::Ready(());
             }
-            if !this.sm.is_reading() || !this.read_wake.woken.load(Ordering::Acquire) {
+            if !this.may_deliver() {
+                return Poll::Pending;
+            }
+            if let Some(stashed) = this.stash.take() {
+                this.deliver(stashed);
+                continue;
+            }
+            if !this.read_wake.woken.load(Ordering::Acquire) {
                 return Poll::Pending;
             }
             if !this.read_once() {

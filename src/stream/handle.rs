@@ -60,6 +60,8 @@ pub(crate) const READ_DONE: u8 = 8;
 pub(crate) const LOST: u8 = 16;
 /// `connection_lost` has returned and the I/O is released.
 pub(crate) const FINISHED: u8 = 32;
+/// The connection was lost with written data still unsent.
+pub(crate) const DISCARDED: u8 = 64;
 
 /// State shared by every handle of one connection and its task.
 pub(crate) struct Shared {
@@ -181,10 +183,19 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     fn send(&self, cmd: Command) {
         if let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) {
-            // The receiver lives as long as the task; once the task is gone
-            // every command is moot (the connection is lost), so an error here
-            // needs no handling.
-            let _ = self.shared.tx.unbounded_send(cmd);
+            // The channel closes when the connection finishes: a write that
+            // raced with that is dropped and uncounted like any late write.
+            if let Err(e) = self.shared.tx.unbounded_send(cmd) {
+                let unsent = match e.into_inner() {
+                    Command::Write(d) => d.len(),
+                    Command::WriteMany(v) => v.iter().map(Bytes::len).sum(),
+                    _ => 0,
+                };
+                if unsent > 0 {
+                    self.shared.buffered.fetch_sub(unsent, Ordering::AcqRel);
+                    self.shared.count_dropped_write();
+                }
+            }
         }
     }
 
@@ -680,13 +691,13 @@ impl Transport {
             notified.as_mut().enable();
             let size = shared.buffered.load(Ordering::Acquire);
             if shared.has(LOST) {
-                return if size == 0 {
-                    Ok(())
-                } else {
+                return if shared.has(DISCARDED) {
                     Err(io::Error::new(
                         io::ErrorKind::ConnectionReset,
                         "connection lost with data unsent",
                     ))
+                } else {
+                    Ok(())
                 };
             }
             if size <= shared.low() {

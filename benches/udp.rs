@@ -1,0 +1,385 @@
+//! UDP echo benchmark: this crate's UDP echo server (the `udp_echo_server`
+//! example's protocol, without the prints) against a raw tokio `UdpSocket`
+//! echo loop (`recv_from`, then `send_to`), same process, same load, round
+//! by round.
+//!
+//! The figure that counts is the **server's user-space CPU time per
+//! datagram**. Each server runs on its own `current_thread` runtime on its
+//! own dedicated thread; its CPU time is read with `getrusage(RUSAGE_THREAD)`
+//! executed *on that thread* (a task spawned on the server runtime), before
+//! and after every measured round, and divided by the datagrams it echoed in
+//! the round (counted by the server). The client is a blocking socket on its
+//! own thread that keeps a window of datagrams in flight. Servers alternate
+//! round by round; every figure is the median over the rounds.
+//!
+//! Sizes: 64 B and 1 KiB datagrams. Target: ours/raw user CPU ≤ 1.15.
+//!
+//! Environment:
+//!
+//! * `UDP_BENCH_QUICK=1`: 2 rounds of 0.3 s (default: 5 rounds of 1 s, about
+//!   25 s in all).
+//! * `UDP_BENCH_ROUNDS=n`, `UDP_BENCH_SECS=x`: rounds and seconds per round.
+//! * `UDP_BENCH_WINDOW=n`: datagrams in flight (default 32).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::runtime::Handle;
+use tokio_transports::{
+    DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
+};
+
+/// CPU time a thread has used so far, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user_us: f64,
+    sys_us: f64,
+}
+
+impl Cpu {
+    /// Read the calling thread's counters.
+    fn this_thread() -> Cpu {
+        // SAFETY: getrusage only writes the struct we hand it, and a zeroed
+        // rusage is a valid value of that plain C struct.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+            ru
+        };
+        let us = |tv: libc::timeval| tv.tv_sec as f64 * 1e6 + tv.tv_usec as f64;
+        Cpu {
+            user_us: us(ru.ru_utime),
+            sys_us: us(ru.ru_stime),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server threads.
+// ---------------------------------------------------------------------------
+
+/// A dedicated thread running a `current_thread` runtime, for one server.
+struct ServerThread {
+    handle: Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn spawn(name: &str) -> ServerThread {
+        let (htx, hrx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let join = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                htx.send(rt.handle().clone()).expect("send handle");
+                rt.block_on(async {
+                    let _ = stop_rx.await;
+                });
+            })
+            .expect("spawn server thread");
+        let handle = hrx.recv().expect("server runtime handle");
+        ServerThread {
+            handle,
+            stop: Some(stop_tx),
+            join: Some(join),
+        }
+    }
+
+    /// Run `f` on the server thread and wait for its result.
+    async fn run<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(f).await.expect("server-thread task")
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The two echo servers.
+// ---------------------------------------------------------------------------
+
+/// Our echo protocol: the reference's `EchoServerProtocol` without prints.
+struct Echo {
+    transport: Option<DatagramTransport>,
+    echoed: Arc<AtomicU64>,
+}
+
+impl DatagramProtocol for Echo {
+    fn connection_made(&mut self, transport: &DatagramTransport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn datagram_received(&mut self, data: Bytes, addr: SocketAddress) {
+        if let Some(t) = &self.transport {
+            let _ = t.sendto(data, Some(addr));
+        }
+        self.echoed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Start our server on the current (server-thread) runtime.
+async fn start_ours(echoed: Arc<AtomicU64>) -> (DatagramTransport, SocketAddr) {
+    let t = create_datagram_endpoint(
+        move || Echo {
+            transport: None,
+            echoed,
+        },
+        DatagramOptions {
+            local_addr: Some(("127.0.0.1", 0).into()),
+            ..DatagramOptions::default()
+        },
+    )
+    .await
+    .expect("create_datagram_endpoint");
+    let addr = t.sockname().expect("sockname");
+    (t, addr)
+}
+
+/// The raw tokio echo loop: one task, one 64 KiB buffer, `recv_from` then
+/// `send_to`.
+async fn start_raw(echoed: Arc<AtomicU64>) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = sock.local_addr().expect("local_addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let _ = sock.send_to(&buf[..n], from).await;
+            echoed.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------
+// The client.
+// ---------------------------------------------------------------------------
+
+/// Keep `window` datagrams of `size` bytes in flight to `server` for `dur`
+/// (a blocking socket on its own thread). A datagram not echoed within 20 ms
+/// is given up on and replaced. Returns (echoes received, given up).
+fn client(server: SocketAddr, size: usize, window: usize, dur: Duration) -> (u64, u64) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("client bind");
+    sock.connect(server).expect("client connect");
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
+    let payload = vec![0x5au8; size];
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..window {
+        sock.send(&payload).expect("send");
+    }
+    let (mut received, mut lost) = (0u64, 0u64);
+    let deadline = Instant::now() + dur;
+    while Instant::now() < deadline {
+        match sock.recv(&mut buf) {
+            Ok(_) => received += 1,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                lost += 1
+            }
+            Err(e) => panic!("client recv: {e}"),
+        }
+        sock.send(&payload).expect("send");
+    }
+    (received, lost)
+}
+
+// ---------------------------------------------------------------------------
+// Measurement.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Ours,
+    Raw,
+}
+
+struct Server {
+    which: Which,
+    thread: ServerThread,
+    addr: SocketAddr,
+    echoed: Arc<AtomicU64>,
+    /// Keeps our endpoint open.
+    _transport: Option<DatagramTransport>,
+}
+
+impl Server {
+    async fn start(which: Which) -> Server {
+        let thread = ServerThread::spawn(match which {
+            Which::Ours => "udp-ours",
+            Which::Raw => "udp-raw",
+        });
+        let echoed = Arc::new(AtomicU64::new(0));
+        let e = echoed.clone();
+        let (transport, addr) = match which {
+            Which::Ours => {
+                let (t, a) = thread.run(start_ours(e)).await;
+                (Some(t), a)
+            }
+            Which::Raw => (None, thread.run(start_raw(e)).await),
+        };
+        Server {
+            which,
+            thread,
+            addr,
+            echoed,
+            _transport: transport,
+        }
+    }
+
+    /// One measured round.
+    async fn round(&self, size: usize, window: usize, dur: Duration) -> Round {
+        let before = self.thread.run(async { Cpu::this_thread() }).await;
+        let echoed_before = self.echoed.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let addr = self.addr;
+        let (received, lost) = tokio::task::spawn_blocking(move || client(addr, size, window, dur))
+            .await
+            .expect("client thread");
+        let elapsed = started.elapsed();
+        let after = self.thread.run(async { Cpu::this_thread() }).await;
+        let echoed = (self.echoed.load(Ordering::Relaxed) - echoed_before).max(1) as f64;
+        Round {
+            per_sec: received as f64 / elapsed.as_secs_f64(),
+            user_us: (after.user_us - before.user_us) / echoed,
+            sys_us: (after.sys_us - before.sys_us) / echoed,
+            lost,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    per_sec: f64,
+    user_us: f64,
+    sys_us: f64,
+    lost: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let quick = std::env::var_os("UDP_BENCH_QUICK").is_some_and(|v| v != "0");
+    let rounds: usize = env_or("UDP_BENCH_ROUNDS", if quick { 2 } else { 5 });
+    let secs: f64 = env_or("UDP_BENCH_SECS", if quick { 0.3 } else { 1.0 });
+    let window: usize = env_or("UDP_BENCH_WINDOW", 32);
+    let dur = Duration::from_secs_f64(secs);
+    let warmup = Duration::from_secs_f64((secs / 2.0).min(0.5));
+
+    let ours = Server::start(Which::Ours).await;
+    let raw = Server::start(Which::Raw).await;
+    println!(
+        "UDP echo: ours (create_datagram_endpoint) vs raw tokio (recv_from + send_to); \
+         {rounds} rounds of {secs} s per server, window {window}, medians"
+    );
+    let mut all_ok = true;
+    for size in [64usize, 1024] {
+        for s in [&ours, &raw] {
+            s.round(size, window, warmup).await;
+        }
+        let mut results: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
+        for r in 0..rounds {
+            // Alternate which server goes first.
+            let order = if r % 2 == 0 {
+                [&ours, &raw]
+            } else {
+                [&raw, &ours]
+            };
+            for s in order {
+                let round = s.round(size, window, dur).await;
+                results[(s.which == Which::Raw) as usize].push(round);
+            }
+        }
+        println!("\n{size} B datagrams");
+        println!(
+            "  {:<6} {:>12} {:>16} {:>15} {:>6}",
+            "server", "dgrams/s", "user us/dgram", "sys us/dgram", "lost"
+        );
+        let mut user = [0.0; 2];
+        for (i, name) in ["ours", "raw"].iter().enumerate() {
+            let rs = &results[i];
+            user[i] = median(rs.iter().map(|r| r.user_us).collect());
+            println!(
+                "  {:<6} {:>12.0} {:>16.3} {:>15.3} {:>6}",
+                name,
+                median(rs.iter().map(|r| r.per_sec).collect()),
+                user[i],
+                median(rs.iter().map(|r| r.sys_us).collect()),
+                rs.iter().map(|r| r.lost).sum::<u64>(),
+            );
+        }
+        let paired = median(
+            results[0]
+                .iter()
+                .zip(&results[1])
+                .map(|(o, r)| o.user_us / r.user_us)
+                .collect(),
+        );
+        let ratio = user[0] / user[1];
+        let ok = ratio <= 1.15;
+        all_ok &= ok;
+        println!(
+            "  ratio ours/raw user CPU per datagram: {ratio:.3} (paired rounds: {paired:.3}) \
+             target <= 1.15: {}",
+            if ok { "met" } else { "MISSED" }
+        );
+    }
+    println!(
+        "\nechoed in all (warm-up included): ours {}, raw {}",
+        ours.echoed.load(Ordering::Relaxed),
+        raw.echoed.load(Ordering::Relaxed)
+    );
+    println!(
+        "{}",
+        if all_ok {
+            "all targets met"
+        } else {
+            "some targets missed"
+        }
+    );
+}

@@ -1,0 +1,484 @@
+//! The tokio task that owns a datagram endpoint's socket.
+//!
+//! [`Driver`] is a hand-written future: each poll applies the commands that
+//! arrived over the channel, runs the protocol callbacks the state machine
+//! asks for, sends the queue out, and receives, handing the protocol each
+//! datagram as a zero-copy slice of the thread's receive buffer. A datagram
+//! is tried on the socket as soon as its `sendto` is applied (right after the
+//! callback that sent it) and queued only if the socket is full. All
+//! decisions live in [`DatagramState`]; this file only moves datagrams and
+//! calls callbacks.
+
+use std::any::Any;
+use std::future::Future;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use tokio::io::Ready;
+use tokio_util::sync::ReusableBoxFuture;
+
+use super::handle::{
+    CLOSING, CURRENT, Command, DatagramTransport, FINISHED, LOST, READ_DONE, Shared,
+};
+use super::protocol::DatagramProtocol;
+use super::socket::{Socket, with_recv_buffer};
+use super::state::{Datagram, DatagramState, Event, Phase, Queued, ReadState, cost};
+use crate::context;
+use crate::error::CallbackPanicked;
+use crate::exception::{ExceptionContext, call_exception_handler};
+
+/// Datagrams received per poll before the task yields to its neighbours.
+const DATAGRAMS_PER_POLL: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `connection_made` has not run yet.
+    New,
+    Running,
+    Finished,
+}
+
+/// What one receive attempt found.
+enum Received {
+    Datagram(Bytes, crate::SocketAddress),
+    Error(io::Error),
+    Retry,
+    Pending,
+}
+
+/// One endpoint's task.
+pub(crate) struct Driver<S: Socket> {
+    sock: Option<Arc<S>>,
+    handle: DatagramTransport,
+    rx: mpsc::UnboundedReceiver<Command>,
+    sm: DatagramState,
+    protocol: Box<dyn DatagramProtocol>,
+    /// Commands issued from inside callbacks (reused allocation).
+    scratch: Vec<Command>,
+    /// For a connected socket: waits for "readable or error", since an ICMP
+    /// error raises only `EPOLLERR`. Unconnected sockets get no such error.
+    error_wait: Option<ReusableBoxFuture<'static, io::Result<Ready>>>,
+    error_wait_armed: bool,
+    stage: Stage,
+    started: Option<oneshot::Sender<()>>,
+    lost: Option<Option<io::Error>>,
+}
+
+impl<S: Socket> Driver<S> {
+    pub(crate) fn new(
+        sock: Arc<S>,
+        handle: DatagramTransport,
+        rx: mpsc::UnboundedReceiver<Command>,
+        sm: DatagramState,
+        protocol: Box<dyn DatagramProtocol>,
+        started: oneshot::Sender<()>,
+    ) -> Self {
+        let error_wait = handle
+            .shared
+            .connected
+            .then(|| ReusableBoxFuture::new(std::future::pending()));
+        Driver {
+            sock: Some(sock),
+            handle,
+            rx,
+            sm,
+            protocol,
+            scratch: Vec::new(),
+            error_wait,
+            error_wait_armed: false,
+            stage: Stage::New,
+            started: Some(started),
+            lost: None,
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    // ---- callbacks -----------------------------------------------------
+
+    /// Run one protocol callback inside the endpoint's context (so the
+    /// transport calls it makes skip the channel), with panics caught; then
+    /// apply what it asked for.
+    fn callback<R>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut dyn DatagramProtocol, &DatagramTransport) -> R,
+    ) -> Option<R> {
+        let id = self.handle.shared.id;
+        let (protocol, handle) = (&mut self.protocol, &self.handle);
+        let result = context::scope(&CURRENT, id, &mut self.scratch, || {
+            catch_unwind(AssertUnwindSafe(|| f(&mut **protocol, handle)))
+        });
+        self.apply_scratch();
+        match result {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.on_panic(name, payload);
+                None
+            }
+        }
+    }
+
+    /// asyncio's policy: a failing `connection_made` is fatal here (as for
+    /// stream transports); failures in `datagram_received`, `error_received`,
+    /// `pause_writing`, `resume_writing` and `connection_lost` are reported
+    /// and change nothing else.
+    fn on_panic(&mut self, name: &'static str, payload: Box<dyn Any + Send>) {
+        let err = CallbackPanicked::from_payload(name, &*payload);
+        let fatal = name == "connection_made";
+        let text = if fatal {
+            format!("Fatal error: protocol.{name}() call failed.")
+        } else {
+            format!("protocol.{name}() call failed.")
+        };
+        let sockname = self
+            .shared()
+            .extra
+            .sockname
+            .as_ref()
+            .and_then(|a| a.as_inet());
+        call_exception_handler(
+            &ExceptionContext::new(&text)
+                .with_error(&err)
+                .with_peername(self.shared().extra.peer_inet())
+                .with_sockname(sockname),
+        );
+        if fatal {
+            let discarded = self.sm.abort(Some(io::Error::other(err)));
+            self.shared().release(discarded);
+        }
+    }
+
+    fn apply_scratch(&mut self) {
+        match self.scratch.len() {
+            0 => {}
+            // The common case (one `sendto` from `datagram_received`).
+            1 => {
+                if let Some(cmd) = self.scratch.pop() {
+                    self.apply(cmd);
+                }
+            }
+            _ => {
+                let mut cmds = std::mem::take(&mut self.scratch);
+                for cmd in cmds.drain(..) {
+                    self.apply(cmd);
+                }
+                // Keep the allocation unless a callback queued something unusual.
+                if self.scratch.is_empty() && cmds.capacity() <= 64 {
+                    self.scratch = cmds;
+                }
+            }
+        }
+    }
+
+    // ---- commands ------------------------------------------------------
+
+    fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Send(data, to) => self.send_or_queue(data, to),
+            Command::Close => self.sm.close(),
+            Command::Abort => {
+                let discarded = self.sm.abort(None);
+                self.shared().release(discarded);
+            }
+            Command::PauseReading => self.sm.pause_reading(),
+            Command::ResumeReading => self.sm.resume_reading(),
+            Command::SetLimits(limits) => self.sm.set_limits(limits),
+            Command::SetProtocol(p) => self.protocol = p,
+            Command::WithProtocol(f) => {
+                self.callback("get_protocol", |p, _| f(p));
+            }
+        }
+    }
+
+    /// asyncio's `sendto`: with nothing queued, try the socket first; queue
+    /// only if it is full. A send error goes to `error_received` (deferred
+    /// to [`Self::settle`], so a protocol that sends from `error_received`
+    /// cannot recurse) and the datagram is dropped.
+    fn send_or_queue(&mut self, data: Bytes, to: Option<crate::SocketAddress>) {
+        let n = cost(data.len());
+        if self.sm.phase() == Phase::Lost {
+            self.shared().release(n);
+            self.shared().count_dropped_write();
+            return;
+        }
+        if self.sm.can_send_now() {
+            if let Some(sock) = &self.sock {
+                let res = match &to {
+                    None => sock.try_send(&data),
+                    Some(addr) => sock.try_send_to(&data, addr),
+                };
+                match res {
+                    Ok(_) => {
+                        self.shared().release(n);
+                        return;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        self.shared().release(n);
+                        self.sm.error(e);
+                        return;
+                    }
+                }
+            }
+        }
+        if self.sm.enqueue(Datagram { data, to }) == Queued::Dropped {
+            self.shared().release(n);
+            self.shared().count_dropped_write();
+        }
+    }
+
+    /// Mirror the state machine into the flags handles read.
+    fn sync_flags(&self) {
+        let mut bits = 0;
+        match self.sm.phase() {
+            Phase::Open => {}
+            Phase::Closing => bits |= CLOSING | READ_DONE,
+            Phase::Lost => bits |= CLOSING | READ_DONE | LOST,
+        }
+        if self.sm.read_state() == ReadState::Stopped {
+            bits |= READ_DONE;
+        }
+        if bits != 0 {
+            self.shared().set(bits);
+        }
+    }
+
+    // ---- sending -------------------------------------------------------
+
+    /// Send as much of the queue as the socket takes now.
+    fn flush(&mut self, cx: &mut Context<'_>) {
+        let Some(sock) = self.sock.clone() else {
+            return;
+        };
+        let mut ready_spins = 0;
+        while let Some(dg) = self.sm.front() {
+            let res = match &dg.to {
+                None => sock.try_send(&dg.data),
+                Some(addr) => sock.try_send_to(&dg.data, addr),
+            };
+            match res {
+                Ok(_) => {
+                    let n = self.sm.sent();
+                    self.shared().release(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match sock.poll_send_ready(cx) {
+                        Poll::Pending => return,
+                        Poll::Ready(Ok(())) => {
+                            // tokio keeps a "write closed" readiness for good
+                            // once the socket reported an error, so "ready"
+                            // may not mean room: yield rather than spin.
+                            ready_spins += 1;
+                            if ready_spins > 1 {
+                                cx.waker().wake_by_ref();
+                                return;
+                            }
+                        }
+                        Poll::Ready(Err(e)) => {
+                            let n = self.sm.failed(e);
+                            self.shared().release(n);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let n = self.sm.failed(e);
+                    self.shared().release(n);
+                }
+            }
+        }
+    }
+
+    /// Run events and send, until nothing is left to do without waiting.
+    fn settle(&mut self, cx: &mut Context<'_>) {
+        if !self.sm.has_events() && self.sm.queued() == 0 && self.sm.phase() == Phase::Open {
+            // Nothing queued, nothing due, nothing to mirror: the common case
+            // after each received datagram.
+            return;
+        }
+        loop {
+            while let Some(event) = self.sm.poll_event() {
+                match event {
+                    Event::PauseWriting => {
+                        self.callback("pause_writing", |p, _| p.pause_writing());
+                    }
+                    Event::ResumeWriting => {
+                        self.callback("resume_writing", |p, _| p.resume_writing());
+                    }
+                    Event::ErrorReceived(e) => {
+                        self.callback("error_received", |p, _| p.error_received(e));
+                    }
+                    Event::Lost(exc) => {
+                        self.lost = Some(exc);
+                        self.sync_flags();
+                        return;
+                    }
+                }
+            }
+            if self.sm.queued() > 0 {
+                self.flush(cx);
+                self.sm.check_pause();
+            }
+            self.sm.drained();
+            self.sync_flags();
+            if !self.sm.has_events() {
+                return;
+            }
+        }
+    }
+
+    // ---- receiving -----------------------------------------------------
+
+    /// One receive attempt; on "nothing now", register for the next chance.
+    fn recv_once(&mut self, cx: &mut Context<'_>) -> Received {
+        let Some(sock) = self.sock.as_ref() else {
+            return Received::Pending;
+        };
+        let res = with_recv_buffer(S::RECV_ROOM, |buf| {
+            sock.try_recv_into(buf)
+                .map(|(n, addr)| (buf.split_to(n).freeze(), addr))
+        });
+        match res {
+            Ok((data, addr)) => Received::Datagram(data, addr),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Retry,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable(cx),
+            Err(e) => Received::Error(e),
+        }
+    }
+
+    fn wait_readable(&mut self, cx: &mut Context<'_>) -> Received {
+        let Some(sock) = self.sock.clone() else {
+            return Received::Pending;
+        };
+        let Some(wait) = self.error_wait.as_mut() else {
+            return match sock.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => Received::Retry,
+                Poll::Ready(Err(e)) => Received::Error(e),
+                Poll::Pending => Received::Pending,
+            };
+        };
+        if !self.error_wait_armed {
+            wait.set(sock.clone().readable_or_error());
+            self.error_wait_armed = true;
+        }
+        match wait.poll(cx) {
+            Poll::Pending => Received::Pending,
+            Poll::Ready(res) => {
+                self.error_wait_armed = false;
+                match res {
+                    Ok(ready) if ready.is_error() => {
+                        let pending = sock.take_error();
+                        sock.clear_error_readiness();
+                        match pending {
+                            Ok(Some(e)) | Err(e) => Received::Error(e),
+                            Ok(None) => Received::Retry,
+                        }
+                    }
+                    Ok(_) => Received::Retry,
+                    Err(e) => Received::Error(e),
+                }
+            }
+        }
+    }
+
+    // ---- start and finish ----------------------------------------------
+
+    fn start(&mut self) {
+        self.stage = Stage::Running;
+        self.callback("connection_made", |p, t| p.connection_made(t));
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
+    }
+
+    fn finish(&mut self) {
+        self.stage = Stage::Finished;
+        let exc = self.lost.take().flatten();
+        self.callback("connection_lost", move |p, _| p.connection_lost(exc));
+        // Whatever is still in the channel will never be sent.
+        self.rx.close();
+        while let Ok(cmd) = self.rx.try_recv() {
+            if let Command::Send(data, _) = cmd {
+                self.shared().release(cost(data.len()));
+                self.shared().count_dropped_write();
+            }
+        }
+        self.scratch.clear();
+        let shared = &self.handle.shared;
+        shared.extra.clear_fd();
+        *shared.socket.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.error_wait = None;
+        self.sock = None;
+        shared.set(FINISHED);
+        shared.finished.notify_waiters();
+        shared.drained.notify_waiters();
+    }
+}
+
+impl<S: Socket> Future for Driver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        match this.stage {
+            Stage::Finished => return Poll::Ready(()),
+            Stage::New => this.start(),
+            Stage::Running => {}
+        }
+        // Commands from other threads: once per poll (the channel's waker is
+        // registered, so one sent later wakes the task again). Commands from
+        // callbacks take the thread-local path and are applied at once.
+        while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
+            this.apply(cmd);
+        }
+        let mut received = 0;
+        loop {
+            this.settle(cx);
+            if this.lost.is_some() {
+                this.finish();
+                return Poll::Ready(());
+            }
+            if !this.sm.is_reading() {
+                return Poll::Pending;
+            }
+            match this.recv_once(cx) {
+                Received::Pending => return Poll::Pending,
+                // Counted below too, so readiness that does not lead to a
+                // datagram cannot keep this poll spinning.
+                Received::Retry => {}
+                Received::Datagram(data, addr) => {
+                    this.callback("datagram_received", move |p, _| {
+                        p.datagram_received(data, addr)
+                    });
+                }
+                Received::Error(e) => {
+                    this.callback("error_received", move |p, _| p.error_received(e));
+                }
+            }
+            received += 1;
+            if received >= DATAGRAMS_PER_POLL {
+                // Let the other tasks on this worker run; come back soon.
+                this.settle(cx);
+                if this.lost.is_some() {
+                    this.finish();
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,815 @@
+//! The [`DatagramTransport`] handle: what datagram protocols and application
+//! code hold, and [`DatagramError`], what `sendto` rejects.
+//!
+//! A handle is a cheap `Arc` clone. Every method either reads state the
+//! handle shares with the endpoint's task (buffer size, flags, limits,
+//! addresses), or sends the task a [`Command`]: over the endpoint's mpsc
+//! channel from anywhere, or, from inside one of the endpoint's own
+//! callbacks, straight onto the list the task applies when the callback
+//! returns (see [`context`](crate::context)).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use tokio::sync::Notify;
+
+use super::protocol::DatagramProtocol;
+use super::state::cost;
+use crate::context::{self, Slot};
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::extra::{Extra, ExtraInfo, SocketAddress};
+use crate::{TransportError, WriteLimits};
+
+/// After this many datagrams dropped because the endpoint was lost, every
+/// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
+thread_local! {
+    /// The datagram endpoint whose callback runs on this thread, if any.
+    pub(crate) static CURRENT: Slot<Command> = const { RefCell::new(None) };
+}
+
+/// A request from a handle to the endpoint's task.
+pub(crate) enum Command {
+    /// Send `data`; `None`: with `send` on the connected socket.
+    Send(Bytes, Option<SocketAddress>),
+    Close,
+    Abort,
+    PauseReading,
+    ResumeReading,
+    SetLimits(WriteLimits),
+    SetProtocol(Box<dyn DatagramProtocol>),
+    WithProtocol(ProtocolFn),
+}
+
+/// A closure run on the protocol by [`DatagramTransport::with_protocol`].
+pub(crate) type ProtocolFn = Box<dyn FnOnce(&mut dyn DatagramProtocol) + Send>;
+
+// Flag bits in `Shared::flags`.
+/// `close()`/`abort()` was called or the task began closing.
+pub(crate) const CLOSING: u8 = 1;
+/// `pause_reading()` is in force.
+pub(crate) const READ_PAUSED: u8 = 2;
+/// Receiving ended for good (close, loss).
+pub(crate) const READ_DONE: u8 = 4;
+/// The endpoint is lost: datagrams are dropped.
+pub(crate) const LOST: u8 = 8;
+/// `connection_lost` has returned and the socket is released.
+pub(crate) const FINISHED: u8 = 16;
+
+/// Which kind of socket an endpoint drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Inet,
+    Unix,
+}
+
+/// The socket, shared with handles for [`DatagramTransport::with_socket`];
+/// the driver empties it (under the lock) before it releases the socket.
+pub(crate) type SharedSocket = Mutex<Option<Arc<dyn AsFd + Send + Sync>>>;
+
+/// State shared by every handle of one endpoint and its task.
+pub(crate) struct Shared {
+    pub(crate) id: usize,
+    tx: mpsc::UnboundedSender<Command>,
+    /// What `sendto` accepted and the kernel has not taken yet (channel and
+    /// queue), each datagram counting its length plus 8.
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) flags: AtomicU8,
+    low: AtomicUsize,
+    high: AtomicUsize,
+    pub(crate) dropped_writes: AtomicUsize,
+    pub(crate) extra: Extra,
+    pub(crate) family: Family,
+    /// The default target (`remote_addr`), connected or not.
+    pub(crate) remote: Option<SocketAddress>,
+    /// Whether the socket is connected to `remote` (then `send` is used).
+    pub(crate) connected: bool,
+    pub(crate) socket: SharedSocket,
+    pub(crate) finished: Notify,
+    pub(crate) drained: Notify,
+    pub(crate) drain_waiters: AtomicUsize,
+}
+
+/// What a new endpoint's [`Shared`] is made of (crate-internal).
+pub(crate) struct SharedConfig {
+    pub(crate) extra: Extra,
+    pub(crate) limits: WriteLimits,
+    pub(crate) family: Family,
+    pub(crate) remote: Option<SocketAddress>,
+    pub(crate) connected: bool,
+    pub(crate) socket: Arc<dyn AsFd + Send + Sync>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: SharedConfig) -> (Arc<Shared>, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Arc::new(Shared {
+            id: context::next_id(),
+            tx,
+            buffered: AtomicUsize::new(0),
+            flags: AtomicU8::new(0),
+            low: AtomicUsize::new(config.limits.low),
+            high: AtomicUsize::new(config.limits.high),
+            dropped_writes: AtomicUsize::new(0),
+            extra: config.extra,
+            family: config.family,
+            remote: config.remote,
+            connected: config.connected,
+            socket: Mutex::new(Some(config.socket)),
+            finished: Notify::new(),
+            drained: Notify::new(),
+            drain_waiters: AtomicUsize::new(0),
+        });
+        (shared, rx)
+    }
+
+    pub(crate) fn has(&self, bits: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & bits != 0
+    }
+
+    pub(crate) fn set(&self, bits: u8) {
+        self.flags.fetch_or(bits, Ordering::AcqRel);
+    }
+
+    fn clear(&self, bits: u8) {
+        self.flags.fetch_and(!bits, Ordering::AcqRel);
+    }
+
+    fn low(&self) -> usize {
+        self.low.load(Ordering::Acquire)
+    }
+
+    /// Count one datagram dropped because the endpoint is lost, and report
+    /// it once the count reaches the threshold.
+    pub(crate) fn count_dropped_write(&self) {
+        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+            call_exception_handler(
+                &ExceptionContext::new("socket.send() raised exception.")
+                    .with_peername(self.extra.peer_inet())
+                    .with_sockname(self.extra.sockname.as_ref().and_then(|a| a.as_inet())),
+            );
+        }
+    }
+
+    /// `n` counted bytes left the buffer (sent, dropped or discarded).
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let left = self.buffered.fetch_sub(n, Ordering::AcqRel) - n;
+        if self.drain_waiters.load(Ordering::Acquire) > 0 && left <= self.low() {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// A datagram the transport refused: the endpoint is unchanged (nothing was
+/// queued) and stays open. asyncio raises `ValueError` in the first case and
+/// fails fatally in the second (uvloop #338); this crate reports both here.
+///
+/// ```
+/// use tokio_transports::{DatagramError, SocketAddress};
+/// let e = DatagramError::AddressMismatch {
+///     remote: SocketAddress::Inet("127.0.0.1:9999".parse().unwrap()),
+///     given: SocketAddress::Inet("127.0.0.1:1".parse().unwrap()),
+/// };
+/// assert_eq!(e.to_string(), "Invalid address: must be None or ('127.0.0.1', 9999)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// An address other than the `remote_addr` the endpoint was created with.
+    AddressMismatch {
+        /// The endpoint's remote address.
+        remote: SocketAddress,
+        /// The address given to `sendto`.
+        given: SocketAddress,
+    },
+    /// No address, and the endpoint has no `remote_addr` to default to.
+    NoAddress,
+    /// An address this endpoint cannot send to: a Unix path on a UDP
+    /// endpoint, an IP address on a Unix one, or an unnamed Unix address.
+    UnsupportedAddress(SocketAddress),
+}
+
+impl fmt::Display for DatagramError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatagramError::AddressMismatch { remote, .. } => {
+                write!(f, "Invalid address: must be None or {remote}")
+            }
+            DatagramError::NoAddress => f.write_str(
+                "sendto() needs an address: the endpoint was created without remote_addr",
+            ),
+            DatagramError::UnsupportedAddress(a) => {
+                write!(f, "cannot send to {a} from this endpoint")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DatagramError {}
+
+impl From<DatagramError> for io::Error {
+    fn from(e: DatagramError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// A handle to a datagram endpoint: asyncio's `DatagramTransport` (with its
+/// `BaseTransport` methods, and `pause_reading`/`resume_reading`/
+/// `is_reading`, which uvloop lacks).
+///
+/// Clone it freely and use it from any thread. The endpoint's socket lives in
+/// its own tokio task; methods that change the endpoint send that task a
+/// message and return at once. Called from inside one of the endpoint's own
+/// callbacks they skip the channel: the task applies them right after the
+/// callback returns, trying each datagram on the socket before queueing it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+/// let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+/// let opts = DatagramOptions { remote_addr: Some(peer.local_addr()?.into()), ..Default::default() };
+/// let t = create_datagram_endpoint(|| (), opts).await?;
+/// t.sendto("hello", None)?;
+/// let mut buf = [0u8; 16];
+/// let n = peer.recv(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"hello");
+/// t.close();
+/// t.closed().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DatagramTransport {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for DatagramTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramTransport")
+            .field("id", &self.shared.id)
+            .field("sockname", &self.shared.extra.sockname)
+            .field("remote", &self.shared.remote)
+            .field("closing", &self.is_closing())
+            .field("write_buffer_size", &self.get_write_buffer_size())
+            .finish()
+    }
+}
+
+impl DatagramTransport {
+    fn send(&self, cmd: Command) {
+        let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) else {
+            return;
+        };
+        if let Err(e) = self.shared.tx.unbounded_send(cmd) {
+            // The task is finished: a datagram counted by `sendto` is dropped.
+            if let Command::Send(data, _) = e.into_inner() {
+                self.shared.release(cost(data.len()));
+                self.shared.count_dropped_write();
+            }
+        }
+    }
+
+    /// A unique id for this endpoint (stable across clones).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert_eq!(t.id(), t.clone().id());
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> usize {
+        self.shared.id
+    }
+
+    // ---- DatagramTransport -----------------------------------------------
+
+    /// Send one datagram (asyncio's `sendto(data, addr=None)`): `data` goes
+    /// out as exactly one datagram, never merged or split; empty data sends
+    /// an empty datagram. Never blocks: the datagram is tried on the socket
+    /// at once (from a callback: right after it returns) and queued only if
+    /// the socket is full.
+    ///
+    /// `addr`: `None` sends to the `remote_addr` the endpoint was created
+    /// with; on an endpoint with a `remote_addr`, any other address is an
+    /// error; on one without, `None` is an error. In these cases nothing is
+    /// sent and the endpoint stays open. After the endpoint is lost the
+    /// datagram is dropped and counted ([`dropped_writes`](Self::dropped_writes)),
+    /// never an error. A send the kernel refuses (e.g. a datagram too large)
+    /// is reported to `error_received`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// use tokio_transports::{create_datagram_endpoint, DatagramError, DatagramOptions, SocketAddress};
+    /// let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// let to = SocketAddress::Inet(peer.local_addr()?);
+    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// t.sendto(&b"ping"[..], Some(to.clone()))?;
+    /// t.sendto("", Some(to))?; // an empty datagram
+    /// assert_eq!(t.sendto("where to?", None), Err(DatagramError::NoAddress));
+    /// assert!(!t.is_closing());
+    /// # Ok(()) }
+    /// ```
+    pub fn sendto(
+        &self,
+        data: impl Into<Bytes>,
+        addr: Option<SocketAddress>,
+    ) -> Result<(), DatagramError> {
+        let shared = &*self.shared;
+        let to = match (&shared.remote, addr) {
+            (Some(remote), given) => {
+                if let Some(given) = given {
+                    if given != *remote {
+                        return Err(DatagramError::AddressMismatch {
+                            remote: remote.clone(),
+                            given,
+                        });
+                    }
+                }
+                if shared.connected {
+                    None
+                } else {
+                    Some(remote.clone())
+                }
+            }
+            (None, Some(given)) => {
+                let fits = match &given {
+                    SocketAddress::Inet(_) => shared.family == Family::Inet,
+                    SocketAddress::Unix(path) => shared.family == Family::Unix && path.is_some(),
+                };
+                if !fits {
+                    return Err(DatagramError::UnsupportedAddress(given));
+                }
+                Some(given)
+            }
+            (None, None) => return Err(DatagramError::NoAddress),
+        };
+        let data = data.into();
+        if shared.has(LOST) {
+            shared.count_dropped_write();
+            return Ok(());
+        }
+        shared
+            .buffered
+            .fetch_add(cost(data.len()), Ordering::AcqRel);
+        self.send(Command::Send(data, to));
+        Ok(())
+    }
+
+    /// The write buffer size: for each datagram accepted by
+    /// [`sendto`](Self::sendto) and not yet taken by the kernel, its length
+    /// plus 8 (CPython's accounting since gh-135444). Exact the moment
+    /// `sendto` returns, from any thread.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// t.sendto(vec![0u8; 100], None)?;
+    /// t.sendto("", None)?;
+    /// assert_eq!(t.get_write_buffer_size(), 108 + 8); // the task has not run yet
+    /// # Ok(()) }
+    /// ```
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// The watermarks as `(low, high)`, low first as in asyncio.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert_eq!(t.get_write_buffer_limits(), (16384, 65536));
+    /// # Ok(()) }
+    /// ```
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        (
+            self.shared.low.load(Ordering::Acquire),
+            self.shared.high.load(Ordering::Acquire),
+        )
+    }
+
+    /// Set the watermarks (asyncio's `set_write_buffer_limits(high, low)`):
+    /// neither → 64 KiB / 16 KiB; only `high` → `low = high / 4`; only `low`
+    /// → `high = 4 * low`; `low > high` → an error and nothing changes.
+    /// Effective at once: a queue strictly over the new high pauses the
+    /// protocol.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.set_write_buffer_limits(Some(1000), None)?;
+    /// assert_eq!(t.get_write_buffer_limits(), (250, 1000));
+    /// assert!(t.set_write_buffer_limits(Some(10), Some(20)).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), TransportError> {
+        let limits = WriteLimits::new(high, low)?;
+        self.shared.low.store(limits.low, Ordering::Release);
+        self.shared.high.store(limits.high, Ordering::Release);
+        self.send(Command::SetLimits(limits));
+        Ok(())
+    }
+
+    /// Close gracefully (asyncio's `close`): stop receiving, send the queued
+    /// datagrams, then deliver `connection_lost(None)`. Idempotent; a no-op
+    /// after the endpoint is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.close();
+    /// assert!(t.is_closing());
+    /// t.closed().await;
+    /// t.close(); // a silent no-op
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        if self.shared.has(CLOSING | LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Close);
+    }
+
+    /// Close at once (asyncio's `abort`): drop the queued datagrams and
+    /// deliver `connection_lost(None)`. A no-op after the endpoint is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.abort();
+    /// t.closed().await;
+    /// assert_eq!(t.get_write_buffer_size(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn abort(&self) {
+        if self.shared.has(LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Abort);
+    }
+
+    /// Whether the endpoint is closing or closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert!(!t.is_closing());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shared.has(CLOSING | LOST)
+    }
+
+    // ---- receiving -------------------------------------------------------
+
+    /// Whether the endpoint is receiving: false while paused and once
+    /// closing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert!(t.is_reading());
+    /// t.pause_reading();
+    /// assert!(!t.is_reading());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_reading(&self) -> bool {
+        !self.shared.has(READ_PAUSED | READ_DONE | CLOSING | LOST)
+    }
+
+    /// Stop delivering datagrams until [`resume_reading`](Self::resume_reading);
+    /// they wait in the socket's receive buffer (where the kernel drops what
+    /// does not fit). Idempotent; a no-op on a closing endpoint. Called from
+    /// a callback, no datagram is delivered after that callback returns.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.pause_reading();
+    /// t.pause_reading();
+    /// t.resume_reading();
+    /// assert!(t.is_reading());
+    /// # Ok(()) }
+    /// ```
+    pub fn pause_reading(&self) {
+        if self.shared.has(READ_PAUSED | READ_DONE | CLOSING | LOST) {
+            return;
+        }
+        self.shared.set(READ_PAUSED);
+        self.send(Command::PauseReading);
+    }
+
+    /// Resume delivering datagrams. Idempotent; a no-op on a closing
+    /// endpoint.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.pause_reading();
+    /// t.resume_reading();
+    /// assert!(t.is_reading());
+    /// # Ok(()) }
+    /// ```
+    pub fn resume_reading(&self) {
+        if !self.shared.has(READ_PAUSED) || self.shared.has(READ_DONE | CLOSING | LOST) {
+            return;
+        }
+        self.shared.clear(READ_PAUSED);
+        self.send(Command::ResumeReading);
+    }
+
+    // ---- BaseTransport ---------------------------------------------------
+
+    /// Replace the protocol (asyncio's `set_protocol`). The new protocol gets
+    /// every later callback, but not `connection_made` (hand it a clone of
+    /// this handle yourself). From a callback, the switch happens right after
+    /// that callback returns. The old protocol is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// struct Next;
+    /// impl tokio_transports::DatagramProtocol for Next {}
+    /// t.set_protocol(Next);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_protocol(&self, protocol: impl DatagramProtocol) {
+        self.send(Command::SetProtocol(Box::new(protocol)));
+    }
+
+    /// Run `f` on the current protocol, on the endpoint's task, between two
+    /// callbacks: the Rust counterpart of asyncio's `get_protocol`, since the
+    /// task owns the protocol. Resolves to `None` if the endpoint is already
+    /// finished (or `f` panicked, which is reported and not fatal).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert_eq!(t.with_protocol(|_p| 42).await, Some(42));
+    /// t.abort();
+    /// t.closed().await;
+    /// assert_eq!(t.with_protocol(|_p| 42).await, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_protocol<R, F>(&self, f: F) -> impl Future<Output = Option<R>> + Send + 'static
+    where
+        F: FnOnce(&mut dyn DatagramProtocol) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::WithProtocol(Box::new(move |p| {
+            let _ = tx.send(f(p));
+        })));
+        async move { rx.await.ok() }
+    }
+
+    /// Extra information by asyncio's names: `"sockname"` (the local
+    /// address), `"peername"` (the remote address if the socket is
+    /// connected, else `None`), `"socket"` (the raw fd while open). Unknown
+    /// names give `None`. Addresses stay available after the endpoint closes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// use tokio_transports::{create_datagram_endpoint, DatagramOptions, ExtraInfo, SocketAddress};
+    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// assert!(matches!(t.get_extra_info("sockname"), Some(ExtraInfo::Address(SocketAddress::Inet(_)))));
+    /// assert_eq!(t.get_extra_info("peername"), None); // not connected
+    /// assert_eq!(t.get_extra_info("no such key"), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        let extra = &self.shared.extra;
+        match name {
+            "peername" => extra.peername.clone().map(ExtraInfo::Address),
+            "sockname" => extra.sockname.clone().map(ExtraInfo::Address),
+            "socket" => {
+                (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
+            }
+            _ => None,
+        }
+    }
+
+    /// The connected peer's IP address and port (UDP), if connected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// assert_eq!(t.peername(), Some("127.0.0.1:9".parse().unwrap()));
+    /// # Ok(()) }
+    /// ```
+    pub fn peername(&self) -> Option<std::net::SocketAddr> {
+        self.shared.extra.peer_inet()
+    }
+
+    /// The local IP address and port (UDP).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// assert_ne!(t.sockname().unwrap().port(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn sockname(&self) -> Option<std::net::SocketAddr> {
+        self.shared
+            .extra
+            .sockname
+            .as_ref()
+            .and_then(SocketAddress::as_inet)
+    }
+
+    /// The connected peer's address of any family (Unix sockets included).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = tokio::net::UnixDatagram::pair()?;
+    /// let t = tokio_transports::create_datagram_endpoint_from_socket(|| (), a).await?;
+    /// assert_eq!(t.peer_address(), Some(&tokio_transports::SocketAddress::Unix(None)));
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_address(&self) -> Option<&SocketAddress> {
+        self.shared.extra.peername.as_ref()
+    }
+
+    /// The local address of any family.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = tokio::net::UnixDatagram::pair()?;
+    /// let t = tokio_transports::create_datagram_endpoint_from_socket(|| (), a).await?;
+    /// assert_eq!(t.local_address(), Some(&tokio_transports::SocketAddress::Unix(None)));
+    /// # Ok(()) }
+    /// ```
+    pub fn local_address(&self) -> Option<&SocketAddress> {
+        self.shared.extra.sockname.as_ref()
+    }
+
+    /// The default target of [`sendto`](Self::sendto) (`remote_addr`):
+    /// the connected peer, or with `allow_broadcast` the remote address the
+    /// socket was not connected to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions, SocketAddress};
+    /// let opts = DatagramOptions {
+    ///     remote_addr: Some(("127.0.0.1", 9).into()),
+    ///     allow_broadcast: true,
+    ///     ..Default::default()
+    /// };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// assert_eq!(t.peername(), None); // not connected
+    /// assert_eq!(t.remote_address(), Some(&SocketAddress::Inet("127.0.0.1:9".parse().unwrap())));
+    /// # Ok(()) }
+    /// ```
+    pub fn remote_address(&self) -> Option<&SocketAddress> {
+        self.shared.remote.as_ref()
+    }
+
+    /// Run `f` with the socket (to get or set options), if the endpoint is
+    /// still open; `None` otherwise. The socket cannot be released while `f`
+    /// runs, so keep `f` short.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// t.with_socket(|s| s.set_recv_buffer_size(1 << 20)).unwrap()?;
+    /// assert_eq!(t.with_socket(|s| s.broadcast().unwrap()), Some(false));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
+        let guard = self.shared.socket.lock().unwrap_or_else(|p| p.into_inner());
+        let sock = guard.as_ref()?;
+        Some(f(socket2::SockRef::from(&sock.as_fd())))
+    }
+
+    // ---- beyond asyncio --------------------------------------------------
+
+    /// How many datagrams were dropped because the endpoint was already lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// t.abort();
+    /// t.closed().await;
+    /// t.sendto("late", None)?;
+    /// assert_eq!(t.dropped_writes(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn dropped_writes(&self) -> usize {
+        self.shared.dropped_writes.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the write buffer is at or below the low watermark, or
+    /// the endpoint is finished: a sender outside the callbacks can pace
+    /// itself with it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// for _ in 0..100 {
+    ///     t.sendto(vec![0u8; 1000], None)?;
+    /// }
+    /// t.drain().await;
+    /// assert!(t.get_write_buffer_size() <= 16384);
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain(&self) {
+        let shared = &self.shared;
+        loop {
+            let mut notified = pin!(shared.drained.notified());
+            notified.as_mut().enable();
+            if shared.has(FINISHED) || shared.buffered.load(Ordering::Acquire) <= shared.low() {
+                return;
+            }
+            shared.drain_waiters.fetch_add(1, Ordering::AcqRel);
+            // Re-check after registering, so a drain between the check and
+            // the increment is not missed.
+            if shared.has(FINISHED) || shared.buffered.load(Ordering::Acquire) <= shared.low() {
+                shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            notified.await;
+            shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Resolves once `connection_lost` has run and the socket is released:
+    /// the `on_con_lost` future of asyncio's examples, without the plumbing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// t.close();
+    /// t.closed().await;
+    /// assert!(t.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub async fn closed(&self) {
+        loop {
+            let mut notified = pin!(self.shared.finished.notified());
+            notified.as_mut().enable();
+            if self.shared.has(FINISHED) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether `connection_lost` has run.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// assert!(!t.is_closed());
+    /// t.abort();
+    /// t.closed().await;
+    /// assert!(t.is_closed());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.has(FINISHED)
+    }
+}

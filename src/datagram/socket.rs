@@ -1,0 +1,327 @@
+//! The sockets a datagram transport drives (UDP and Unix datagram), behind
+//! one crate-private trait, and the per-thread receive buffer.
+//!
+//! [`Socket`] gives the driver non-blocking, readiness-based operations with
+//! addresses already typed as [`SocketAddress`]. [`DatagramSocket`] and
+//! [`IntoDatagramSocket`] are the public side: what
+//! [`create_datagram_endpoint_from_socket`](crate::create_datagram_endpoint_from_socket)
+//! accepts.
+//!
+//! The receive buffer works like the stream transport's read pool: each
+//! thread keeps one [`BytesMut`]; a datagram is received into its spare
+//! capacity, which is always larger than the largest datagram the socket can
+//! carry (so nothing is truncated), and split off as a zero-copy [`Bytes`].
+//! An idle endpoint holds no receive buffer.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{Interest, Ready};
+use tokio::net::{UdpSocket, UnixDatagram};
+
+use crate::extra::SocketAddress;
+
+/// Room kept free for one UDP datagram: more than the largest UDP payload
+/// (65,507 bytes over IPv4, 65,527 over IPv6 without jumbograms).
+pub(crate) const UDP_RECV_ROOM: usize = 64 * 1024;
+/// Room kept free for one Unix datagram: CPython's `recvfrom(256 KiB)`.
+pub(crate) const UNIX_RECV_ROOM: usize = 256 * 1024;
+
+thread_local! {
+    static POOL: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Run `f` with this thread's receive buffer: empty, with at least `room`
+/// bytes of spare capacity. When the spare room runs low the pool calls
+/// [`BytesMut::reserve`] for twice `room`, which takes the allocation back
+/// without copying once every datagram handed out has been dropped, and
+/// otherwise starts a fresh one. A nested call gets a fresh buffer.
+pub(crate) fn with_recv_buffer<R>(room: usize, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    POOL.with(|pool| match pool.try_borrow_mut() {
+        Ok(mut buf) => {
+            debug_assert!(buf.is_empty());
+            if buf.capacity() - buf.len() < room {
+                buf.reserve(2 * room);
+            }
+            f(&mut buf)
+        }
+        Err(_) => f(&mut BytesMut::with_capacity(room)),
+    })
+}
+
+/// What the driver needs from a datagram socket.
+pub(crate) trait Socket: AsFd + Send + Sync + Sized + 'static {
+    /// The spare room every receive gets.
+    const RECV_ROOM: usize;
+
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Receive one datagram into `buf`'s spare capacity.
+    fn try_recv_into(&self, buf: &mut BytesMut) -> io::Result<(usize, SocketAddress)>;
+    /// `send` on a connected socket.
+    fn try_send(&self, data: &[u8]) -> io::Result<usize>;
+    /// `sendto`.
+    fn try_send_to(&self, data: &[u8], to: &SocketAddress) -> io::Result<usize>;
+    /// Resolves when the socket is readable or has a pending error (an ICMP
+    /// error on a connected socket raises only `EPOLLERR`, not `EPOLLIN`).
+    fn readable_or_error(self: Arc<Self>) -> impl Future<Output = io::Result<Ready>> + Send;
+    /// `SO_ERROR`: take the pending error, if any.
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// Forget the error readiness tokio recorded (it is sticky otherwise).
+    fn clear_error_readiness(&self);
+}
+
+fn wrong_family(to: &SocketAddress) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("address {to} does not fit this socket's family"),
+    )
+}
+
+impl Socket for UdpSocket {
+    const RECV_ROOM: usize = UDP_RECV_ROOM;
+
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UdpSocket::poll_recv_ready(self, cx)
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UdpSocket::poll_send_ready(self, cx)
+    }
+
+    fn try_recv_into(&self, buf: &mut BytesMut) -> io::Result<(usize, SocketAddress)> {
+        let (n, addr) = self.try_recv_buf_from(buf)?;
+        Ok((n, SocketAddress::Inet(addr)))
+    }
+
+    fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+        UdpSocket::try_send(self, data)
+    }
+
+    fn try_send_to(&self, data: &[u8], to: &SocketAddress) -> io::Result<usize> {
+        match to {
+            SocketAddress::Inet(a) => UdpSocket::try_send_to(self, data, *a),
+            SocketAddress::Unix(_) => Err(wrong_family(to)),
+        }
+    }
+
+    async fn readable_or_error(self: Arc<Self>) -> io::Result<Ready> {
+        self.ready(Interest::READABLE | Interest::ERROR).await
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        UdpSocket::take_error(self)
+    }
+
+    fn clear_error_readiness(&self) {
+        let _ = self.try_io(Interest::ERROR, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
+    }
+}
+
+impl Socket for UnixDatagram {
+    const RECV_ROOM: usize = UNIX_RECV_ROOM;
+
+    fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixDatagram::poll_recv_ready(self, cx)
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixDatagram::poll_send_ready(self, cx)
+    }
+
+    fn try_recv_into(&self, buf: &mut BytesMut) -> io::Result<(usize, SocketAddress)> {
+        let (n, addr) = self.try_recv_buf_from(buf)?;
+        Ok((n, SocketAddress::from(addr)))
+    }
+
+    fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+        UnixDatagram::try_send(self, data)
+    }
+
+    fn try_send_to(&self, data: &[u8], to: &SocketAddress) -> io::Result<usize> {
+        match to {
+            SocketAddress::Unix(Some(path)) => UnixDatagram::try_send_to(self, data, path),
+            _ => Err(wrong_family(to)),
+        }
+    }
+
+    async fn readable_or_error(self: Arc<Self>) -> io::Result<Ready> {
+        self.ready(Interest::READABLE | Interest::ERROR).await
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        UnixDatagram::take_error(self)
+    }
+
+    fn clear_error_readiness(&self) {
+        let _ = self.try_io(Interest::ERROR, || {
+            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+        });
+    }
+}
+
+/// A datagram socket of either family, registered with the current tokio
+/// runtime: what [`create_datagram_endpoint_from_socket`](crate::create_datagram_endpoint_from_socket)
+/// drives.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{DatagramSocket, IntoDatagramSocket};
+/// let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+/// assert!(matches!(udp.into_datagram_socket()?, DatagramSocket::Udp(_)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub enum DatagramSocket {
+    /// A UDP socket (IPv4 or IPv6).
+    Udp(UdpSocket),
+    /// A Unix datagram socket (bound to a path, unbound, or one end of a
+    /// socketpair).
+    Unix(UnixDatagram),
+}
+
+/// A datagram socket that
+/// [`create_datagram_endpoint_from_socket`](crate::create_datagram_endpoint_from_socket)
+/// takes (asyncio's `sock=` argument): a tokio or std `UdpSocket` or
+/// `UnixDatagram`, or a [`socket2::Socket`] of type `SOCK_DGRAM`. A std or
+/// socket2 socket is switched to non-blocking mode.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::IntoDatagramSocket;
+/// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// let sock = std_sock.into_datagram_socket()?;
+/// # Ok(()) }
+/// ```
+pub trait IntoDatagramSocket {
+    /// Convert into a [`DatagramSocket`] registered with the current tokio
+    /// runtime; an error for a socket that is not a datagram socket.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use socket2::{Domain, Socket, Type};
+    /// use tokio_transports::IntoDatagramSocket;
+    /// let tcp = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    /// let err = tcp.into_datagram_socket().unwrap_err();
+    /// assert!(err.to_string().starts_with("A datagram socket was expected"));
+    /// # }
+    /// ```
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket>;
+}
+
+impl IntoDatagramSocket for DatagramSocket {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        Ok(self)
+    }
+}
+
+impl IntoDatagramSocket for UdpSocket {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        Ok(DatagramSocket::Udp(self))
+    }
+}
+
+impl IntoDatagramSocket for std::net::UdpSocket {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        self.set_nonblocking(true)?;
+        Ok(DatagramSocket::Udp(UdpSocket::from_std(self)?))
+    }
+}
+
+impl IntoDatagramSocket for UnixDatagram {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        Ok(DatagramSocket::Unix(self))
+    }
+}
+
+impl IntoDatagramSocket for std::os::unix::net::UnixDatagram {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        self.set_nonblocking(true)?;
+        Ok(DatagramSocket::Unix(UnixDatagram::from_std(self)?))
+    }
+}
+
+impl IntoDatagramSocket for socket2::Socket {
+    fn into_datagram_socket(self) -> io::Result<DatagramSocket> {
+        let ty = self.r#type()?;
+        if ty != socket2::Type::DGRAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "A datagram socket was expected, got {ty:?} socket (fd {})",
+                    self.as_raw_fd()
+                ),
+            ));
+        }
+        let domain = self.domain()?;
+        self.set_nonblocking(true)?;
+        let fd = OwnedFd::from(self);
+        if domain == socket2::Domain::UNIX {
+            std::os::unix::net::UnixDatagram::from(fd).into_datagram_socket()
+        } else if domain == socket2::Domain::IPV4 || domain == socket2::Domain::IPV6 {
+            std::net::UdpSocket::from(fd).into_datagram_socket()
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unsupported address family {domain:?}"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_come_back_to_the_pool() {
+        let (ptr, first) = with_recv_buffer(UDP_RECV_ROOM, |b| {
+            assert!(b.capacity() - b.len() >= UDP_RECV_ROOM);
+            b.extend_from_slice(b"hello");
+            (b.as_ptr(), b.split_to(5).freeze())
+        });
+        assert_eq!(&first[..], b"hello");
+        drop(first);
+        // Use up the room so that the next call must refill.
+        with_recv_buffer(UDP_RECV_ROOM, |b| {
+            let used = b.capacity() - UDP_RECV_ROOM + 1;
+            b.resize(used, 0);
+            drop(b.split_to(used));
+        });
+        // Every datagram was dropped: the refill reuses the allocation.
+        assert_eq!(with_recv_buffer(UDP_RECV_ROOM, |b| b.as_ptr()), ptr);
+    }
+
+    #[test]
+    fn a_held_datagram_forces_a_new_allocation_and_stays_intact() {
+        let held = with_recv_buffer(UDP_RECV_ROOM, |b| {
+            let used = b.capacity() - UDP_RECV_ROOM + 1;
+            b.resize(used, 1);
+            b.split_to(used).freeze()
+        });
+        let room = with_recv_buffer(UDP_RECV_ROOM, |b| {
+            assert_ne!(b.as_ptr(), held.as_ptr());
+            b.capacity() - b.len()
+        });
+        assert!(room >= UDP_RECV_ROOM);
+        assert!(held.iter().all(|&x| x == 1));
+    }
+
+    #[test]
+    fn a_larger_room_is_honoured_and_nested_use_gets_its_own_buffer() {
+        with_recv_buffer(UNIX_RECV_ROOM, |outer| {
+            assert!(outer.capacity() - outer.len() >= UNIX_RECV_ROOM);
+            with_recv_buffer(UDP_RECV_ROOM, |inner| {
+                assert!(inner.capacity() >= UDP_RECV_ROOM);
+                assert_ne!(inner.as_ptr(), outer.as_ptr());
+            });
+        });
+    }
+}

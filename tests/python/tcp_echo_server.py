@@ -1,0 +1,47 @@
+"""TCP Echo Server: the asyncio documentation's example
+(https://docs.python.org/3/library/asyncio-protocol.html#tcp-echo-server),
+verbatim except that the host and port come from the command line
+(``tcp_echo_server.py [HOST [PORT]]``, default 127.0.0.1 8888) and every
+print flushes, so the output can be read through a pipe.
+
+tests/python_peers.rs runs it against the Rust examples.
+"""
+
+import asyncio
+import sys
+
+HOST = sys.argv[1] if len(sys.argv) > 1 else '127.0.0.1'
+PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 8888
+
+
+class EchoServerProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        peername = transport.get_extra_info('peername')
+        print('Connection from {}'.format(peername), flush=True)
+        self.transport = transport
+
+    def data_received(self, data):
+        message = data.decode()
+        print('Data received: {!r}'.format(message), flush=True)
+
+        print('Send: {!r}'.format(message), flush=True)
+        self.transport.write(data)
+
+        print('Close the client socket', flush=True)
+        self.transport.close()
+
+
+async def main():
+    # Get a reference to the event loop as we plan to use
+    # low-level APIs.
+    loop = asyncio.get_running_loop()
+
+    server = await loop.create_server(
+        EchoServerProtocol,
+        HOST, PORT)
+
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())

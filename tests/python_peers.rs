@@ -1,0 +1,561 @@
+//! Real peers over loopback: the asyncio documentation's examples, run by
+//! `python3` (`tests/python/*.py`), against this crate's examples.
+//!
+//! * Python client + Python server: the reference output, checked against the
+//!   lines the documentation's code prints.
+//! * Python client + `tcp_echo_server` / `buffered_echo_server`, and
+//!   `tcp_echo_client` + Python server: both sides must print exactly the
+//!   reference's lines (the client's ephemeral port aside).
+//! * `connect_existing_socket` against its Python original, and `echo_demo`
+//!   running to completion.
+//!
+//! The example binaries are the ones `cargo test` builds next to this test
+//! (`<target>/debug/examples/`). Without `python3` the Python tests are
+//! skipped with a note, unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON=1` (CI sets it).
+//!
+//! Waiting is event-driven: a client run ends when the process exits; the only
+//! retry is "is the server listening yet", a client refused with
+//! `ConnectionRefused` being run again after a short back-off, for at most 10 s.
+//! Every child process is killed when its guard drops, on every path.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// The examples' helpers; their unit tests (Python's `repr`) run here.
+#[path = "../examples/common/mod.rs"]
+mod examples_common;
+
+/// The lines the documentation's TCP echo server prints for one client
+/// (`PORT`: the client's ephemeral port).
+const SERVER_LINES: [&str; 4] = [
+    "Connection from ('127.0.0.1', PORT)",
+    "Data received: 'Hello World!'",
+    "Send: 'Hello World!'",
+    "Close the client socket",
+];
+
+/// The lines the documentation's TCP echo client prints.
+const CLIENT_LINES: [&str; 3] = [
+    "Data sent: 'Hello World!'",
+    "Data received: 'Hello World!'",
+    "The server closed the connection",
+];
+
+/// How long any one process may run before it is killed and the test fails.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client keeps retrying while the server is not listening yet.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---- processes -------------------------------------------------------------
+
+/// What a finished (or killed) process printed.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// Stdout's lines with ports in Python address tuples replaced by `PORT`.
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lines().map(normalize_ports).collect()
+    }
+}
+
+/// A child process with its output collected by two reader threads. Dropping
+/// it kills the process (if it still runs) and reaps it.
+struct Running {
+    what: String,
+    child: Child,
+    stdout: Receiver<Vec<u8>>,
+    stderr: Receiver<Vec<u8>>,
+}
+
+impl Running {
+    fn start(mut cmd: Command, what: &str) -> Running {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what} ({cmd:?}): {e}"));
+        let stdout = read_all(child.stdout.take().expect("piped stdout"));
+        let stderr = read_all(child.stderr.take().expect("piped stderr"));
+        Running {
+            what: what.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Whether the process has exited already.
+    fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Wait for the process to exit (its pipes close), for at most
+    /// [`PROCESS_TIMEOUT`]; kill it and fail the test after that.
+    fn wait(mut self) -> Output {
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let stdout = recv_until(&self.stdout, deadline);
+        let stderr = recv_until(&self.stderr, deadline);
+        match (stdout, stderr) {
+            (Some(stdout), Some(stderr)) => self.output(stdout, stderr),
+            _ => {
+                let what = self.what.clone();
+                let out = self.kill();
+                panic!("{what} did not exit within {PROCESS_TIMEOUT:?}; it printed {out:#?}");
+            }
+        }
+    }
+
+    /// Kill the process (a server serves forever) and collect its output.
+    fn kill(mut self) -> Output {
+        let _ = self.child.kill();
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let stdout = recv_until(&self.stdout, deadline).unwrap_or_default();
+        let stderr = recv_until(&self.stderr, deadline).unwrap_or_default();
+        self.output(stdout, stderr)
+    }
+
+    fn output(&mut self, stdout: Vec<u8>, stderr: Vec<u8>) -> Output {
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.what));
+        Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A no-op for a process already reaped (std never signals a reaped pid).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read a pipe to its end on a thread; the result arrives on the channel.
+fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = channel();
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+fn recv_until(rx: &Receiver<Vec<u8>>, deadline: Instant) -> Option<Vec<u8>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    rx.recv_timeout(left).ok()
+}
+
+// ---- peers -----------------------------------------------------------------
+
+/// One side of an echo session.
+#[derive(Clone, Copy, Debug)]
+enum Peer {
+    /// `tests/python/<name>.py`, run by `python3 -u`.
+    Python(&'static str),
+    /// `<target>/debug/examples/<name>`.
+    Example(&'static str),
+}
+
+impl Peer {
+    fn command(self, args: &[&str]) -> Command {
+        let mut cmd = match self {
+            Peer::Python(name) => {
+                let mut cmd = Command::new(python().expect("python3 was checked"));
+                cmd.arg("-u").arg(python_script(name));
+                cmd
+            }
+            Peer::Example(name) => Command::new(example(name)),
+        };
+        cmd.args(args);
+        cmd
+    }
+
+    fn name(self) -> String {
+        match self {
+            Peer::Python(name) => format!("python3 tests/python/{name}.py"),
+            Peer::Example(name) => format!("example {name}"),
+        }
+    }
+}
+
+/// The Python interpreter, or `None` (and a note) to skip; a failure instead
+/// when `TOKIO_TRANSPORTS_REQUIRE_PYTHON` is set.
+fn python() -> Option<&'static str> {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        Command::new("python3")
+            .arg("-c")
+            .arg("import sys, asyncio; sys.exit(sys.version_info < (3, 7))")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found {
+        return Some("python3");
+    }
+    let required = std::env::var_os("TOKIO_TRANSPORTS_REQUIRE_PYTHON")
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !required,
+        "python3 (3.7 or later) is required (TOKIO_TRANSPORTS_REQUIRE_PYTHON is set) but was not found"
+    );
+    eprintln!("note: python3 (3.7 or later) not found; skipping this test");
+    None
+}
+
+fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(format!("{name}.py"))
+}
+
+/// The example binary `cargo test` built next to this test executable
+/// (`<target>/<profile>/deps/python_peers-*` → `<target>/<profile>/examples/`).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        panic!(
+            "example binary {} not found: run `cargo test` (which builds the examples) \
+             or `cargo build --examples` first",
+            bin.display()
+        );
+    };
+    // `cargo test --test python_peers` does not rebuild examples: refuse to
+    // test a binary older than any of its sources (cargo's dep-info lists them,
+    // the library's included).
+    let dep_info = bin.with_extension("d");
+    let sources: Vec<PathBuf> = match std::fs::read_to_string(&dep_info) {
+        Ok(text) => dep_info_sources(&text),
+        Err(_) => vec![
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(format!("{name}.rs")),
+        ],
+    };
+    for src in sources {
+        // A source listed but gone since (renamed) cannot be newer.
+        let Ok(changed) = std::fs::metadata(&src).and_then(|m| m.modified()) else {
+            continue;
+        };
+        assert!(
+            changed <= built,
+            "{} is older than {}: run `cargo test` or `cargo build --examples` to rebuild it",
+            bin.display(),
+            src.display()
+        );
+    }
+    bin
+}
+
+/// The sources a dep-info file (`target: src1 src2 ...`, spaces in paths
+/// escaped as `\ `) lists for its first target.
+fn dep_info_sources(text: &str) -> Vec<PathBuf> {
+    let Some((_, deps)) = text.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    deps.replace("\\ ", "\0")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| PathBuf::from(s.replace('\0', " ")))
+        .collect()
+}
+
+/// A port that was free a moment ago (bound, read, released).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// Run `server` on a free port, then `client` against it, and return what
+/// each printed. The client is re-run while its connection is refused (the
+/// server is not listening yet), for at most [`READY_TIMEOUT`].
+fn echo_session(server: Peer, client: Peer) -> (Output, Output) {
+    let port = free_port().to_string();
+    let args = ["127.0.0.1", port.as_str()];
+    let mut server_proc = Running::start(server.command(&args), &server.name());
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(10);
+    let client_out = loop {
+        let out = Running::start(client.command(&args), &client.name()).wait();
+        let refused = !out.status.success() && out.stderr.contains("ConnectionRefused");
+        if !refused {
+            break out;
+        }
+        if server_proc.has_exited() {
+            let out = server_proc.kill();
+            panic!(
+                "{} exited before accepting a connection: {out:#?}",
+                server.name()
+            );
+        }
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "{} was not listening on port {port} after {READY_TIMEOUT:?}; last client run: {out:#?}",
+            server.name()
+        );
+        // Readiness probe only: the server is still starting up.
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    };
+    // The server printed its lines before writing the echo the client waited
+    // for, so they are all in the pipe by now.
+    let server_out = server_proc.kill();
+    (server_out, client_out)
+}
+
+/// Replace the port in Python address tuples, `('127.0.0.1', 54321)`, with
+/// `PORT`.
+fn normalize_ports(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("', ") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str("PORT");
+            rest = &tail[digits..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The Python server and client together, once per test process: what the
+/// documentation's code really prints. Checked against the constants.
+fn reference() -> &'static (Vec<String>, Vec<String>) {
+    static REFERENCE: OnceLock<(Vec<String>, Vec<String>)> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let (server, client) = echo_session(
+            Peer::Python("tcp_echo_server"),
+            Peer::Python("tcp_echo_client"),
+        );
+        assert!(client.status.success(), "Python client failed: {client:#?}");
+        assert_eq!(server.stderr, "", "Python server: {server:#?}");
+        assert_eq!(client.stderr, "", "Python client: {client:#?}");
+        let (server, client) = (server.lines(), client.lines());
+        assert_eq!(server, SERVER_LINES, "the Python reference server's output");
+        assert_eq!(client, CLIENT_LINES, "the Python reference client's output");
+        (server, client)
+    })
+}
+
+/// Run one echo session and check both sides print exactly what the
+/// reference pair prints.
+fn check_session(server: Peer, client: Peer) {
+    let (reference_server, reference_client) = reference();
+    let (server_out, client_out) = echo_session(server, client);
+    assert!(
+        client_out.status.success(),
+        "{} failed: {client_out:#?}",
+        client.name()
+    );
+    assert_eq!(client_out.stderr, "", "{}: {client_out:#?}", client.name());
+    assert_eq!(server_out.stderr, "", "{}: {server_out:#?}", server.name());
+    assert_eq!(
+        &server_out.lines(),
+        reference_server,
+        "{} (serving {})",
+        server.name(),
+        client.name()
+    );
+    assert_eq!(
+        &client_out.lines(),
+        reference_client,
+        "{} (against {})",
+        client.name(),
+        server.name()
+    );
+}
+
+// ---- tests -----------------------------------------------------------------
+
+#[test]
+fn python_reference_pair_prints_the_documented_lines() {
+    if python().is_none() {
+        return;
+    }
+    let (server, client) = reference();
+    assert_eq!(server, &SERVER_LINES);
+    assert_eq!(client, &CLIENT_LINES);
+}
+
+#[test]
+fn python_client_against_tcp_echo_server() {
+    if python().is_none() {
+        return;
+    }
+    check_session(
+        Peer::Example("tcp_echo_server"),
+        Peer::Python("tcp_echo_client"),
+    );
+}
+
+#[test]
+fn tcp_echo_client_against_python_server() {
+    if python().is_none() {
+        return;
+    }
+    check_session(
+        Peer::Python("tcp_echo_server"),
+        Peer::Example("tcp_echo_client"),
+    );
+}
+
+#[test]
+fn python_client_against_buffered_echo_server() {
+    if python().is_none() {
+        return;
+    }
+    check_session(
+        Peer::Example("buffered_echo_server"),
+        Peer::Python("tcp_echo_client"),
+    );
+}
+
+#[test]
+fn tcp_echo_client_against_tcp_echo_server() {
+    // No Python needed: compared with the documented lines.
+    let (server_out, client_out) = echo_session(
+        Peer::Example("tcp_echo_server"),
+        Peer::Example("tcp_echo_client"),
+    );
+    assert!(client_out.status.success(), "{client_out:#?}");
+    assert_eq!(client_out.stderr, "", "{client_out:#?}");
+    assert_eq!(server_out.stderr, "", "{server_out:#?}");
+    assert_eq!(server_out.lines(), SERVER_LINES);
+    assert_eq!(client_out.lines(), CLIENT_LINES);
+}
+
+#[test]
+fn connect_existing_socket_prints_what_python_prints() {
+    let ours = Running::start(
+        Peer::Example("connect_existing_socket").command(&[]),
+        "example connect_existing_socket",
+    )
+    .wait();
+    assert!(ours.status.success(), "{ours:#?}");
+    assert_eq!(ours.stderr, "", "{ours:#?}");
+    assert_eq!(ours.stdout, "Received: abc\n");
+    if python().is_none() {
+        return;
+    }
+    let theirs = Running::start(
+        Peer::Python("connect_existing_socket").command(&[]),
+        "python3 tests/python/connect_existing_socket.py",
+    )
+    .wait();
+    assert!(theirs.status.success(), "{theirs:#?}");
+    assert_eq!(theirs.stderr, "", "{theirs:#?}");
+    assert_eq!(ours.stdout, theirs.stdout);
+}
+
+#[test]
+fn echo_demo_runs_to_completion() {
+    let started = Instant::now();
+    let out = Running::start(Peer::Example("echo_demo").command(&[]), "example echo_demo").wait();
+    assert!(out.status.success(), "{out:#?}");
+    assert_eq!(out.stderr, "", "{out:#?}");
+    let lines = out.lines();
+    // Every callback the demo shows, in the order it must happen.
+    let milestones = [
+        "[client] connection_made: to ('127.0.0.1', PORT)",
+        "[server] data_received: 'Hello World!' -> echo it",
+        "[client] data_received: 'Hello World!'",
+        "[client] pause_writing: write buffer over the high watermark",
+        "[client] resume_writing: write buffer drained to the low watermark",
+        "[main] all 2097152 bytes came back",
+        "[server] eof_received: the client is done sending; answer and close",
+        "[server] connection_lost: None (a clean close)",
+        "[client] data_received: 'Bye!'",
+        "[client] eof_received: the server closed; close too",
+        "[client] connection_lost: None (a clean close)",
+        "[main] both transports are closed",
+    ];
+    let mut at = 0;
+    for m in milestones {
+        match lines[at..].iter().position(|l| l == m) {
+            Some(i) => at += i + 1,
+            None => panic!(
+                "echo_demo: {m:?} missing or out of order in:\n{}",
+                out.stdout
+            ),
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "[server] connection_made: from ('127.0.0.1', PORT)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("[main] server closed")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "echo_demo took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn dep_info_lists_sources() {
+    let text = "/t/debug/examples/x: /w/examples/x.rs /w/my\\ dir/a.rs /w/src/lib.rs\n\n/w/examples/x.rs:\n";
+    assert_eq!(
+        dep_info_sources(text),
+        [
+            PathBuf::from("/w/examples/x.rs"),
+            PathBuf::from("/w/my dir/a.rs"),
+            PathBuf::from("/w/src/lib.rs"),
+        ]
+    );
+}
+
+#[test]
+fn normalize_ports_replaces_only_tuple_ports() {
+    assert_eq!(
+        normalize_ports("Connection from ('127.0.0.1', 54321)"),
+        "Connection from ('127.0.0.1', PORT)"
+    );
+    assert_eq!(
+        normalize_ports("('::1', 8888, 0, 0)"),
+        "('::1', 8888, 0, 0)"
+    );
+    assert_eq!(normalize_ports("plain"), "plain");
+}
