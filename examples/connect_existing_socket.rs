@@ -89,11 +89,8 @@ async fn main() -> io::Result<()> {
     // Create a pair of connected sockets (blocking, as Python's are).
     let (rsock, mut wsock) = UnixStream::pair()?;
 
-    // Register the socket to wait for data. The transport needs a
-    // non-blocking socket registered with tokio, as asyncio makes it too.
-    rsock.set_nonblocking(true)?;
-    let rsock = tokio::net::UnixStream::from_std(rsock)?;
-    let transport = connect_unix_stream(rsock, MyProtocol::default()).await;
+    // Register the socket to wait for data.
+    let transport = connect_unix_stream(rsock, MyProtocol::default()).await?;
 
     // Simulate the reception of data from the network.
     wsock.write_all(b"abc")?;

@@ -93,6 +93,17 @@ pub enum ExtraInfo {
     Socket(RawFd),
 }
 
+impl std::fmt::Display for ExtraInfo {
+    /// Formats like Python prints the value: an address as its tuple, a
+    /// socket as `<socket fd=N>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExtraInfo::Address(a) => a.fmt(f),
+            ExtraInfo::Socket(fd) => write!(f, "<socket fd={fd}>"),
+        }
+    }
+}
+
 /// What a transport knows about its I/O, captured at construction.
 #[derive(Debug, Default)]
 pub(crate) struct Extra {

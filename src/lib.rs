@@ -59,10 +59,12 @@ pub use exception::{
 };
 pub use extra::{ExtraInfo, SocketAddress};
 pub use limits::{DEFAULT_HIGH_WATER, WriteLimits};
-pub use protocol::{AnyProtocol, BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol};
+pub use protocol::{
+    AnyProtocol, AsAny, BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol,
+};
 pub use server::{ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, create_server};
 pub use stream::handle::Transport;
-pub use stream::{connect_io, connect_unix_stream};
+pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
 pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
     create_connection_from_socket,

@@ -29,6 +29,7 @@
 //! by such a write is delivered right after the callback returns, not from inside
 //! `write()` as in asyncio, because Rust forbids re-entering `&mut self`.
 
+use std::any::Any;
 use std::io;
 
 use bytes::{Bytes, BytesMut};
@@ -50,7 +51,7 @@ use crate::Transport;
 ///     }
 /// }
 /// ```
-pub trait BaseProtocol: Send + 'static {
+pub trait BaseProtocol: AsAny + Send + 'static {
     /// Called once, first, when the connection is made. Keep a clone of
     /// `transport` to write or close later.
     ///
@@ -106,6 +107,45 @@ pub trait BaseProtocol: Send + 'static {
     /// }
     /// ```
     fn resume_writing(&mut self) {}
+}
+
+/// Lets a boxed protocol be downcast to its concrete type (see
+/// [`AnyProtocol::downcast_mut`]). Implemented for every `'static` type: never
+/// implement it yourself.
+///
+/// ```
+/// use tokio_transports::AsAny;
+/// let mut n = 5u32;
+/// assert_eq!(n.as_any_mut().downcast_mut::<u32>(), Some(&mut 5));
+/// ```
+pub trait AsAny: Any {
+    /// `self` as `&dyn Any`.
+    ///
+    /// ```
+    /// use tokio_transports::AsAny;
+    /// assert!(7u8.as_any().is::<u8>());
+    /// ```
+    fn as_any(&self) -> &dyn Any;
+
+    /// `self` as `&mut dyn Any`.
+    ///
+    /// ```
+    /// use tokio_transports::AsAny;
+    /// let mut s = String::new();
+    /// s.as_any_mut().downcast_mut::<String>().unwrap().push('x');
+    /// assert_eq!(s, "x");
+    /// ```
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// A streaming protocol: asyncio's `Protocol`. Received bytes arrive as
@@ -315,6 +355,41 @@ impl AnyProtocol {
         match self {
             AnyProtocol::Stream(p) => &mut **p,
             AnyProtocol::Buffered(p) => &mut **p,
+        }
+    }
+
+    /// The protocol as its concrete type, if it is a `T`: the way to reach
+    /// your protocol's state through
+    /// [`Transport::with_protocol`](crate::Transport::with_protocol), asyncio's
+    /// `get_protocol()`.
+    ///
+    /// ```
+    /// # use tokio_transports::{AnyProtocol, BaseProtocol, Protocol};
+    /// struct Counter(u32);
+    /// impl BaseProtocol for Counter {}
+    /// impl Protocol for Counter {}
+    /// let mut p = AnyProtocol::stream(Counter(3));
+    /// assert_eq!(p.downcast_mut::<Counter>().map(|c| c.0), Some(3));
+    /// assert!(p.downcast_mut::<u8>().is_none());
+    /// ```
+    pub fn downcast_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        match self {
+            AnyProtocol::Stream(p) => (**p).as_any_mut().downcast_mut(),
+            AnyProtocol::Buffered(p) => (**p).as_any_mut().downcast_mut(),
+        }
+    }
+
+    /// Shared-reference form of [`AnyProtocol::downcast_mut`].
+    ///
+    /// ```
+    /// # use tokio_transports::{AnyProtocol, BaseProtocol, Protocol};
+    /// struct P; impl BaseProtocol for P {} impl Protocol for P {}
+    /// assert!(AnyProtocol::stream(P).downcast_ref::<P>().is_some());
+    /// ```
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        match self {
+            AnyProtocol::Stream(p) => (**p).as_any().downcast_ref(),
+            AnyProtocol::Buffered(p) => (**p).as_any().downcast_ref(),
         }
     }
 

@@ -148,7 +148,9 @@ async fn ipv6_addresses() {
 async fn unix_pair_and_in_memory_pipe() {
     let reg = Registry::new();
     let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    let t = connect_unix_stream(a, reg.recorder("unix", Config::default())).await;
+    let t = connect_unix_stream(a, reg.recorder("unix", Config::default()))
+        .await
+        .unwrap();
     assert_eq!(t.peer_address(), Some(&SocketAddress::Unix(None)));
     assert_eq!(
         t.get_extra_info("peername"),

@@ -236,9 +236,13 @@ async fn many_sequential_connections_each_keep_the_contract() {
 async fn unix_stream_pair_contract() {
     let reg = Registry::new();
     let (a, b) = tokio::net::UnixStream::pair().unwrap();
-    let ta = connect_unix_stream(a, reg.recorder("a", Config::echo())).await;
+    let ta = connect_unix_stream(a, reg.recorder("a", Config::echo()))
+        .await
+        .unwrap();
     let blog = reg.log("b");
-    let tb = connect_unix_stream(b, Buffered(Recorder::new(blog.clone(), Config::default()))).await;
+    let tb = connect_unix_stream(b, Buffered(Recorder::new(blog.clone(), Config::default())))
+        .await
+        .unwrap();
     let alog = reg.named("a")[0].clone();
     assert!(
         alog.events().contains(&Ev::Made),

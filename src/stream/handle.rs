@@ -524,9 +524,16 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
-    /// let buffered = t.with_protocol(|p| p.is_buffered()).await;
-    /// assert_eq!(buffered, Some(false));
+    /// use tokio_transports::{BaseProtocol, Protocol};
+    /// #[derive(Default)]
+    /// struct Counter { chunks: usize }
+    /// impl BaseProtocol for Counter {}
+    /// impl Protocol for Counter {
+    ///     fn data_received(&mut self, _: bytes::Bytes) { self.chunks += 1; }
+    /// }
+    /// let t = tokio_transports::connect_io(a, Counter::default()).await;
+    /// let chunks = t.with_protocol(|p| p.downcast_mut::<Counter>().map(|c| c.chunks)).await;
+    /// assert_eq!(chunks, Some(Some(0)));
     /// # }
     /// ```
     pub fn with_protocol<R, F>(&self, f: F) -> impl Future<Output = Option<R>> + Send + 'static
@@ -603,7 +610,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    /// let t = tokio_transports::connect_unix_stream(a, ()).await;
+    /// let t = tokio_transports::connect_unix_stream(a, ()).await.unwrap();
     /// assert_eq!(t.peer_address(), Some(&tokio_transports::SocketAddress::Unix(None)));
     /// # }
     /// ```
@@ -616,7 +623,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    /// let t = tokio_transports::connect_unix_stream(a, ()).await;
+    /// let t = tokio_transports::connect_unix_stream(a, ()).await.unwrap();
     /// assert!(t.local_address().is_some());
     /// # }
     /// ```

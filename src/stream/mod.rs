@@ -104,22 +104,58 @@ where
     transport
 }
 
-/// Wrap a connected Unix stream socket (e.g. one end of
-/// `UnixStream::pair()`, the reference's "connecting existing sockets"
-/// example). Addresses are captured as [`SocketAddress::Unix`].
+/// A connected Unix stream socket that [`connect_unix_stream`] takes: a
+/// tokio or std `UnixStream`.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let (rsock, _wsock) = tokio::net::UnixStream::pair().unwrap();
-/// let t = tokio_transports::connect_unix_stream(rsock, ()).await;
+/// use tokio_transports::IntoUnixStream;
+/// fn takes<S: IntoUnixStream>(_: S) {}
+/// # fn f(s: std::os::unix::net::UnixStream) { takes(s) }
+/// ```
+pub trait IntoUnixStream {
+    /// Convert into a tokio `UnixStream` registered with the current runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// use tokio_transports::IntoUnixStream;
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let a = a.into_tokio_stream()?;
+    /// # Ok(()) }
+    /// ```
+    fn into_tokio_stream(self) -> io::Result<tokio::net::UnixStream>;
+}
+
+impl IntoUnixStream for tokio::net::UnixStream {
+    fn into_tokio_stream(self) -> io::Result<tokio::net::UnixStream> {
+        Ok(self)
+    }
+}
+
+impl IntoUnixStream for std::os::unix::net::UnixStream {
+    fn into_tokio_stream(self) -> io::Result<tokio::net::UnixStream> {
+        self.set_nonblocking(true)?;
+        tokio::net::UnixStream::from_std(self)
+    }
+}
+
+/// Wrap a connected Unix stream socket, std or tokio (e.g. one end of a
+/// socketpair: the reference's "connecting existing sockets" example, asyncio's
+/// `create_unix_connection(sock=...)`). Addresses are captured as
+/// [`SocketAddress::Unix`]. Returns once `connection_made` has run.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let (rsock, _wsock) = std::os::unix::net::UnixStream::pair()?;
+/// let t = tokio_transports::connect_unix_stream(rsock, ()).await?;
 /// assert!(t.can_write_eof());
-/// # }
+/// # Ok(()) }
 /// ```
 pub async fn connect_unix_stream(
-    stream: tokio::net::UnixStream,
+    sock: impl IntoUnixStream,
     protocol: impl IntoProtocol,
-) -> Transport {
+) -> io::Result<Transport> {
     use std::os::fd::AsRawFd;
+    let stream = sock.into_tokio_stream()?;
     let extra = Extra::new(
         stream.peer_addr().ok().map(SocketAddress::from),
         stream.local_addr().ok().map(SocketAddress::from),
@@ -130,6 +166,6 @@ pub async fn connect_unix_stream(
         ..StreamConfig::default()
     };
     let (transport, rx) = spawn_stream(stream, protocol, config);
-    let _ = started(rx).await;
-    transport
+    started(rx).await?;
+    Ok(transport)
 }
