@@ -250,27 +250,40 @@ fn example(name: &str) -> PathBuf {
         );
     };
     // `cargo test --test python_peers` does not rebuild examples: refuse to
-    // test a binary older than any of its sources (cargo's dep-info lists them,
-    // the library's included).
-    let dep_info = bin.with_extension("d");
-    let sources: Vec<PathBuf> = match std::fs::read_to_string(&dep_info) {
-        Ok(text) => dep_info_sources(&text),
-        Err(_) => vec![
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(format!("{name}.rs")),
-        ],
+    // test a binary older than its own sources (cargo's dep-info lists them)
+    // or than the library it links (the newest `libtokio_transports-*.rlib`
+    // next to this test; comparing with the library's sources instead would
+    // fail whenever a source is edited while the tests run).
+    let examples_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut inputs: Vec<PathBuf> = match std::fs::read_to_string(bin.with_extension("d")) {
+        Ok(text) => dep_info_sources(&text)
+            .into_iter()
+            .filter(|p| p.starts_with(&examples_dir))
+            .collect(),
+        Err(_) => vec![examples_dir.join(format!("{name}.rs"))],
     };
-    for src in sources {
+    if let Ok(entries) = std::fs::read_dir(profile_dir.join("deps")) {
+        inputs.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with("libtokio_transports-") && n.ends_with(".rlib")
+                    })
+                }),
+        );
+    }
+    for input in inputs {
         // A source listed but gone since (renamed) cannot be newer.
-        let Ok(changed) = std::fs::metadata(&src).and_then(|m| m.modified()) else {
+        let Ok(changed) = std::fs::metadata(&input).and_then(|m| m.modified()) else {
             continue;
         };
         assert!(
             changed <= built,
             "{} is older than {}: run `cargo test` or `cargo build --examples` to rebuild it",
             bin.display(),
-            src.display()
+            input.display()
         );
     }
     bin
