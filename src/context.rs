@@ -1,91 +1,125 @@
 //! "Are we inside a callback of this transport?": the thread-local that lets
 //! a transport method called from a protocol callback skip the channel.
 //!
-//! While a driver runs a callback it installs the transport's id and a
-//! command list in its kind's [`Slot`]. A handle method that finds its own
-//! transport's id there pushes its command onto that list (no channel hop, no
-//! wake-up); the driver applies the list right after the callback returns, in
-//! order. Any other call, from another thread, task or transport, goes
-//! through the channel.
+//! While a driver runs a callback it puts the transport's id, and a pointer
+//! to its [`Frame`] (its command list, and for streams its write queue), in
+//! its kind's [`Slot`]. A handle method that finds its own transport's id
+//! there works on that frame directly (no channel hop, no lock, no wake-up);
+//! the driver applies the commands, in order, when the callback returns. Any other call, from another thread, task or
+//! transport, goes through the channel ([`Inbox`](crate::inbox::Inbox)).
 //!
 //! Each transport kind declares its own slot for its own command type:
 //!
 //! ```ignore
-//! thread_local! { static CURRENT: Slot<Command> = const { RefCell::new(None) }; }
+//! thread_local! { static CURRENT: Slot<Vec<Command>> = const { Slot::new() }; }
 //! ```
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::thread::LocalKey;
 
-/// The callback that is running on this thread, if any.
-pub(crate) struct Current<C> {
-    id: usize,
-    commands: Vec<C>,
+/// Where a running callback's commands go: the driver's state that the
+/// callback cannot otherwise reach. A plain `Vec` of commands is one; the
+/// stream driver's frame also takes writes straight into its queue.
+pub(crate) trait Frame: 'static {
+    /// The command type of this kind of transport.
+    type Command;
+    /// Queue `cmd`, to be applied when the callback returns.
+    fn push(&mut self, cmd: Self::Command);
 }
 
-/// A kind's thread-local slot.
-pub(crate) type Slot<C> = RefCell<Option<Current<C>>>;
-
-/// Run `f` as a callback of transport `id`. Commands issued for `id` inside
-/// `f` are appended to `commands` (which the caller drains afterwards).
-/// Nested scopes (another transport's callback run inside this one) save and
-/// restore the outer scope, also when `f` unwinds.
-pub(crate) fn scope<C: 'static, R>(
-    slot: &'static LocalKey<Slot<C>>,
-    id: usize,
-    commands: &mut Vec<C>,
-    f: impl FnOnce() -> R,
-) -> R {
-    struct Restore<'a, C: 'static> {
-        slot: &'static LocalKey<Slot<C>>,
-        outer: Option<Current<C>>,
-        commands: &'a mut Vec<C>,
+impl<C: 'static> Frame for Vec<C> {
+    type Command = C;
+    fn push(&mut self, cmd: C) {
+        Vec::push(self, cmd);
     }
-    impl<C: 'static> Drop for Restore<'_, C> {
-        fn drop(&mut self) {
-            let outer = self.outer.take();
-            let mine = self
-                .slot
-                .with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
-            if let Some(mine) = mine {
-                *self.commands = mine.commands;
-            }
+}
+
+/// A kind's thread-local state: the transport whose callback is running
+/// (0: none) and that driver's frame.
+pub(crate) struct Slot<F> {
+    id: Cell<usize>,
+    frame: Cell<*mut F>,
+}
+
+impl<F> Slot<F> {
+    pub(crate) const fn new() -> Self {
+        Slot {
+            id: Cell::new(0),
+            frame: Cell::new(std::ptr::null_mut()),
         }
     }
-    let outer = slot.with(|c| {
-        c.borrow_mut().replace(Current {
-            id,
-            commands: std::mem::take(commands),
-        })
-    });
-    let _restore = Restore {
-        slot,
-        outer,
-        commands,
-    };
-    f()
+}
+
+/// Run `f` as a callback of transport `id`, with `frame` reachable through
+/// [`with_frame`]/[`try_push`]. `f` must not touch `frame` itself. Nested
+/// scopes (another transport's callback run inside this one) restore the
+/// outer scope when they end, also when `f` unwinds.
+pub(crate) fn scope<F: 'static, R>(
+    slot: &'static LocalKey<Slot<F>>,
+    id: usize,
+    frame: &mut F,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<'s, F> {
+        slot: &'s Slot<F>,
+        id: usize,
+        frame: *mut F,
+    }
+    impl<F> Drop for Restore<'_, F> {
+        fn drop(&mut self) {
+            self.slot.id.set(self.id);
+            self.slot.frame.set(self.frame);
+        }
+    }
+    let frame: *mut F = frame;
+    slot.with(|s| {
+        let _restore = Restore {
+            slot: s,
+            id: s.id.replace(id),
+            frame: s.frame.replace(frame),
+        };
+        f()
+    })
+}
+
+/// If this thread is inside a callback of transport `id`, run `f` on that
+/// driver's frame with `arg`; otherwise hand `arg` back.
+#[inline]
+pub(crate) fn with_frame<F: 'static, A, R>(
+    slot: &'static LocalKey<Slot<F>>,
+    id: usize,
+    arg: A,
+    f: impl FnOnce(&mut F, A) -> R,
+) -> Result<R, A> {
+    slot.with(|s| {
+        if s.id.get() != id {
+            return Err(arg);
+        }
+        // SAFETY: the slot holds `id` only while `scope(slot, id, frame, _)`
+        // runs its callback on this thread (ids are never 0, and the guard
+        // restores the outer values when the callback ends or unwinds), and
+        // the pointer came from the `&mut F` that `scope` was given for
+        // exactly that time. Neither `scope` nor its caller touches the
+        // frame while the callback runs, and `f` cannot reach this slot's
+        // frame again (a nested scope installs its own), so this is the only
+        // access to it.
+        let frame = unsafe { &mut *s.frame.get() };
+        Ok(f(frame, arg))
+    })
 }
 
 /// If this thread is inside a callback of transport `id`, queue `cmd` there
 /// and return `None`; otherwise hand `cmd` back, to be sent over the channel.
-pub(crate) fn try_push<C: 'static>(
-    slot: &'static LocalKey<Slot<C>>,
+#[inline]
+pub(crate) fn try_push<F: Frame>(
+    slot: &'static LocalKey<Slot<F>>,
     id: usize,
-    cmd: C,
-) -> Option<C> {
-    slot.with(|c| match c.try_borrow_mut() {
-        Ok(mut cur) => match cur.as_mut() {
-            Some(cur) if cur.id == id => {
-                cur.commands.push(cmd);
-                None
-            }
-            _ => Some(cmd),
-        },
-        Err(_) => Some(cmd),
-    })
+    cmd: F::Command,
+) -> Option<F::Command> {
+    with_frame(slot, id, cmd, |frame, cmd| frame.push(cmd)).err()
 }
 
-/// A unique id for a new transport of any kind.
+/// A unique, non-zero id for a new transport of any kind.
 pub(crate) fn next_id() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -96,7 +130,7 @@ pub(crate) fn next_id() -> usize {
 mod tests {
     use super::*;
 
-    thread_local! { static SLOT: Slot<u32> = const { RefCell::new(None) }; }
+    thread_local! { static SLOT: Slot<Vec<u32>> = const { Slot::new() }; }
 
     #[test]
     fn commands_for_the_running_transport_are_captured() {
@@ -113,10 +147,12 @@ mod tests {
     fn nested_scopes_restore_the_outer_one_even_on_panic() {
         let mut outer = Vec::new();
         scope(&SLOT, 1, &mut outer, || {
+            assert_eq!(try_push(&SLOT, 1, 9), None);
             let mut inner = Vec::new();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 scope(&SLOT, 2, &mut inner, || {
                     assert_eq!(try_push(&SLOT, 2, 20), None);
+                    assert_eq!(try_push(&SLOT, 1, 21), Some(21), "outer is not current");
                     panic!("boom");
                 })
             }));
@@ -124,6 +160,6 @@ mod tests {
             assert_eq!(inner, vec![20]);
             assert_eq!(try_push(&SLOT, 1, 10), None);
         });
-        assert_eq!(outer, vec![10]);
+        assert_eq!(outer, vec![9, 10]);
     }
 }

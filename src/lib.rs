@@ -41,6 +41,7 @@ mod datagram;
 mod error;
 mod exception;
 mod extra;
+mod inbox;
 mod limits;
 mod protocol;
 mod server;

@@ -7,6 +7,7 @@
 //! `connection_lost`) for `close_clients`, `abort_clients` and `wait_closed`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
@@ -125,6 +126,27 @@ impl ServerHosts for Vec<String> {
     }
 }
 
+/// Hashes transport ids (distinct integers from a counter) by one
+/// multiplication instead of SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
 
 enum Listener {
@@ -150,7 +172,7 @@ struct State {
     listeners: Vec<Listener>,
     closed: bool,
     serving_forever: bool,
-    clients: HashMap<usize, Transport>,
+    clients: HashMap<usize, Transport, BuildHasherDefault<IdHasher>>,
 }
 
 struct Inner {
@@ -294,7 +316,7 @@ where
                 listeners: bound,
                 closed: false,
                 serving_forever: false,
-                clients: HashMap::new(),
+                clients: HashMap::default(),
             }),
             changed: Notify::new(),
         }),
@@ -628,8 +650,13 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
     let weak = Arc::downgrade(inner);
     let on_finish = Box::new(move |t: &Transport| {
         if let Some(inner) = weak.upgrade() {
-            inner.lock().clients.remove(&t.id());
-            inner.changed.notify_waiters();
+            let mut st = inner.lock();
+            st.clients.remove(&t.id());
+            // Only `wait_closed` cares, and only once the server is closed.
+            if st.closed && st.clients.is_empty() {
+                drop(st);
+                inner.changed.notify_waiters();
+            }
         }
     });
     // Attach before `connection_made` runs: hold the lock across the spawn,
@@ -642,6 +669,7 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
         opts.write_limits,
         Some(peer),
         Some(on_finish),
+        false,
     );
     st.clients.insert(transport.id(), transport);
 }

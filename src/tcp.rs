@@ -210,7 +210,7 @@ pub(crate) async fn start_tcp(
     limits: WriteLimits,
     on_finish: Option<crate::stream::driver::OnFinish>,
 ) -> io::Result<Transport> {
-    let (transport, rx) = spawn_tcp(stream, protocol, nodelay, limits, None, on_finish);
+    let (transport, rx) = spawn_tcp(stream, protocol, nodelay, limits, None, on_finish, true);
     started(rx).await?;
     Ok(transport)
 }
@@ -224,7 +224,8 @@ pub(crate) fn spawn_tcp(
     limits: WriteLimits,
     peer: Option<SocketAddr>,
     on_finish: Option<crate::stream::driver::OnFinish>,
-) -> (Transport, futures::channel::oneshot::Receiver<()>) {
+    notify_started: bool,
+) -> (Transport, crate::stream::Started) {
     if nodelay {
         // Best effort, as in asyncio: a socket that refuses it still works.
         let _ = stream.set_nodelay(true);
@@ -240,6 +241,7 @@ pub(crate) fn spawn_tcp(
         limits,
         can_write_eof: true,
         on_finish,
+        notify_started,
     };
     spawn_stream(stream, protocol, config)
 }

@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
 use super::handle::{
-    CLOSING, CURRENT, Command, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
+    CLOSING, CURRENT, Command, Core, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED, Shared,
+    Transport,
 };
 use super::read_pool;
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
@@ -39,13 +39,15 @@ const MAX_IOV: usize = 64;
 /// Reads per poll before the task yields to its neighbours.
 const READS_PER_POLL: usize = 16;
 /// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
-const SIZEHINT: usize = read_pool::CHUNK;
+const SIZEHINT: usize = 64 * 1024;
 
 /// Called once when the connection is finished (after `connection_lost`).
 pub(crate) type OnFinish = Box<dyn FnOnce(&Transport) + Send>;
 
-/// Wakes the task and records that the read side was woken, so the driver
-/// calls `get_buffer` only when a read has a chance to succeed.
+/// For [`BufferedProtocol`](crate::BufferedProtocol)s: wakes the task and
+/// records that the read side was woken, so the driver calls `get_buffer`
+/// only when a read has a chance to succeed. Plain protocols read with the
+/// task's own waker (a read that is not ready costs no system call).
 struct ReadWake {
     woken: AtomicBool,
     task: AtomicWaker,
@@ -74,13 +76,12 @@ enum Stage {
 pub(crate) struct Driver<IO> {
     io: Option<IO>,
     handle: Transport,
-    rx: mpsc::UnboundedReceiver<Command>,
-    sm: StreamState,
+    /// The state machine and the commands from callbacks or the inbox
+    /// (what callbacks reach through the context).
+    core: Core,
     protocol: AnyProtocol,
-    /// Commands issued from inside callbacks (reused allocation).
-    scratch: Vec<Command>,
-    read_wake: Arc<ReadWake>,
-    read_waker: Waker,
+    /// Created when a buffered protocol first reads.
+    read_wake: Option<(Arc<ReadWake>, Waker)>,
     stage: Stage,
     started: Option<oneshot::Sender<()>>,
     shutdown_pending: bool,
@@ -98,28 +99,22 @@ where
     pub(crate) fn new(
         io: IO,
         handle: Transport,
-        rx: mpsc::UnboundedReceiver<Command>,
         sm: StreamState,
         protocol: AnyProtocol,
-        started: oneshot::Sender<()>,
+        started: Option<oneshot::Sender<()>>,
         on_finish: Option<OnFinish>,
     ) -> Self {
-        let read_wake = Arc::new(ReadWake {
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
-        let read_waker = Waker::from(read_wake.clone());
         Driver {
             io: Some(io),
             handle,
-            rx,
-            sm,
+            core: Core {
+                sm,
+                commands: Vec::new(),
+            },
             protocol,
-            scratch: Vec::new(),
-            read_wake,
-            read_waker,
+            read_wake: None,
             stage: Stage::New,
-            started: Some(started),
+            started,
             shutdown_pending: false,
             lost: None,
             stash: None,
@@ -127,6 +122,7 @@ where
         }
     }
 
+    #[inline]
     fn shared(&self) -> &Shared {
         &self.handle.shared
     }
@@ -136,6 +132,7 @@ where
     /// Run one protocol callback: inside the connection's context (so the
     /// transport calls it makes skip the channel), with panics caught. Then
     /// apply what it asked for. A panic aborts this connection only.
+    #[inline]
     fn callback<R>(
         &mut self,
         name: &'static str,
@@ -143,7 +140,7 @@ where
     ) -> Option<R> {
         let id = self.handle.shared.id;
         let (protocol, io, handle) = (&mut self.protocol, &mut self.io, &self.handle);
-        let result = context::scope(&CURRENT, id, &mut self.scratch, || {
+        let result = context::scope(&CURRENT, id, &mut self.core, || {
             catch_unwind(AssertUnwindSafe(|| f(protocol, io, handle)))
         });
         self.apply_scratch();
@@ -170,18 +167,29 @@ where
         self.fatal(io::Error::other(err));
     }
 
+    #[inline]
     fn apply_scratch(&mut self) {
-        if self.scratch.is_empty() {
-            return;
+        if !self.core.commands.is_empty() {
+            self.apply_commands();
         }
-        let mut cmds = std::mem::take(&mut self.scratch);
+    }
+
+    fn apply_commands(&mut self) {
+        let mut cmds = std::mem::take(&mut self.core.commands);
         for cmd in cmds.drain(..) {
             self.apply(cmd);
         }
-        // Keep the allocation unless a callback queued something unusual.
-        if self.scratch.is_empty() && cmds.capacity() <= 64 {
-            self.scratch = cmds;
+        // Keep the allocation unless a burst made it large.
+        if self.core.commands.is_empty() && cmds.capacity() <= 64 {
+            self.core.commands = cmds;
         }
+    }
+
+    /// Apply the commands sent from outside the callbacks.
+    #[inline]
+    fn apply_inbox(&mut self) {
+        self.handle.shared.inbox.drain_into(&mut self.core.commands);
+        self.apply_scratch();
     }
 
     // ---- commands ------------------------------------------------------
@@ -194,12 +202,12 @@ where
                     self.enqueue(data);
                 }
             }
-            Command::WriteEof => self.sm.write_eof(),
-            Command::Close => self.sm.close(),
+            Command::WriteEof => self.core.sm.write_eof(),
+            Command::Close => self.core.sm.close(),
             Command::Abort => self.lose(None),
-            Command::PauseReading => self.sm.pause_reading(),
-            Command::ResumeReading => self.sm.resume_reading(),
-            Command::SetLimits(limits) => self.sm.set_limits(limits),
+            Command::PauseReading => self.core.sm.pause_reading(),
+            Command::ResumeReading => self.core.sm.resume_reading(),
+            Command::SetLimits(limits) => self.core.sm.set_limits(limits),
             Command::SetProtocol(p) => self.protocol = p,
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _, _| f(p));
@@ -209,7 +217,7 @@ where
 
     fn enqueue(&mut self, data: Bytes) {
         let len = data.len();
-        if self.sm.write(data) == WriteOutcome::Dropped {
+        if self.core.sm.write(data) == WriteOutcome::Dropped {
             self.forget_bytes(len);
             self.shared().count_dropped_write();
         }
@@ -229,7 +237,7 @@ where
 
     /// Abort: discard the queue and lose the connection (once).
     fn lose(&mut self, exc: Option<io::Error>) {
-        let discarded = self.sm.abort(exc);
+        let discarded = self.core.sm.abort(exc);
         // Mark the loss before the byte count drops, so `drain()` cannot
         // mistake discarded data for sent data.
         self.sync_flags();
@@ -243,19 +251,24 @@ where
     /// `close()` and `abort()` set their flag before they return, from any
     /// thread; the command that updates the state machine may still be in
     /// flight, so the flags are checked too.
+    #[inline]
     fn may_deliver(&self) -> bool {
-        self.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST)
+        self.core.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST)
     }
 
     /// Mirror the state machine into the flags handles read.
+    #[inline]
     fn sync_flags(&self) {
         let mut bits = 0;
-        match self.sm.phase() {
+        match self.core.sm.phase() {
             Phase::Open => {}
             Phase::Closing => bits |= CLOSING | READ_DONE,
             Phase::Lost => bits |= CLOSING | READ_DONE | LOST,
         }
-        if matches!(self.sm.read_state(), ReadState::Eof | ReadState::Stopped) {
+        if matches!(
+            self.core.sm.read_state(),
+            ReadState::Eof | ReadState::Stopped
+        ) {
             bits |= READ_DONE;
         }
         if bits != 0 {
@@ -268,13 +281,13 @@ where
     /// Write as much of the queue as the I/O takes now.
     fn flush(&mut self, cx: &mut Context<'_>) {
         let Some(io) = self.io.as_mut() else { return };
-        while self.sm.queued() > 0 {
-            let res = match self.sm.single_chunk() {
+        while self.core.sm.queued() > 0 {
+            let res = match self.core.sm.single_chunk() {
                 // The common case (one callback wrote one buffer): no iovec.
                 Some(chunk) => Pin::new(&mut *io).poll_write(cx, chunk),
                 None => {
                     let mut bufs = [IoSlice::new(&[]); MAX_IOV];
-                    let n = self.sm.chunks(&mut bufs);
+                    let n = self.core.sm.chunks(&mut bufs);
                     Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..n])
                 }
             };
@@ -284,7 +297,7 @@ where
                     return;
                 }
                 Poll::Ready(Ok(n)) => {
-                    self.sm.consume(n);
+                    self.core.sm.consume(n);
                     self.handle.shared.buffered.fetch_sub(n, Ordering::AcqRel);
                     self.handle.shared.notify_drained();
                 }
@@ -300,9 +313,16 @@ where
 
     /// Run events, write, finish closes and half-closes, until nothing is
     /// left to do without waiting.
+    #[inline]
     fn settle(&mut self, cx: &mut Context<'_>) {
+        if !self.core.sm.is_idle() || self.shutdown_pending {
+            self.settle_busy(cx);
+        }
+    }
+
+    fn settle_busy(&mut self, cx: &mut Context<'_>) {
         loop {
-            while let Some(event) = self.sm.poll_event() {
+            while let Some(event) = self.core.sm.poll_event() {
                 match event {
                     Event::PauseWriting => {
                         self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
@@ -318,17 +338,17 @@ where
                     }
                 }
             }
-            if self.sm.queued() > 0 {
+            if self.core.sm.queued() > 0 {
                 self.flush(cx);
-                self.sm.check_pause();
-                if self.sm.has_events() {
+                self.core.sm.check_pause();
+                if self.core.sm.has_events() {
                     continue;
                 }
             }
-            if self.sm.queued() == 0 {
+            if self.core.sm.queued() == 0 {
                 // Only now: `resume_writing` (run above) may have written more.
-                self.sm.drained();
-                if self.sm.has_events() {
+                self.core.sm.drained();
+                if self.core.sm.has_events() {
                     continue;
                 }
             }
@@ -336,7 +356,7 @@ where
                 self.poll_shutdown(cx);
             }
             self.sync_flags();
-            if !self.sm.has_events() {
+            if !self.core.sm.has_events() {
                 return;
             }
         }
@@ -362,24 +382,35 @@ where
 
     /// One read attempt. Returns whether it made progress (data, EOF or an
     /// error); `false` means the I/O has nothing now.
-    fn read_once(&mut self) -> bool {
-        self.read_wake.woken.store(false, Ordering::Release);
-        let waker = self.read_waker.clone();
-        let mut rcx = Context::from_waker(&waker);
+    fn read_once(&mut self, cx: &mut Context<'_>) -> bool {
         let outcome = match &mut self.protocol {
             AnyProtocol::Stream(_) => {
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
-                read_pool::with_buffer(|buf| match poll_read_buf(Pin::new(io), &mut rcx, buf) {
+                read_pool::with_buffer(|buf| match poll_read_buf(Pin::new(io), cx, buf) {
                     Poll::Ready(Ok(0)) => ReadOutcome::Eof,
                     Poll::Ready(Ok(n)) => ReadOutcome::Data(buf.split_to(n).freeze()),
                     Poll::Ready(Err(e)) => ReadOutcome::Error(e),
                     Poll::Pending => ReadOutcome::Pending,
                 })
             }
-            AnyProtocol::Buffered(_) => self
-                .callback("get_buffer", |p, io, _| {
+            AnyProtocol::Buffered(_) => {
+                let (wake, waker) = self.read_wake.get_or_insert_with(|| {
+                    let wake = Arc::new(ReadWake {
+                        woken: AtomicBool::new(true),
+                        task: AtomicWaker::new(),
+                    });
+                    let waker = Waker::from(wake.clone());
+                    (wake, waker)
+                });
+                wake.task.register(cx.waker());
+                if !wake.woken.swap(false, Ordering::AcqRel) {
+                    return false;
+                }
+                let waker = waker.clone();
+                let mut rcx = Context::from_waker(&waker);
+                let outcome = self.callback("get_buffer", |p, io, _| {
                     let AnyProtocol::Buffered(p) = p else {
                         return ReadOutcome::Pending;
                     };
@@ -396,8 +427,15 @@ where
                         Poll::Ready(Err(e)) => ReadOutcome::Error(e),
                         Poll::Pending => ReadOutcome::Pending,
                     }
-                })
-                .unwrap_or(ReadOutcome::Panicked),
+                });
+                if !matches!(outcome, Some(ReadOutcome::Pending)) {
+                    // Not known to be drained: the next pass reads again.
+                    if let Some((wake, _)) = &self.read_wake {
+                        wake.woken.store(true, Ordering::Release);
+                    }
+                }
+                outcome.unwrap_or(ReadOutcome::Panicked)
+            }
         };
         match outcome {
             ReadOutcome::Pending => false,
@@ -421,7 +459,6 @@ where
         match outcome {
             ReadOutcome::Pending | ReadOutcome::Panicked => {}
             ReadOutcome::Data(data) => {
-                self.read_wake.woken.store(true, Ordering::Release);
                 self.callback("data_received", move |p, _, _| {
                     if let AnyProtocol::Stream(p) = p {
                         p.data_received(data);
@@ -429,7 +466,6 @@ where
                 });
             }
             ReadOutcome::Filled(n) => {
-                self.read_wake.woken.store(true, Ordering::Release);
                 self.callback("buffer_updated", move |p, _, _| {
                     if let AnyProtocol::Buffered(p) = p {
                         p.buffer_updated(n);
@@ -446,17 +482,15 @@ where
                 self.fatal(err);
             }
             ReadOutcome::Eof => {
-                if self.sm.read_eof() {
+                if self.core.sm.read_eof() {
                     self.sync_flags();
                     let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
                     if keep_open == Some(false) {
-                        self.sm.close();
+                        self.core.sm.close();
                     }
                 }
             }
-            ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {
-                self.read_wake.woken.store(true, Ordering::Release);
-            }
+            ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {}
             ReadOutcome::Error(e) => self.fatal(e),
         }
     }
@@ -478,21 +512,22 @@ where
             p.base_mut().connection_lost(exc)
         });
         // Whatever is still in the channel will never be sent.
-        self.rx.close();
-        while let Ok(cmd) = self.rx.try_recv() {
+        for cmd in self.handle.shared.inbox.close() {
             match cmd {
                 Command::Write(d) => self.forget_bytes(d.len()),
                 Command::WriteMany(v) => self.forget_bytes(v.iter().map(Bytes::len).sum()),
                 _ => {}
             }
         }
-        self.scratch.clear();
+        self.core.commands.clear();
         let shared = &self.handle.shared;
         shared.extra.clear_fd();
         self.io = None;
         shared.set(FINISHED);
         shared.finished.notify_waiters();
-        shared.drained.notify_waiters();
+        if shared.drain_waiters.load(Ordering::Acquire) > 0 {
+            shared.drained.notify_waiters();
+        }
         if let Some(on_finish) = self.on_finish.take() {
             on_finish(&self.handle);
         }
@@ -522,39 +557,39 @@ where
             Stage::New => this.start(),
             Stage::Running => {}
         }
-        this.read_wake.task.register(cx.waker());
         let mut reads = 0;
         loop {
-            while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
-                this.apply(cmd);
-            }
+            this.apply_inbox();
             this.settle(cx);
             if this.lost.is_some() {
                 this.finish();
                 return Poll::Ready(());
             }
-            if !this.may_deliver() {
-                return Poll::Pending;
-            }
-            if let Some(stashed) = this.stash.take() {
+            let progress = if !this.may_deliver() {
+                false
+            } else if let Some(stashed) = this.stash.take() {
                 this.deliver(stashed);
-                continue;
-            }
-            if !this.read_wake.woken.load(Ordering::Acquire) {
-                return Poll::Pending;
-            }
-            if !this.read_once() {
-                return Poll::Pending;
-            }
-            reads += 1;
-            if reads >= READS_PER_POLL {
+                true
+            } else {
+                this.read_once(cx)
+            };
+            if progress {
+                reads += 1;
+                if reads < READS_PER_POLL {
+                    continue;
+                }
                 // Let the other tasks on this worker run; come back soon.
+                this.apply_inbox();
                 this.settle(cx);
                 if this.lost.is_some() {
                     this.finish();
                     return Poll::Ready(());
                 }
                 cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Nothing to read: sleep, unless a command slipped in.
+            if !this.handle.shared.inbox.register(cx.waker()) {
                 return Poll::Pending;
             }
         }

@@ -2,8 +2,8 @@
 //!
 //! A handle is a cheap `Arc` clone. Every method either reads state the
 //! handle shares with the connection's task (buffer size, flags, limits,
-//! addresses), or sends the task a [`Command`]: over the connection's mpsc
-//! channel from anywhere, or, from inside one of the connection's own
+//! addresses), or sends the task a [`Command`]: over the connection's command
+//! channel ([`Inbox`]) from anywhere, or, from inside one of the connection's own
 //! callbacks, straight onto the list the task applies when the callback
 //! returns (see [`context`](crate::context)).
 
@@ -15,14 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use tokio::sync::Notify;
 
+use super::state::{StreamState, WriteOutcome};
 use crate::context::{self, Slot};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
+use crate::inbox::Inbox;
 use crate::{AnyProtocol, IntoProtocol, TransportError, WriteLimits};
-use std::cell::RefCell;
 
 /// After this many writes dropped because the connection was lost, every
 /// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
@@ -30,7 +31,7 @@ pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
 thread_local! {
     /// The stream transport whose callback runs on this thread, if any.
-    pub(crate) static CURRENT: Slot<Command> = const { RefCell::new(None) };
+    pub(crate) static CURRENT: Slot<Core> = const { Slot::new() };
 }
 
 /// A request from a handle to the connection's task.
@@ -45,6 +46,35 @@ pub(crate) enum Command {
     SetLimits(WriteLimits),
     SetProtocol(AnyProtocol),
     WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
+}
+
+/// What a callback of this connection reaches through [`context`]: the
+/// state machine, for writes, and the list of other commands. Writes go
+/// straight into the write queue until the callback issues any other command;
+/// from then on they queue behind it, so the order is kept.
+pub(crate) struct Core {
+    pub(crate) sm: StreamState,
+    pub(crate) commands: Vec<Command>,
+}
+
+impl Core {
+    /// A write made inside a callback.
+    #[inline]
+    pub(crate) fn write(&mut self, data: Bytes) -> WriteOutcome {
+        if self.commands.is_empty() {
+            self.sm.write(data)
+        } else {
+            self.commands.push(Command::Write(data));
+            WriteOutcome::Queued
+        }
+    }
+}
+
+impl context::Frame for Core {
+    type Command = Command;
+    fn push(&mut self, cmd: Command) {
+        self.commands.push(cmd);
+    }
 }
 
 // Flag bits in `Shared::flags`.
@@ -66,7 +96,7 @@ pub(crate) const DISCARDED: u8 = 64;
 /// State shared by every handle of one connection and its task.
 pub(crate) struct Shared {
     pub(crate) id: usize,
-    tx: mpsc::UnboundedSender<Command>,
+    pub(crate) inbox: Inbox<Command>,
     /// Bytes written and not yet handed to the kernel (channel + queue).
     pub(crate) buffered: AtomicUsize,
     pub(crate) flags: AtomicU8,
@@ -81,15 +111,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        extra: Extra,
-        limits: WriteLimits,
-        can_write_eof: bool,
-    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Command>) {
-        let (tx, rx) = mpsc::unbounded();
-        let shared = Arc::new(Shared {
+    pub(crate) fn new(extra: Extra, limits: WriteLimits, can_write_eof: bool) -> Arc<Shared> {
+        Arc::new(Shared {
             id: context::next_id(),
-            tx,
+            inbox: Inbox::new(),
             buffered: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
             low: AtomicUsize::new(limits.low),
@@ -100,8 +125,7 @@ impl Shared {
             finished: Notify::new(),
             drained: Notify::new(),
             drain_waiters: AtomicUsize::new(0),
-        });
-        (shared, rx)
+        })
     }
 
     pub(crate) fn has(&self, bits: u8) -> bool {
@@ -132,7 +156,14 @@ impl Shared {
         }
     }
 
+    /// A write of `len` bytes, already counted, was dropped.
+    pub(crate) fn forget_dropped(&self, len: usize) {
+        self.buffered.fetch_sub(len, Ordering::AcqRel);
+        self.count_dropped_write();
+    }
+
     /// Wake `drain()` callers if the buffer is at or below the low watermark.
+    #[inline]
     pub(crate) fn notify_drained(&self) {
         if self.drain_waiters.load(Ordering::Acquire) > 0
             && (self.buffered.load(Ordering::Acquire) <= self.low() || self.has(LOST))
@@ -183,10 +214,17 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     fn send(&self, cmd: Command) {
         if let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) {
+            self.send_outside(cmd);
+        }
+    }
+
+    /// Send over the channel (not inside one of this connection's callbacks).
+    fn send_outside(&self, cmd: Command) {
+        {
             // The channel closes when the connection finishes: a write that
             // raced with that is dropped and uncounted like any late write.
-            if let Err(e) = self.shared.tx.unbounded_send(cmd) {
-                let unsent = match e.into_inner() {
+            if let Err(cmd) = self.shared.inbox.send(cmd) {
+                let unsent = match cmd {
                     Command::Write(d) => d.len(),
                     Command::WriteMany(v) => v.iter().map(Bytes::len).sum(),
                     _ => 0,
@@ -244,8 +282,13 @@ impl Transport {
             self.shared.count_dropped_write();
             return Ok(());
         }
-        self.shared.buffered.fetch_add(data.len(), Ordering::AcqRel);
-        self.send(Command::Write(data));
+        let len = data.len();
+        self.shared.buffered.fetch_add(len, Ordering::AcqRel);
+        match context::with_frame(&CURRENT, self.shared.id, data, Core::write) {
+            Ok(WriteOutcome::Dropped) => self.shared.forget_dropped(len),
+            Ok(_) => {}
+            Err(data) => self.send_outside(Command::Write(data)),
+        }
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct StreamConfig {
     pub(crate) limits: WriteLimits,
     pub(crate) can_write_eof: bool,
     pub(crate) on_finish: Option<OnFinish>,
+    /// Whether a caller will wait for `connection_made` (the server does not).
+    pub(crate) notify_started: bool,
 }
 
 impl Default for StreamConfig {
@@ -38,27 +40,34 @@ impl Default for StreamConfig {
             limits: WriteLimits::default(),
             can_write_eof: true,
             on_finish: None,
+            notify_started: true,
         }
     }
 }
 
-/// Spawn the task for one connection on the current runtime. The receiver
-/// resolves once `connection_made` has run.
+/// Resolves once `connection_made` has run (`None`: nobody waits).
+pub(crate) type Started = Option<oneshot::Receiver<()>>;
+
+/// Spawn the task for one connection on the current runtime.
 pub(crate) fn spawn_stream<IO>(
     io: IO,
     protocol: impl IntoProtocol,
     config: StreamConfig,
-) -> (Transport, oneshot::Receiver<()>)
+) -> (Transport, Started)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (shared, rx) = Shared::new(config.extra, config.limits, config.can_write_eof);
+    let shared = Shared::new(config.extra, config.limits, config.can_write_eof);
     let transport = Transport { shared };
-    let (started_tx, started_rx) = oneshot::channel();
+    let (started_tx, started_rx) = if config.notify_started {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let driver = Driver::new(
         io,
         transport.clone(),
-        rx,
         StreamState::new(config.limits),
         protocol.into_protocol(),
         started_tx,
@@ -70,9 +79,13 @@ where
 
 /// Wait for `connection_made`; an error if the task died first (its runtime
 /// shut down).
-pub(crate) async fn started(rx: oneshot::Receiver<()>) -> io::Result<()> {
-    rx.await
-        .map_err(|_| io::Error::other("the transport task ended before connection_made"))
+pub(crate) async fn started(rx: Started) -> io::Result<()> {
+    match rx {
+        Some(rx) => rx
+            .await
+            .map_err(|_| io::Error::other("the transport task ended before connection_made")),
+        None => Ok(()),
+    }
 }
 
 /// Wrap any `AsyncRead + AsyncWrite` in a stream transport driven by

@@ -107,14 +107,17 @@ impl StreamState {
 
     // ---- queries -------------------------------------------------------
 
+    #[inline]
     pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
+    #[inline]
     pub(crate) fn queued(&self) -> usize {
         self.queued
     }
 
+    #[inline]
     pub(crate) fn is_reading(&self) -> bool {
         self.read == ReadState::Reading
     }
@@ -143,12 +146,24 @@ impl StreamState {
         self.dropped_writes
     }
 
+    /// Nothing for the driver to do on the write side: no events, nothing
+    /// queued, no close or half-close waiting for a drain.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.events.is_empty()
+            && self.queued == 0
+            && self.phase == Phase::Open
+            && self.write_side != WriteSide::EofPending
+    }
+
     /// Whether events are waiting for the driver.
+    #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
 
     /// The next event for the driver to execute.
+    #[inline]
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -157,6 +172,7 @@ impl StreamState {
 
     /// Queue `data`. Flow control is checked separately ([`Self::check_pause`])
     /// so the driver can try the write first, as asyncio does.
+    #[inline]
     pub(crate) fn write(&mut self, data: Bytes) -> WriteOutcome {
         if data.is_empty() {
             return WriteOutcome::Empty;
@@ -172,6 +188,7 @@ impl StreamState {
 
     /// Emit `PauseWriting` if the queue is strictly over the high watermark
     /// and the protocol is not paused yet.
+    #[inline]
     pub(crate) fn check_pause(&mut self) {
         if self.phase != Phase::Lost && !self.write_paused && self.queued > self.limits.high {
             self.write_paused = true;
@@ -187,6 +204,7 @@ impl StreamState {
     }
 
     /// The only queued chunk, if exactly one is queued.
+    #[inline]
     pub(crate) fn single_chunk(&self) -> Option<&[u8]> {
         match self.queue.len() {
             1 => self.queue.front().map(|b| &b[..]),
@@ -210,6 +228,11 @@ impl StreamState {
         debug_assert!(n <= self.queued);
         n = n.min(self.queued);
         self.queued -= n;
+        if self.queued == 0 && self.queue.len() == 1 {
+            // One chunk, all sent: the common case.
+            self.queue.pop_front();
+            n = 0;
+        }
         while n > 0 {
             let Some(front) = self.queue.front_mut() else {
                 break;

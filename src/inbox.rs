@@ -1,0 +1,152 @@
+//! The command channel from transport handles to a transport's task: a
+//! minimal multi-producer, single-consumer queue.
+//!
+//! Hand-written because it sits on the hot path: the task checks one atomic
+//! flag per pass (a general-purpose channel costs a queue poll and a waker
+//! registration), and a new connection allocates nothing for it until the
+//! first command arrives. Senders lock a mutex that only they and the
+//! task's drain touch; commands from inside a callback never come here (see
+//! [`context`](crate::context)).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Waker;
+
+use futures::task::AtomicWaker;
+
+struct Queue<C> {
+    items: Vec<C>,
+    closed: bool,
+}
+
+/// The queue shared by every handle of one transport and its task.
+pub(crate) struct Inbox<C> {
+    queue: Mutex<Queue<C>>,
+    /// Set by a sender, cleared by the task before it drains.
+    pending: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl<C> Inbox<C> {
+    pub(crate) fn new() -> Self {
+        Inbox {
+            queue: Mutex::new(Queue {
+                items: Vec::new(),
+                closed: false,
+            }),
+            pending: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        }
+    }
+
+    /// Queue `cmd` and wake the task; hands `cmd` back if the task is gone.
+    pub(crate) fn send(&self, cmd: C) -> Result<(), C> {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return Err(cmd);
+            }
+            q.items.push(cmd);
+        }
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.task.wake();
+        }
+        Ok(())
+    }
+
+    /// Move every queued command to `out`, oldest first. Cheap (one atomic
+    /// load) when nothing is queued.
+    #[inline]
+    pub(crate) fn drain_into(&self, out: &mut Vec<C>) {
+        if self.pending.load(Ordering::Acquire) {
+            self.drain_slow(out);
+        }
+    }
+
+    fn drain_slow(&self, out: &mut Vec<C>) {
+        self.pending.store(false, Ordering::Release);
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        out.append(&mut q.items);
+    }
+
+    /// Register the task's waker before it sleeps. Returns `true` if a
+    /// command arrived meanwhile (so the task must not sleep).
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        self.task.register(waker);
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Refuse further commands and return those still queued.
+    pub(crate) fn close(&self) -> Vec<C> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.closed = true;
+        std::mem::take(&mut q.items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn commands_arrive_in_order_and_wake_once() {
+        let inbox = Inbox::new();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        assert!(!inbox.register(&Waker::from(flag.clone())));
+        inbox.send(1).unwrap();
+        inbox.send(2).unwrap();
+        assert!(flag.0.load(Ordering::SeqCst));
+        let mut out = Vec::new();
+        inbox.drain_into(&mut out);
+        assert_eq!(out, vec![1, 2]);
+        inbox.drain_into(&mut out);
+        assert_eq!(out, vec![1, 2], "nothing new");
+    }
+
+    #[test]
+    fn register_reports_commands_that_raced_with_it() {
+        let inbox = Inbox::new();
+        inbox.send(1).unwrap();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        assert!(inbox.register(&Waker::from(flag)));
+    }
+
+    #[test]
+    fn a_closed_inbox_hands_commands_back() {
+        let inbox = Inbox::new();
+        inbox.send(1).unwrap();
+        assert_eq!(inbox.close(), vec![1]);
+        assert_eq!(inbox.send(2), Err(2));
+    }
+
+    #[test]
+    fn many_senders_lose_nothing() {
+        let inbox = Arc::new(Inbox::new());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let inbox = inbox.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        inbox.send(t * 1000 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for th in threads {
+            th.join().unwrap();
+        }
+        inbox.drain_into(&mut out);
+        out.sort();
+        assert_eq!(out, (0..4000).collect::<Vec<_>>());
+    }
+}
