@@ -292,6 +292,142 @@ async fn a_large_unix_datagram_arrives_whole() {
     close_and_check(&t, probe).await;
 }
 
+// ---- sending from callbacks ---------------------------------------------------
+
+#[tokio::test]
+async fn a_callback_sends_at_once_and_never_counts_in_the_buffer() {
+    // asyncio's sendto with an empty queue sends before it returns: the
+    // write buffer size seen right after it is 0.
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let hook: Hook = Box::new(move |t, ev| {
+        if let Ev::Dgram(d, a) = ev {
+            t.sendto(d.clone(), Some(a.clone())).unwrap();
+            seen.lock().unwrap().push(t.get_write_buffer_size());
+        }
+    });
+    let (factory, probe) = recorder(Some(hook));
+    let server = create_datagram_endpoint(factory, local(0)).await.unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 8];
+    for i in 0..3u8 {
+        peer.send_to(&[i], server.sockname().unwrap())
+            .await
+            .unwrap();
+        let n = guard("echo", peer.recv(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], &[i]);
+    }
+    assert_eq!(*sizes.lock().unwrap(), [0, 0, 0]);
+    close_and_check(&server, probe).await;
+}
+
+#[tokio::test]
+async fn a_callback_that_fills_the_socket_queues_the_rest_in_order() {
+    let (a, b) = unix_pair_small_sndbuf();
+    let hook: Hook = Box::new(|t, ev| {
+        if let Ev::Dgram(d, _) = ev {
+            if &d[..] == b"go" {
+                for i in 0..40 {
+                    t.sendto(frame(i, 1000), None).unwrap();
+                }
+            }
+        }
+    });
+    let (factory, mut probe) = recorder(Some(hook));
+    let t = create_datagram_endpoint_from_socket(factory, a)
+        .await
+        .unwrap();
+    probe.next().await;
+    b.send(b"go").await.unwrap();
+    probe.dgram().await;
+    barrier(&t).await;
+    assert!(t.get_write_buffer_size() > 0, "some were queued");
+    let mut got = Vec::new();
+    while got.len() < 40 {
+        guard("readable", b.readable()).await.unwrap();
+        got.extend(drain_now(&b));
+    }
+    let seqs: Vec<u32> = got.iter().map(|d| check_frame(d)).collect();
+    assert_eq!(
+        seqs,
+        (0..40).collect::<Vec<_>>(),
+        "sent and queued, in order"
+    );
+    close_and_check(&t, probe).await;
+}
+
+#[tokio::test]
+async fn a_failed_send_from_a_callback_is_reported_after_it() {
+    let hook: Hook = Box::new(|t, ev| {
+        if let Ev::Dgram(_, a) = ev {
+            // Too large for IPv4: EMSGSIZE, at once.
+            t.sendto(vec![0u8; 65_508], Some(a.clone())).unwrap();
+            t.sendto("fits", Some(a.clone())).unwrap();
+        }
+    });
+    let (factory, mut probe) = recorder(Some(hook));
+    let server = create_datagram_endpoint(factory, local(0)).await.unwrap();
+    probe.next().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    peer.send_to(b"x", server.sockname().unwrap())
+        .await
+        .unwrap();
+    probe.dgram().await;
+    match probe.next().await {
+        Ev::Error(_, code, _) => assert_eq!(code, Some(libc::EMSGSIZE)),
+        other => panic!("expected error_received, got {other:?}"),
+    }
+    let mut buf = [0u8; 8];
+    let n = guard("datagram", peer.recv(&mut buf)).await.unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"fits",
+        "the failed one was dropped, the next sent"
+    );
+    assert_eq!(server.get_write_buffer_size(), 0);
+    assert!(!server.is_closing());
+    close_and_check(&server, probe).await;
+}
+
+#[tokio::test]
+async fn sendto_after_abort_or_close_in_a_callback_is_dropped() {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let hook: Hook = Box::new(|t, ev| {
+        if ev.is_dgram() {
+            t.abort();
+            t.sendto("after abort", None).unwrap();
+        }
+    });
+    let (factory, probe) = recorder(Some(hook));
+    let t = create_datagram_endpoint_from_socket(factory, a)
+        .await
+        .unwrap();
+    b.send(b"x").await.unwrap();
+    guard("closed", t.closed()).await;
+    assert!(drain_now(&b).is_empty(), "nothing is sent after abort");
+    assert_eq!(t.dropped_writes(), 1);
+    check_grammar(&probe.events());
+
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let hook: Hook = Box::new(|t, ev| {
+        if ev.is_dgram() {
+            t.close();
+            t.sendto("after close", None).unwrap();
+        }
+    });
+    let (factory, probe) = recorder(Some(hook));
+    let t = create_datagram_endpoint_from_socket(factory, a)
+        .await
+        .unwrap();
+    b.send(b"x").await.unwrap();
+    guard("closed", t.closed()).await;
+    // Nothing was queued, so close() lost the endpoint at once: asyncio
+    // drops a later sendto too (only a flushing close accepts more).
+    assert!(drain_now(&b).is_empty());
+    assert_eq!(t.dropped_writes(), 1);
+    check_grammar(&probe.events());
+}
+
 // ---- flow control -------------------------------------------------------------
 
 #[tokio::test]

@@ -2,10 +2,11 @@
 //!
 //! [`Driver`] is a hand-written future: each poll applies the commands that
 //! arrived over the channel, runs the protocol callbacks the state machine
-//! asks for, sends the queue out, and receives, handing the protocol each
-//! datagram as a zero-copy slice of the thread's receive buffer. A datagram
-//! is tried on the socket as soon as its `sendto` is applied (right after the
-//! callback that sent it) and queued only if the socket is full. All
+//! asks for, sends the queue out, and receives in batches, handing the
+//! protocol each datagram as a zero-copy slice of the thread's receive
+//! buffer. While nothing is queued, a `sendto` made from a callback goes
+//! straight to the socket (see [`socket::allow_direct`](super::socket)), as
+//! asyncio's does; datagrams are queued only when the socket is full. All
 //! decisions live in [`DatagramState`]; this file only moves datagrams and
 //! calls callbacks.
 
@@ -17,17 +18,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use tokio::io::Ready;
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::handle::{
-    CLOSING, CURRENT, Command, DatagramTransport, FINISHED, LOST, READ_DONE, Shared,
+    CLOSING, CURRENT, Command, DatagramTransport, FINISHED, LOST, PROTOCOL_SWAP, READ_DONE,
+    READ_PAUSED, Shared,
 };
 use super::protocol::DatagramProtocol;
-use super::socket::{Socket, with_recv_buffer};
+use super::socket::{DirectGuard, Socket, allow_direct, ensure_room, give_back, take_recv_buffer};
 use super::state::{Datagram, DatagramState, Event, Phase, Queued, ReadState, cost};
 use crate::context;
 use crate::error::CallbackPanicked;
@@ -44,12 +46,44 @@ enum Stage {
     Finished,
 }
 
-/// What one receive attempt found.
+/// How a batch of receives ended.
+enum Batch {
+    /// The socket has nothing more now.
+    WouldBlock,
+    /// A callback (or another thread) changed what the endpoint may do.
+    Interrupted,
+    /// The poll's budget is spent.
+    Budget,
+}
+
+/// What waiting for the socket to become readable found.
 enum Received {
-    Datagram(Bytes, crate::SocketAddress),
     Error(io::Error),
     Retry,
     Pending,
+}
+
+/// Report a panic in callback `name` to the exception handler; returns the
+/// error describing it.
+fn report_panic(
+    shared: &Shared,
+    name: &'static str,
+    payload: &(dyn Any + Send),
+) -> CallbackPanicked {
+    let err = CallbackPanicked::from_payload(name, payload);
+    let text = if name == "connection_made" {
+        format!("Fatal error: protocol.{name}() call failed.")
+    } else {
+        format!("protocol.{name}() call failed.")
+    };
+    let sockname = shared.extra.sockname.as_ref().and_then(|a| a.as_inet());
+    call_exception_handler(
+        &ExceptionContext::new(&text)
+            .with_error(&err)
+            .with_peername(shared.extra.peer_inet())
+            .with_sockname(sockname),
+    );
+    err
 }
 
 /// One endpoint's task.
@@ -65,6 +99,8 @@ pub(crate) struct Driver<S: Socket> {
     /// error raises only `EPOLLERR`. Unconnected sockets get no such error.
     error_wait: Option<ReusableBoxFuture<'static, io::Result<Ready>>>,
     error_wait_armed: bool,
+    /// The thread's receive buffer, borrowed for the current poll only.
+    recv_buf: Option<BytesMut>,
     stage: Stage,
     started: Option<oneshot::Sender<()>>,
     lost: Option<Option<io::Error>>,
@@ -92,6 +128,7 @@ impl<S: Socket> Driver<S> {
             scratch: Vec::new(),
             error_wait,
             error_wait_armed: false,
+            recv_buf: None,
             stage: Stage::New,
             started: Some(started),
             lost: None,
@@ -113,10 +150,12 @@ impl<S: Socket> Driver<S> {
         f: impl FnOnce(&mut dyn DatagramProtocol, &DatagramTransport) -> R,
     ) -> Option<R> {
         let id = self.handle.shared.id;
+        let direct = self.allow_direct();
         let (protocol, handle) = (&mut self.protocol, &self.handle);
         let result = context::scope(&CURRENT, id, &mut self.scratch, || {
             catch_unwind(AssertUnwindSafe(|| f(&mut **protocol, handle)))
         });
+        drop(direct);
         self.apply_scratch();
         match result {
             Ok(r) => Some(r),
@@ -127,31 +166,22 @@ impl<S: Socket> Driver<S> {
         }
     }
 
+    /// Let the callbacks about to run send straight on the socket, if nothing
+    /// is queued (so the order of datagrams is kept).
+    fn allow_direct(&self) -> Option<DirectGuard> {
+        let sock = self.sock.as_ref()?;
+        self.sm
+            .can_send_now()
+            .then(|| allow_direct(self.handle.shared.id, sock.clone()))
+    }
+
     /// asyncio's policy: a failing `connection_made` is fatal here (as for
     /// stream transports); failures in `datagram_received`, `error_received`,
     /// `pause_writing`, `resume_writing` and `connection_lost` are reported
     /// and change nothing else.
     fn on_panic(&mut self, name: &'static str, payload: Box<dyn Any + Send>) {
-        let err = CallbackPanicked::from_payload(name, &*payload);
-        let fatal = name == "connection_made";
-        let text = if fatal {
-            format!("Fatal error: protocol.{name}() call failed.")
-        } else {
-            format!("protocol.{name}() call failed.")
-        };
-        let sockname = self
-            .shared()
-            .extra
-            .sockname
-            .as_ref()
-            .and_then(|a| a.as_inet());
-        call_exception_handler(
-            &ExceptionContext::new(&text)
-                .with_error(&err)
-                .with_peername(self.shared().extra.peer_inet())
-                .with_sockname(sockname),
-        );
-        if fatal {
+        let err = report_panic(self.shared(), name, &*payload);
+        if name == "connection_made" {
             let discarded = self.sm.abort(Some(io::Error::other(err)));
             self.shared().release(discarded);
         }
@@ -171,8 +201,8 @@ impl<S: Socket> Driver<S> {
                 for cmd in cmds.drain(..) {
                     self.apply(cmd);
                 }
-                // Keep the allocation unless a callback queued something unusual.
-                if self.scratch.is_empty() && cmds.capacity() <= 64 {
+                // Keep the allocation unless a batch queued something unusual.
+                if self.scratch.is_empty() && cmds.capacity() <= 4 * DATAGRAMS_PER_POLL {
                     self.scratch = cmds;
                 }
             }
@@ -184,6 +214,7 @@ impl<S: Socket> Driver<S> {
     fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::Send(data, to) => self.send_or_queue(data, to),
+            Command::SendFailed(e) => self.sm.error(e),
             Command::Close => self.sm.close(),
             Command::Abort => {
                 let discarded = self.sm.abort(None);
@@ -192,7 +223,10 @@ impl<S: Socket> Driver<S> {
             Command::PauseReading => self.sm.pause_reading(),
             Command::ResumeReading => self.sm.resume_reading(),
             Command::SetLimits(limits) => self.sm.set_limits(limits),
-            Command::SetProtocol(p) => self.protocol = p,
+            Command::SetProtocol(p) => {
+                self.shared().clear(PROTOCOL_SWAP);
+                self.protocol = p;
+            }
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _| f(p));
             }
@@ -342,21 +376,56 @@ impl<S: Socket> Driver<S> {
 
     // ---- receiving -----------------------------------------------------
 
-    /// One receive attempt; on "nothing now", register for the next chance.
-    fn recv_once(&mut self, cx: &mut Context<'_>) -> Received {
+    /// Receive and deliver datagrams until the socket has none, `budget`
+    /// runs out, or a callback changed what the endpoint may do (paused
+    /// reading, closed, switched the protocol, sent over the high
+    /// watermark). The whole batch runs in one callback scope, so what the
+    /// callbacks ask for is applied, in order, when the batch ends; the
+    /// flags the handle sets at once tell the batch to end early, so no
+    /// datagram is delivered after a callback paused reading or closed.
+    fn receive_batch(&mut self, budget: &mut usize) -> Batch {
+        let direct = self.allow_direct();
         let Some(sock) = self.sock.as_ref() else {
-            return Received::Pending;
+            return Batch::WouldBlock;
         };
-        let res = with_recv_buffer(S::RECV_ROOM, |buf| {
-            sock.try_recv_into(buf)
-                .map(|(n, addr)| (buf.split_to(n).freeze(), addr))
+        let id = self.handle.shared.id;
+        let (protocol, handle) = (&mut self.protocol, &self.handle);
+        let buf = self.recv_buf.get_or_insert_with(take_recv_buffer);
+        let shared = &*handle.shared;
+        let end = context::scope(&CURRENT, id, &mut self.scratch, || {
+            loop {
+                ensure_room(buf, S::RECV_ROOM);
+                match sock.try_recv_into(buf) {
+                    Ok((n, addr)) => {
+                        let data = buf.split_to(n).freeze();
+                        let r = catch_unwind(AssertUnwindSafe(|| {
+                            protocol.datagram_received(data, addr)
+                        }));
+                        if let Err(payload) = r {
+                            report_panic(shared, "datagram_received", &*payload);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Batch::WouldBlock,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let r = catch_unwind(AssertUnwindSafe(|| protocol.error_received(e)));
+                        if let Err(payload) = r {
+                            report_panic(shared, "error_received", &*payload);
+                        }
+                    }
+                }
+                *budget = budget.saturating_sub(1);
+                if shared.has(READ_PAUSED | CLOSING | LOST | PROTOCOL_SWAP) || shared.over_high() {
+                    return Batch::Interrupted;
+                }
+                if *budget == 0 {
+                    return Batch::Budget;
+                }
+            }
         });
-        match res {
-            Ok((data, addr)) => Received::Datagram(data, addr),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Received::Retry,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable(cx),
-            Err(e) => Received::Error(e),
-        }
+        drop(direct);
+        self.apply_scratch();
+        end
     }
 
     fn wait_readable(&mut self, cx: &mut Context<'_>) -> Received {
@@ -433,6 +502,17 @@ impl<S: Socket> Future for Driver<S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let result = this.poll_endpoint(cx);
+        if let Some(buf) = this.recv_buf.take() {
+            give_back(buf);
+        }
+        result
+    }
+}
+
+impl<S: Socket> Driver<S> {
+    fn poll_endpoint(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         match this.stage {
             Stage::Finished => return Poll::Ready(()),
             Stage::New => this.start(),
@@ -444,7 +524,7 @@ impl<S: Socket> Future for Driver<S> {
         while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
             this.apply(cmd);
         }
-        let mut received = 0;
+        let mut budget = DATAGRAMS_PER_POLL;
         loop {
             this.settle(cx);
             if this.lost.is_some() {
@@ -454,22 +534,38 @@ impl<S: Socket> Future for Driver<S> {
             if !this.sm.is_reading() {
                 return Poll::Pending;
             }
-            match this.recv_once(cx) {
-                Received::Pending => return Poll::Pending,
-                // Counted below too, so readiness that does not lead to a
-                // datagram cannot keep this poll spinning.
-                Received::Retry => {}
-                Received::Datagram(data, addr) => {
-                    this.callback("datagram_received", move |p, _| {
-                        p.datagram_received(data, addr)
-                    });
+            match this.receive_batch(&mut budget) {
+                Batch::WouldBlock => {
+                    // What the batch's callbacks asked for (queued sends,
+                    // send errors) must not wait for the next datagram.
+                    this.settle(cx);
+                    if this.lost.is_some() {
+                        this.finish();
+                        return Poll::Ready(());
+                    }
+                    if !this.sm.is_reading() {
+                        return Poll::Pending;
+                    }
+                    match this.wait_readable(cx) {
+                        Received::Pending => return Poll::Pending,
+                        Received::Retry => {}
+                        Received::Error(e) => {
+                            this.callback("error_received", move |p, _| p.error_received(e));
+                        }
+                    }
                 }
-                Received::Error(e) => {
-                    this.callback("error_received", move |p, _| p.error_received(e));
+                Batch::Interrupted => {
+                    // Maybe by a command from another thread: take it now.
+                    while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
+                        this.apply(cmd);
+                    }
                 }
+                Batch::Budget => {}
             }
-            received += 1;
-            if received >= DATAGRAMS_PER_POLL {
+            // Readiness that leads to no datagram counts too, so that it
+            // cannot keep this poll spinning.
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
                 // Let the other tasks on this worker run; come back soon.
                 this.settle(cx);
                 if this.lost.is_some() {

@@ -3,12 +3,12 @@
 //!
 //! A handle is a cheap `Arc` clone. Every method either reads state the
 //! handle shares with the endpoint's task (buffer size, flags, limits,
-//! addresses), or sends the task a [`Command`]: over the endpoint's mpsc
-//! channel from anywhere, or, from inside one of the endpoint's own
-//! callbacks, straight onto the list the task applies when the callback
-//! returns (see [`context`](crate::context)).
+//! addresses), or sends the task a [`Command`]: over the endpoint's channel
+//! from anywhere, or, from inside one of the endpoint's own callbacks,
+//! straight onto the list the task applies when the callback returns (see
+//! [`context`](crate::context)). `sendto` from a callback first tries the
+//! socket itself, while the task allows it (nothing queued).
 
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -22,6 +22,7 @@ use futures::channel::{mpsc, oneshot};
 use tokio::sync::Notify;
 
 use super::protocol::DatagramProtocol;
+use super::socket::try_direct;
 use super::state::cost;
 use crate::context::{self, Slot};
 use crate::exception::{ExceptionContext, call_exception_handler};
@@ -34,13 +35,15 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
 thread_local! {
     /// The datagram endpoint whose callback runs on this thread, if any.
-    pub(crate) static CURRENT: Slot<Command> = const { RefCell::new(None) };
+    pub(crate) static CURRENT: Slot<Vec<Command>> = const { Slot::new() };
 }
 
 /// A request from a handle to the endpoint's task.
 pub(crate) enum Command {
     /// Send `data`; `None`: with `send` on the connected socket.
     Send(Bytes, Option<SocketAddress>),
+    /// A send tried from a callback failed: report it with `error_received`.
+    SendFailed(io::Error),
     Close,
     Abort,
     PauseReading,
@@ -64,6 +67,8 @@ pub(crate) const READ_DONE: u8 = 4;
 pub(crate) const LOST: u8 = 8;
 /// `connection_lost` has returned and the socket is released.
 pub(crate) const FINISHED: u8 = 16;
+/// `set_protocol()` was called and the task has not switched yet.
+pub(crate) const PROTOCOL_SWAP: u8 = 32;
 
 /// Which kind of socket an endpoint drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +145,17 @@ impl Shared {
         self.flags.fetch_or(bits, Ordering::AcqRel);
     }
 
-    fn clear(&self, bits: u8) {
+    pub(crate) fn clear(&self, bits: u8) {
         self.flags.fetch_and(!bits, Ordering::AcqRel);
     }
 
     fn low(&self) -> usize {
         self.low.load(Ordering::Acquire)
+    }
+
+    /// Whether the write buffer is strictly over the high watermark.
+    pub(crate) fn over_high(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) > self.high.load(Ordering::Relaxed)
     }
 
     /// Count one datagram dropped because the endpoint is lost, and report
@@ -233,8 +243,9 @@ impl From<DatagramError> for io::Error {
 /// Clone it freely and use it from any thread. The endpoint's socket lives in
 /// its own tokio task; methods that change the endpoint send that task a
 /// message and return at once. Called from inside one of the endpoint's own
-/// callbacks they skip the channel: the task applies them right after the
-/// callback returns, trying each datagram on the socket before queueing it.
+/// callbacks they skip the channel: the task applies them when the callback
+/// returns, and [`sendto`](Self::sendto) sends at once if nothing is queued,
+/// as asyncio's does.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -298,9 +309,11 @@ impl DatagramTransport {
 
     /// Send one datagram (asyncio's `sendto(data, addr=None)`): `data` goes
     /// out as exactly one datagram, never merged or split; empty data sends
-    /// an empty datagram. Never blocks: the datagram is tried on the socket
-    /// at once (from a callback: right after it returns) and queued only if
-    /// the socket is full.
+    /// an empty datagram. Never blocks. From one of the endpoint's callbacks
+    /// with nothing queued, the datagram is sent at once, as in asyncio (and
+    /// is never counted in the write buffer); otherwise it is tried as soon
+    /// as the endpoint's task sees it. It is queued only if the socket is
+    /// full.
     ///
     /// `addr`: `None` sends to the `remote_addr` the endpoint was created
     /// with; on an endpoint with a `remote_addr`, any other address is an
@@ -358,9 +371,27 @@ impl DatagramTransport {
             (None, None) => return Err(DatagramError::NoAddress),
         };
         let data = data.into();
-        if shared.has(LOST) {
+        let flags = shared.flags.load(Ordering::Acquire);
+        if flags & LOST != 0 {
             shared.count_dropped_write();
             return Ok(());
+        }
+        if flags & CLOSING == 0 {
+            // From a callback, with nothing queued: send now, as asyncio does.
+            match try_direct(shared.id, &data, to.as_ref()) {
+                None => {}
+                Some(Ok(_)) => return Ok(()),
+                Some(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Some(Err(e)) => {
+                    // Dropped, and reported once the callback returns.
+                    self.send(Command::SendFailed(e));
+                    return Ok(());
+                }
+            }
         }
         shared
             .buffered
@@ -564,6 +595,7 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn set_protocol(&self, protocol: impl DatagramProtocol) {
+        self.shared.set(PROTOCOL_SWAP);
         self.send(Command::SetProtocol(Box::new(protocol)));
     }
 

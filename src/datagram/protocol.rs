@@ -19,7 +19,13 @@
 //!   the endpoint's task has seen it.
 //!
 //! Callbacks run on the endpoint's task, one at a time. What a callback sends
-//! is sent right after it returns, without a channel hop.
+//! goes straight to the socket (queued only if the socket is full), without a
+//! channel hop; its other requests (`pause_reading`, `close`, ...) take
+//! effect when it returns. `pause_writing` caused by a callback's sends comes
+//! after that callback returns, not from inside `sendto` as in asyncio,
+//! because Rust forbids re-entering `&mut self`. For the same reason a send
+//! that fails inside a callback is reported by `error_received` after it
+//! returns.
 //!
 //! # Panics in callbacks
 //!

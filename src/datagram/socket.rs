@@ -8,12 +8,13 @@
 //! accepts.
 //!
 //! The receive buffer works like the stream transport's read pool: each
-//! thread keeps one [`BytesMut`]; a datagram is received into its spare
-//! capacity, which is always larger than the largest datagram the socket can
-//! carry (so nothing is truncated), and split off as a zero-copy [`Bytes`].
-//! An idle endpoint holds no receive buffer.
+//! thread keeps one [`BytesMut`], which a driver borrows for one poll; a
+//! datagram is received into its spare capacity, which is always larger than
+//! the largest datagram the socket can carry (so nothing is truncated), and
+//! split off as a zero-copy [`Bytes`](bytes::Bytes). An idle endpoint holds
+//! no receive buffer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -33,24 +34,110 @@ pub(crate) const UDP_RECV_ROOM: usize = 64 * 1024;
 pub(crate) const UNIX_RECV_ROOM: usize = 256 * 1024;
 
 thread_local! {
-    static POOL: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static POOL: Cell<BytesMut> = Cell::new(BytesMut::new());
 }
 
-/// Run `f` with this thread's receive buffer: empty, with at least `room`
-/// bytes of spare capacity. When the spare room runs low the pool calls
-/// [`BytesMut::reserve`] for twice `room`, which takes the allocation back
-/// without copying once every datagram handed out has been dropped, and
-/// otherwise starts a fresh one. A nested call gets a fresh buffer.
-pub(crate) fn with_recv_buffer<R>(room: usize, f: impl FnOnce(&mut BytesMut) -> R) -> R {
-    POOL.with(|pool| match pool.try_borrow_mut() {
-        Ok(mut buf) => {
-            debug_assert!(buf.is_empty());
-            if buf.capacity() - buf.len() < room {
-                buf.reserve(2 * room);
-            }
-            f(&mut buf)
+/// Borrow this thread's receive buffer (empty) for one poll of one driver;
+/// hand it back with [`give_back`]. Meanwhile another user on this thread
+/// (there is none during a poll) would get a new, empty one.
+pub(crate) fn take_recv_buffer() -> BytesMut {
+    POOL.with(Cell::take)
+}
+
+/// Return the buffer [`take_recv_buffer`] lent.
+pub(crate) fn give_back(buf: BytesMut) {
+    debug_assert!(buf.is_empty());
+    POOL.with(|pool| pool.set(buf));
+}
+
+/// Make sure `buf` (empty) has at least `room` bytes of spare capacity.
+/// When the spare room runs low this calls [`BytesMut::reserve`] for twice
+/// `room`, which takes the allocation back without copying once every
+/// datagram handed out has been dropped, and otherwise starts a fresh one.
+#[inline]
+pub(crate) fn ensure_room(buf: &mut BytesMut, room: usize) {
+    if buf.capacity() - buf.len() < room {
+        buf.reserve(2 * room);
+    }
+}
+
+#[cfg(test)]
+fn with_recv_buffer<R>(room: usize, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    let mut buf = take_recv_buffer();
+    ensure_room(&mut buf, room);
+    let r = f(&mut buf);
+    give_back(buf);
+    r
+}
+
+/// A socket a handle may send on straight away (see [`try_direct`]).
+pub(crate) trait DirectSend: Send + Sync {
+    /// `send` (connected, `to` is `None`) or `sendto`, without blocking.
+    fn try_send_now(&self, data: &[u8], to: Option<&SocketAddress>) -> io::Result<usize>;
+}
+
+impl<S: Socket> DirectSend for S {
+    fn try_send_now(&self, data: &[u8], to: Option<&SocketAddress>) -> io::Result<usize> {
+        match to {
+            None => self.try_send(data),
+            Some(addr) => self.try_send_to(data, addr),
         }
-        Err(_) => f(&mut BytesMut::with_capacity(room)),
+    }
+}
+
+thread_local! {
+    /// The endpoint whose callback runs on this thread, with its socket,
+    /// while `sendto` from that callback may go straight to the socket.
+    static DIRECT: RefCell<Option<(usize, Arc<dyn DirectSend>)>> = const { RefCell::new(None) };
+}
+
+/// While alive, `sendto` called from a callback of endpoint `id` on this
+/// thread tries `sock` at once, as asyncio's `sendto` does; dropping it
+/// restores whatever was allowed before (nested scopes, unwinding).
+pub(crate) struct DirectGuard {
+    prev: Option<(usize, Arc<dyn DirectSend>)>,
+}
+
+/// Allow direct sends for endpoint `id` (the driver does so only while its
+/// send queue is empty, so that the order of datagrams is kept).
+pub(crate) fn allow_direct(id: usize, sock: Arc<dyn DirectSend>) -> DirectGuard {
+    let prev = DIRECT.with(|d| d.replace(Some((id, sock))));
+    DirectGuard { prev }
+}
+
+impl Drop for DirectGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        DIRECT.with(|d| *d.borrow_mut() = prev);
+    }
+}
+
+/// From a handle of endpoint `id`: if this thread runs one of its callbacks
+/// and direct sends are allowed, try the socket now and return the result;
+/// `None` otherwise (the caller queues the datagram). A full socket
+/// (`WouldBlock`) ends direct sends until the callback returns, so the
+/// datagrams queued from then on keep their order.
+pub(crate) fn try_direct(
+    id: usize,
+    data: &[u8],
+    to: Option<&SocketAddress>,
+) -> Option<io::Result<usize>> {
+    DIRECT.with(|d| {
+        let mut d = d.try_borrow_mut().ok()?;
+        let (cur, sock) = d.as_ref()?;
+        if *cur != id {
+            return None;
+        }
+        let res = sock.try_send_now(data, to);
+        if let Err(e) = &res {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                *d = None;
+            }
+        }
+        Some(res)
     })
 }
 
@@ -315,13 +402,14 @@ mod tests {
     }
 
     #[test]
-    fn a_larger_room_is_honoured_and_nested_use_gets_its_own_buffer() {
-        with_recv_buffer(UNIX_RECV_ROOM, |outer| {
-            assert!(outer.capacity() - outer.len() >= UNIX_RECV_ROOM);
-            with_recv_buffer(UDP_RECV_ROOM, |inner| {
-                assert!(inner.capacity() >= UDP_RECV_ROOM);
-                assert_ne!(inner.as_ptr(), outer.as_ptr());
-            });
+    fn a_larger_room_is_honoured_and_a_lent_buffer_is_not_shared() {
+        let mut outer = take_recv_buffer();
+        ensure_room(&mut outer, UNIX_RECV_ROOM);
+        assert!(outer.capacity() - outer.len() >= UNIX_RECV_ROOM);
+        with_recv_buffer(UDP_RECV_ROOM, |inner| {
+            assert!(inner.capacity() >= UDP_RECV_ROOM);
+            assert_ne!(inner.as_ptr(), outer.as_ptr());
         });
+        give_back(outer);
     }
 }
