@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::tcp::spawn_tcp;
 use crate::{AnyProtocol, IntoProtocol, WriteLimits};
@@ -179,8 +180,10 @@ struct Inner {
     factory: Factory,
     options: ServerOptions,
     state: Mutex<State>,
-    /// Woken on close and whenever a client detaches.
+    /// Woken on close and when the last client detaches after it.
     changed: Notify,
+    /// The hook every connection calls after `connection_lost` (made once).
+    detach: OnceLock<OnFinish>,
 }
 
 impl Inner {
@@ -319,6 +322,7 @@ where
                 clients: HashMap::default(),
             }),
             changed: Notify::new(),
+            detach: OnceLock::new(),
         }),
     };
     if options.start_serving {
@@ -647,18 +651,23 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
             return;
         }
     };
-    let weak = Arc::downgrade(inner);
-    let on_finish = Box::new(move |t: &Transport| {
-        if let Some(inner) = weak.upgrade() {
-            let mut st = inner.lock();
-            st.clients.remove(&t.id());
-            // Only `wait_closed` cares, and only once the server is closed.
-            if st.closed && st.clients.is_empty() {
-                drop(st);
-                inner.changed.notify_waiters();
-            }
-        }
-    });
+    let on_finish = inner
+        .detach
+        .get_or_init(|| {
+            let weak = Arc::downgrade(inner);
+            Arc::new(move |t: &Transport| {
+                if let Some(inner) = weak.upgrade() {
+                    let mut st = inner.lock();
+                    st.clients.remove(&t.id());
+                    // Only `wait_closed` cares, and only once the server is closed.
+                    if st.closed && st.clients.is_empty() {
+                        drop(st);
+                        inner.changed.notify_waiters();
+                    }
+                }
+            })
+        })
+        .clone();
     // Attach before `connection_made` runs: hold the lock across the spawn,
     // so the task cannot finish (and detach) before it is attached.
     let mut st = inner.lock();

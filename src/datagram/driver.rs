@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use tokio::io::Ready;
 use tokio_util::sync::ReusableBoxFuture;
 
@@ -29,7 +28,9 @@ use super::handle::{
     READ_PAUSED, Shared,
 };
 use super::protocol::DatagramProtocol;
-use super::socket::{DirectGuard, Socket, allow_direct, ensure_room, give_back, take_recv_buffer};
+use super::socket::{
+    DirectGuard, DirectSend, Socket, allow_direct, ensure_room, give_back, take_recv_buffer,
+};
 use super::state::{Datagram, DatagramState, Event, Phase, Queued, ReadState, cost};
 use crate::context;
 use crate::error::CallbackPanicked;
@@ -90,15 +91,18 @@ fn report_panic(
 pub(crate) struct Driver<S: Socket> {
     sock: Option<Arc<S>>,
     handle: DatagramTransport,
-    rx: mpsc::UnboundedReceiver<Command>,
     sm: DatagramState,
     protocol: Box<dyn DatagramProtocol>,
     /// Commands issued from inside callbacks (reused allocation).
     scratch: Vec<Command>,
+    /// Commands taken from the inbox (reused allocation).
+    inbox_cmds: Vec<Command>,
     /// For a connected socket: waits for "readable or error", since an ICMP
     /// error raises only `EPOLLERR`. Unconnected sockets get no such error.
     error_wait: Option<ReusableBoxFuture<'static, io::Result<Ready>>>,
     error_wait_armed: bool,
+    /// The socket as [`allow_direct`] takes it, kept between callbacks.
+    direct_sock: Option<Arc<dyn DirectSend>>,
     /// The thread's receive buffer, borrowed for the current poll only.
     recv_buf: Option<BytesMut>,
     stage: Stage,
@@ -110,7 +114,6 @@ impl<S: Socket> Driver<S> {
     pub(crate) fn new(
         sock: Arc<S>,
         handle: DatagramTransport,
-        rx: mpsc::UnboundedReceiver<Command>,
         sm: DatagramState,
         protocol: Box<dyn DatagramProtocol>,
         started: oneshot::Sender<()>,
@@ -122,12 +125,13 @@ impl<S: Socket> Driver<S> {
         Driver {
             sock: Some(sock),
             handle,
-            rx,
             sm,
             protocol,
             scratch: Vec::new(),
+            inbox_cmds: Vec::new(),
             error_wait,
             error_wait_armed: false,
+            direct_sock: None,
             recv_buf: None,
             stage: Stage::New,
             started: Some(started),
@@ -155,7 +159,7 @@ impl<S: Socket> Driver<S> {
         let result = context::scope(&CURRENT, id, &mut self.scratch, || {
             catch_unwind(AssertUnwindSafe(|| f(&mut **protocol, handle)))
         });
-        drop(direct);
+        self.end_direct(direct);
         self.apply_scratch();
         match result {
             Ok(r) => Some(r),
@@ -167,12 +171,23 @@ impl<S: Socket> Driver<S> {
     }
 
     /// Let the callbacks about to run send straight on the socket, if nothing
-    /// is queued (so the order of datagrams is kept).
-    fn allow_direct(&self) -> Option<DirectGuard> {
-        let sock = self.sock.as_ref()?;
-        self.sm
-            .can_send_now()
-            .then(|| allow_direct(self.handle.shared.id, sock.clone()))
+    /// is queued (so the order of datagrams is kept). Pair with
+    /// [`Self::end_direct`].
+    fn allow_direct(&mut self) -> Option<DirectGuard> {
+        if !self.sm.can_send_now() {
+            return None;
+        }
+        let sock = match self.direct_sock.take() {
+            Some(s) => s,
+            None => self.sock.clone()?,
+        };
+        Some(allow_direct(self.handle.shared.id, sock))
+    }
+
+    fn end_direct(&mut self, guard: Option<DirectGuard>) {
+        if let Some(guard) = guard {
+            self.direct_sock = guard.end();
+        }
     }
 
     /// asyncio's policy: a failing `connection_made` is fatal here (as for
@@ -184,6 +199,22 @@ impl<S: Socket> Driver<S> {
         if name == "connection_made" {
             let discarded = self.sm.abort(Some(io::Error::other(err)));
             self.shared().release(discarded);
+        }
+    }
+
+    /// Apply the commands sent from outside the callbacks (one atomic load
+    /// when there are none).
+    fn apply_inbox(&mut self) {
+        self.handle.shared.inbox.drain_into(&mut self.inbox_cmds);
+        if self.inbox_cmds.is_empty() {
+            return;
+        }
+        let mut cmds = std::mem::take(&mut self.inbox_cmds);
+        for cmd in cmds.drain(..) {
+            self.apply(cmd);
+        }
+        if self.inbox_cmds.is_empty() && cmds.capacity() <= 4 * DATAGRAMS_PER_POLL {
+            self.inbox_cmds = cmds;
         }
     }
 
@@ -423,7 +454,7 @@ impl<S: Socket> Driver<S> {
                 }
             }
         });
-        drop(direct);
+        self.end_direct(direct);
         self.apply_scratch();
         end
     }
@@ -477,9 +508,8 @@ impl<S: Socket> Driver<S> {
         self.stage = Stage::Finished;
         let exc = self.lost.take().flatten();
         self.callback("connection_lost", move |p, _| p.connection_lost(exc));
-        // Whatever is still in the channel will never be sent.
-        self.rx.close();
-        while let Ok(cmd) = self.rx.try_recv() {
+        // Whatever is still in the inbox will never be sent.
+        for cmd in self.handle.shared.inbox.close() {
             if let Command::Send(data, _) = cmd {
                 self.shared().release(cost(data.len()));
                 self.shared().count_dropped_write();
@@ -490,6 +520,7 @@ impl<S: Socket> Driver<S> {
         shared.extra.clear_fd();
         *shared.socket.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.error_wait = None;
+        self.direct_sock = None;
         self.sock = None;
         shared.set(FINISHED);
         shared.finished.notify_waiters();
@@ -518,62 +549,53 @@ impl<S: Socket> Driver<S> {
             Stage::New => this.start(),
             Stage::Running => {}
         }
-        // Commands from other threads: once per poll (the channel's waker is
-        // registered, so one sent later wakes the task again). Commands from
-        // callbacks take the thread-local path and are applied at once.
-        while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
-            this.apply(cmd);
-        }
         let mut budget = DATAGRAMS_PER_POLL;
         loop {
+            this.apply_inbox();
+            this.settle(cx);
+            if this.lost.is_some() {
+                this.finish();
+                return Poll::Ready(());
+            }
+            if budget == 0 {
+                // Let the other tasks on this worker run; come back soon.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Every pass counts (batches count each datagram too), so that
+            // readiness that leads to no datagram cannot keep a poll spinning.
+            budget -= 1;
+            if !this.sm.is_reading() {
+                if this.handle.shared.inbox.register(cx.waker()) {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            match this.receive_batch(&mut budget) {
+                Batch::Interrupted | Batch::Budget => continue,
+                Batch::WouldBlock => {}
+            }
+            // What the batch's callbacks asked for (queued sends, send
+            // errors) must not wait for the next datagram.
             this.settle(cx);
             if this.lost.is_some() {
                 this.finish();
                 return Poll::Ready(());
             }
             if !this.sm.is_reading() {
-                return Poll::Pending;
+                continue;
             }
-            match this.receive_batch(&mut budget) {
-                Batch::WouldBlock => {
-                    // What the batch's callbacks asked for (queued sends,
-                    // send errors) must not wait for the next datagram.
-                    this.settle(cx);
-                    if this.lost.is_some() {
-                        this.finish();
-                        return Poll::Ready(());
-                    }
-                    if !this.sm.is_reading() {
+            match this.wait_readable(cx) {
+                Received::Retry => {}
+                Received::Error(e) => {
+                    this.callback("error_received", move |p, _| p.error_received(e));
+                }
+                Received::Pending => {
+                    // Nothing to receive: sleep, unless a command slipped in.
+                    if !this.handle.shared.inbox.register(cx.waker()) {
                         return Poll::Pending;
                     }
-                    match this.wait_readable(cx) {
-                        Received::Pending => return Poll::Pending,
-                        Received::Retry => {}
-                        Received::Error(e) => {
-                            this.callback("error_received", move |p, _| p.error_received(e));
-                        }
-                    }
                 }
-                Batch::Interrupted => {
-                    // Maybe by a command from another thread: take it now.
-                    while let Poll::Ready(Some(cmd)) = this.rx.poll_next_unpin(cx) {
-                        this.apply(cmd);
-                    }
-                }
-                Batch::Budget => {}
-            }
-            // Readiness that leads to no datagram counts too, so that it
-            // cannot keep this poll spinning.
-            budget = budget.saturating_sub(1);
-            if budget == 0 {
-                // Let the other tasks on this worker run; come back soon.
-                this.settle(cx);
-                if this.lost.is_some() {
-                    this.finish();
-                    return Poll::Ready(());
-                }
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
             }
         }
     }

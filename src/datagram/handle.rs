@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use tokio::sync::Notify;
 
 use super::protocol::DatagramProtocol;
@@ -27,6 +27,7 @@ use super::state::cost;
 use crate::context::{self, Slot};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
+use crate::inbox::Inbox;
 use crate::{TransportError, WriteLimits};
 
 /// After this many datagrams dropped because the endpoint was lost, every
@@ -84,7 +85,8 @@ pub(crate) type SharedSocket = Mutex<Option<Arc<dyn AsFd + Send + Sync>>>;
 /// State shared by every handle of one endpoint and its task.
 pub(crate) struct Shared {
     pub(crate) id: usize,
-    tx: mpsc::UnboundedSender<Command>,
+    /// Commands from outside the endpoint's callbacks.
+    pub(crate) inbox: Inbox<Command>,
     /// What `sendto` accepted and the kernel has not taken yet (channel and
     /// queue), each datagram counting its length plus 8.
     pub(crate) buffered: AtomicUsize,
@@ -115,11 +117,10 @@ pub(crate) struct SharedConfig {
 }
 
 impl Shared {
-    pub(crate) fn new(config: SharedConfig) -> (Arc<Shared>, mpsc::UnboundedReceiver<Command>) {
-        let (tx, rx) = mpsc::unbounded();
-        let shared = Arc::new(Shared {
+    pub(crate) fn new(config: SharedConfig) -> Arc<Shared> {
+        Arc::new(Shared {
             id: context::next_id(),
-            tx,
+            inbox: Inbox::new(),
             buffered: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
             low: AtomicUsize::new(config.limits.low),
@@ -133,8 +134,7 @@ impl Shared {
             finished: Notify::new(),
             drained: Notify::new(),
             drain_waiters: AtomicUsize::new(0),
-        });
-        (shared, rx)
+        })
     }
 
     pub(crate) fn has(&self, bits: u8) -> bool {
@@ -283,9 +283,9 @@ impl DatagramTransport {
         let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) else {
             return;
         };
-        if let Err(e) = self.shared.tx.unbounded_send(cmd) {
+        if let Err(cmd) = self.shared.inbox.send(cmd) {
             // The task is finished: a datagram counted by `sendto` is dropped.
-            if let Command::Send(data, _) = e.into_inner() {
+            if let Command::Send(data, _) = cmd {
                 self.shared.release(cost(data.len()));
                 self.shared.count_dropped_write();
             }

@@ -532,7 +532,7 @@ fn spawn<S: socket::Socket>(
     };
     let peer = if connected { remote.clone() } else { None };
     let fd = sock.as_fd().as_raw_fd();
-    let (shared, rx) = Shared::new(SharedConfig {
+    let shared = Shared::new(SharedConfig {
         extra: Extra::new(peer, local, Some(fd)),
         limits,
         family,
@@ -545,7 +545,6 @@ fn spawn<S: socket::Socket>(
     tokio::spawn(Driver::new(
         sock,
         transport.clone(),
-        rx,
         DatagramState::new(limits),
         protocol,
         started_tx,

@@ -85,30 +85,55 @@ impl<S: Socket> DirectSend for S {
     }
 }
 
+/// The endpoint whose callbacks run on this thread, with its socket.
+struct Direct {
+    id: usize,
+    sock: Arc<dyn DirectSend>,
+    /// Cleared once a send found the socket full: later ones are queued.
+    enabled: bool,
+}
+
 thread_local! {
-    /// The endpoint whose callback runs on this thread, with its socket,
-    /// while `sendto` from that callback may go straight to the socket.
-    static DIRECT: RefCell<Option<(usize, Arc<dyn DirectSend>)>> = const { RefCell::new(None) };
+    /// Set while `sendto` from a callback may go straight to the socket.
+    static DIRECT: RefCell<Option<Direct>> = const { RefCell::new(None) };
 }
 
 /// While alive, `sendto` called from a callback of endpoint `id` on this
-/// thread tries `sock` at once, as asyncio's `sendto` does; dropping it
-/// restores whatever was allowed before (nested scopes, unwinding).
+/// thread tries the socket at once, as asyncio's `sendto` does. [`end`]
+/// (or dropping it, when unwinding) restores whatever was allowed before.
+///
+/// [`end`]: DirectGuard::end
 pub(crate) struct DirectGuard {
-    prev: Option<(usize, Arc<dyn DirectSend>)>,
+    prev: Option<Option<Direct>>,
 }
 
 /// Allow direct sends for endpoint `id` (the driver does so only while its
-/// send queue is empty, so that the order of datagrams is kept).
+/// send queue is empty, so that the order of datagrams is kept). The socket
+/// handle moves in and comes back from [`DirectGuard::end`]: no reference
+/// count is touched.
 pub(crate) fn allow_direct(id: usize, sock: Arc<dyn DirectSend>) -> DirectGuard {
-    let prev = DIRECT.with(|d| d.replace(Some((id, sock))));
-    DirectGuard { prev }
+    let direct = Direct {
+        id,
+        sock,
+        enabled: true,
+    };
+    let prev = DIRECT.with(|d| d.replace(Some(direct)));
+    DirectGuard { prev: Some(prev) }
+}
+
+impl DirectGuard {
+    /// Stop direct sends; returns the socket handle for the next time.
+    pub(crate) fn end(mut self) -> Option<Arc<dyn DirectSend>> {
+        let prev = self.prev.take().flatten();
+        DIRECT.with(|d| d.replace(prev)).map(|direct| direct.sock)
+    }
 }
 
 impl Drop for DirectGuard {
     fn drop(&mut self) {
-        let prev = self.prev.take();
-        DIRECT.with(|d| *d.borrow_mut() = prev);
+        if let Some(prev) = self.prev.take() {
+            DIRECT.with(|d| *d.borrow_mut() = prev);
+        }
     }
 }
 
@@ -124,17 +149,17 @@ pub(crate) fn try_direct(
 ) -> Option<io::Result<usize>> {
     DIRECT.with(|d| {
         let mut d = d.try_borrow_mut().ok()?;
-        let (cur, sock) = d.as_ref()?;
-        if *cur != id {
+        let direct = d.as_mut()?;
+        if direct.id != id || !direct.enabled {
             return None;
         }
-        let res = sock.try_send_now(data, to);
+        let res = direct.sock.try_send_now(data, to);
         if let Err(e) = &res {
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) {
-                *d = None;
+                direct.enabled = false;
             }
         }
         Some(res)

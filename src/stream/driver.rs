@@ -42,7 +42,8 @@ const READS_PER_POLL: usize = 16;
 const SIZEHINT: usize = 64 * 1024;
 
 /// Called once when the connection is finished (after `connection_lost`).
-pub(crate) type OnFinish = Box<dyn FnOnce(&Transport) + Send>;
+/// Shared by every connection of a server (no allocation per connection).
+pub(crate) type OnFinish = Arc<dyn Fn(&Transport) + Send + Sync>;
 
 /// For [`BufferedProtocol`](crate::BufferedProtocol)s: wakes the task and
 /// records that the read side was woken, so the driver calls `get_buffer`
@@ -88,7 +89,7 @@ pub(crate) struct Driver<IO> {
     lost: Option<Option<io::Error>>,
     /// A read result that arrived just as reading was paused from another
     /// thread: delivered first when reading resumes.
-    stash: Option<ReadOutcome>,
+    stash: Option<Box<ReadOutcome>>,
     on_finish: Option<OnFinish>,
 }
 
@@ -443,7 +444,7 @@ where
             outcome if !self.may_deliver() => {
                 // Paused or closed from another thread while we read.
                 if !self.shared().has(CLOSING | LOST) {
-                    self.stash = Some(outcome);
+                    self.stash = Some(Box::new(outcome));
                 }
                 true
             }
@@ -568,7 +569,7 @@ where
             let progress = if !this.may_deliver() {
                 false
             } else if let Some(stashed) = this.stash.take() {
-                this.deliver(stashed);
+                this.deliver(*stashed);
                 true
             } else {
                 this.read_once(cx)

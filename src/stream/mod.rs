@@ -6,9 +6,11 @@
 //! * [`handle`]: the cloneable [`Transport`] and the commands it sends.
 //! * [`driver`]: the tokio task that owns the I/O.
 //! * [`read_pool`]: the per-thread read buffer.
+//! * [`queues`]: the write queue, allocation-free in the common case.
 
 pub(crate) mod driver;
 pub(crate) mod handle;
+pub(crate) mod queues;
 pub(crate) mod read_pool;
 pub(crate) mod state;
 

@@ -7,11 +7,13 @@
 //! executes the [`Event`]s it emits (call `pause_writing`, shut down the write
 //! half, deliver `connection_lost`). Unit tests drive it without a runtime.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
+use std::collections::VecDeque;
+
+use super::queues::ChunkQueue;
 use crate::WriteLimits;
 
 /// Where the connection as a whole is.
@@ -73,7 +75,7 @@ pub(crate) enum WriteOutcome {
 /// The transport's state, driven by its I/O task.
 #[derive(Debug)]
 pub(crate) struct StreamState {
-    queue: VecDeque<Bytes>,
+    queue: ChunkQueue,
     queued: usize,
     limits: WriteLimits,
     write_paused: bool,
@@ -93,7 +95,7 @@ impl Default for StreamState {
 impl StreamState {
     pub(crate) fn new(limits: WriteLimits) -> Self {
         StreamState {
-            queue: VecDeque::new(),
+            queue: ChunkQueue::default(),
             queued: 0,
             limits,
             write_paused: false,
