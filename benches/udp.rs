@@ -20,18 +20,25 @@
 //! Mind the noise: Linux splits a thread's CPU time into user and system by
 //! sampling the scheduler tick (`CONFIG_HZ`, 250 on our machines), and the
 //! user part is under a tenth of an echo server's time (the rest is the
-//! `recvfrom`/`sendto` system calls), so one 2.5 s round sees only some 50
-//! user ticks: about ±15 % per round. The defaults (8 rounds) bring the
-//! medians to about ±6 %; `perf record -e cpu-clock -F 20000` (software
-//! sampling, 80 times finer) is the cross-check when a figure looks off.
+//! `recvfrom`/`sendto` system calls), so one 1.25 s round sees only some 25
+//! user ticks: about ±20 % per round, and the machine's own drift (a VM's
+//! neighbours) adds to it. Short rounds that alternate keep the drift fair
+//! to both servers; the pooled figure (all ticks together, about ±5 % per
+//! server with the defaults) is steadier than the medians. Cross-checks:
+//! `perf record -e cpu-clock -F 4000` (software sampling, 16 times finer
+//! than the tick) and instruction counts under
+//! `valgrind --tool=callgrind --separate-threads=yes` (deterministic).
 //!
 //! Environment:
 //!
-//! * `UDP_BENCH_QUICK=1`: 2 rounds of 0.3 s (default: 8 rounds of 2.5 s per
+//! * `UDP_BENCH_QUICK=1`: 2 rounds of 0.3 s (default: 16 rounds of 1.25 s per
 //!   server and size, about 85 s in all).
 //! * `UDP_BENCH_ROUNDS=n`, `UDP_BENCH_SECS=x`: rounds and seconds per round.
 //! * `UDP_BENCH_WINDOW=n`: datagrams in flight (default 32).
 //! * `UDP_BENCH_VERBOSE=1`: print every round.
+//! * `UDP_BENCH_SIZES=64,1024`: datagram sizes.
+//! * `UDP_BENCH_PIN=1`: pin the server threads to CPU 1 and the client to
+//!   CPU 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,6 +78,21 @@ impl Cpu {
     }
 }
 
+/// Pin the calling thread to `cpu` (if the machine has it).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
+    // it; pid 0 is the calling thread; sched_setaffinity only reads the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn pinning() -> bool {
+    std::env::var_os("UDP_BENCH_PIN").is_some_and(|v| v != "0")
+}
+
 // ---------------------------------------------------------------------------
 // Server threads.
 // ---------------------------------------------------------------------------
@@ -89,6 +111,9 @@ impl ServerThread {
         let join = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                if pinning() {
+                    pin_to_cpu(1);
+                }
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -195,6 +220,9 @@ async fn start_raw(echoed: Arc<AtomicU64>) -> SocketAddr {
 /// (a blocking socket on its own thread). A datagram not echoed within 20 ms
 /// is given up on and replaced. Returns (echoes received, given up).
 fn client(server: SocketAddr, size: usize, window: usize, dur: Duration) -> (u64, u64) {
+    if pinning() {
+        pin_to_cpu(0);
+    }
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("client bind");
     sock.connect(server).expect("client connect");
     sock.set_read_timeout(Some(Duration::from_millis(20)))
@@ -338,8 +366,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let quick = std::env::var_os("UDP_BENCH_QUICK").is_some_and(|v| v != "0");
-    let rounds: usize = env_or("UDP_BENCH_ROUNDS", if quick { 2 } else { 8 });
-    let secs: f64 = env_or("UDP_BENCH_SECS", if quick { 0.3 } else { 2.5 });
+    let rounds: usize = env_or("UDP_BENCH_ROUNDS", if quick { 2 } else { 16 });
+    let secs: f64 = env_or("UDP_BENCH_SECS", if quick { 0.3 } else { 1.25 });
     let window: usize = env_or("UDP_BENCH_WINDOW", 32);
     let verbose = std::env::var_os("UDP_BENCH_VERBOSE").is_some_and(|v| v != "0");
     let dur = Duration::from_secs_f64(secs);
@@ -352,7 +380,11 @@ async fn main() {
          {rounds} rounds of {secs} s per server, window {window}, medians"
     );
     let mut all_ok = true;
-    for size in [64usize, 1024] {
+    let sizes: Vec<usize> = std::env::var("UDP_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 1024]);
+    for &size in &sizes {
         for s in [&ours, &raw] {
             s.round(size, window, warmup).await;
         }

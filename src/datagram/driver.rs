@@ -1,7 +1,7 @@
 //! The tokio task that owns a datagram endpoint's socket.
 //!
 //! [`Driver`] is a hand-written future: each poll applies the commands that
-//! arrived over the channel, runs the protocol callbacks the state machine
+//! arrived in its inbox, runs the protocol callbacks the state machine
 //! asks for, sends the queue out, and receives in batches, handing the
 //! protocol each datagram as a zero-copy slice of the thread's receive
 //! buffer. While nothing is queued, a `sendto` made from a callback goes
@@ -430,7 +430,7 @@ impl<S: Socket> Driver<S> {
                     Ok((n, addr)) => {
                         let data = buf.split_to(n).freeze();
                         let r = catch_unwind(AssertUnwindSafe(|| {
-                            protocol.datagram_received(data, addr)
+                            (**protocol).datagram_received(data, addr)
                         }));
                         if let Err(payload) = r {
                             report_panic(shared, "datagram_received", &*payload);
@@ -439,7 +439,7 @@ impl<S: Socket> Driver<S> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Batch::WouldBlock,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let r = catch_unwind(AssertUnwindSafe(|| protocol.error_received(e)));
+                        let r = catch_unwind(AssertUnwindSafe(|| (**protocol).error_received(e)));
                         if let Err(payload) = r {
                             report_panic(shared, "error_received", &*payload);
                         }

@@ -3,7 +3,7 @@
 //!
 //! A handle is a cheap `Arc` clone. Every method either reads state the
 //! handle shares with the endpoint's task (buffer size, flags, limits,
-//! addresses), or sends the task a [`Command`]: over the endpoint's channel
+//! addresses), or sends the task a [`Command`]: through the endpoint's [`Inbox`]
 //! from anywhere, or, from inside one of the endpoint's own callbacks,
 //! straight onto the list the task applies when the callback returns (see
 //! [`context`](crate::context)). `sendto` from a callback first tries the
@@ -87,7 +87,7 @@ pub(crate) struct Shared {
     pub(crate) id: usize,
     /// Commands from outside the endpoint's callbacks.
     pub(crate) inbox: Inbox<Command>,
-    /// What `sendto` accepted and the kernel has not taken yet (channel and
+    /// What `sendto` accepted and the kernel has not taken yet (inbox and
     /// queue), each datagram counting its length plus 8.
     pub(crate) buffered: AtomicUsize,
     pub(crate) flags: AtomicU8,
@@ -137,6 +137,7 @@ impl Shared {
         })
     }
 
+    #[inline]
     pub(crate) fn has(&self, bits: u8) -> bool {
         self.flags.load(Ordering::Acquire) & bits != 0
     }
@@ -154,6 +155,7 @@ impl Shared {
     }
 
     /// Whether the write buffer is strictly over the high watermark.
+    #[inline]
     pub(crate) fn over_high(&self) -> bool {
         self.buffered.load(Ordering::Relaxed) > self.high.load(Ordering::Relaxed)
     }
@@ -283,12 +285,10 @@ impl DatagramTransport {
         let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) else {
             return;
         };
-        if let Err(cmd) = self.shared.inbox.send(cmd) {
-            // The task is finished: a datagram counted by `sendto` is dropped.
-            if let Command::Send(data, _) = cmd {
-                self.shared.release(cost(data.len()));
-                self.shared.count_dropped_write();
-            }
+        // If the task is finished, a datagram counted by `sendto` is dropped.
+        if let Err(Command::Send(data, _)) = self.shared.inbox.send(cmd) {
+            self.shared.release(cost(data.len()));
+            self.shared.count_dropped_write();
         }
     }
 

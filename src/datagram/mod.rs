@@ -14,10 +14,15 @@
 //!   [`DatagramSocket`] / [`IntoDatagramSocket`], and the per-thread
 //!   receive buffer.
 //!
-//! The design is the stream transport's: a handle that talks to a task over
-//! an unbounded channel, or, from inside the endpoint's own callbacks,
-//! through the thread-local command list (no channel hop); the write buffer
-//! size is an atomic, exact from any thread.
+//! The design is the stream transport's: a handle that talks to a task
+//! through an [`Inbox`](crate::inbox::Inbox), or, from inside the endpoint's
+//! own callbacks, through the thread-local command list (no channel hop);
+//! the write buffer size is an atomic, exact from any thread. Two things are
+//! datagram-specific: received datagrams are delivered in batches that run
+//! in one callback scope (the flags the handle sets end a batch early, so
+//! `pause_reading`/`close` from a callback stop delivery at once), and
+//! `sendto` from a callback tries the socket itself while nothing is queued,
+//! as asyncio's does, so an echo costs no command at all.
 
 pub(crate) mod driver;
 pub(crate) mod handle;
