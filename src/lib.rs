@@ -45,6 +45,7 @@ mod inbox;
 mod limits;
 mod protocol;
 mod server;
+mod shared;
 mod stream;
 mod tcp;
 

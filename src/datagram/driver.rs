@@ -24,8 +24,8 @@ use tokio::io::Ready;
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::handle::{
-    CLOSING, CURRENT, Command, DatagramTransport, FINISHED, LOST, PROTOCOL_SWAP, READ_DONE,
-    READ_PAUSED, Shared,
+    CLOSING, CURRENT, Command, DatagramTransport, LOST, PROTOCOL_SWAP, READ_DONE, READ_PAUSED,
+    Shared,
 };
 use super::protocol::DatagramProtocol;
 use super::socket::{
@@ -522,9 +522,7 @@ impl<S: Socket> Driver<S> {
         self.error_wait = None;
         self.direct_sock = None;
         self.sock = None;
-        shared.set(FINISHED);
-        shared.finished.notify_waiters();
-        shared.drained.notify_waiters();
+        shared.finish();
     }
 }
 

@@ -13,26 +13,20 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
-use std::pin::pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use tokio::sync::Notify;
 
 use super::protocol::DatagramProtocol;
 use super::socket::try_direct;
 use super::state::cost;
 use crate::context::{self, Slot};
-use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
 use crate::inbox::Inbox;
+use crate::shared::Common;
 use crate::{TransportError, WriteLimits};
-
-/// After this many datagrams dropped because the endpoint was lost, every
-/// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
 thread_local! {
     /// The datagram endpoint whose callback runs on this thread, if any.
@@ -57,19 +51,9 @@ pub(crate) enum Command {
 /// A closure run on the protocol by [`DatagramTransport::with_protocol`].
 pub(crate) type ProtocolFn = Box<dyn FnOnce(&mut dyn DatagramProtocol) + Send>;
 
-// Flag bits in `Shared::flags`.
-/// `close()`/`abort()` was called or the task began closing.
-pub(crate) const CLOSING: u8 = 1;
-/// `pause_reading()` is in force.
-pub(crate) const READ_PAUSED: u8 = 2;
-/// Receiving ended for good (close, loss).
-pub(crate) const READ_DONE: u8 = 4;
-/// The endpoint is lost: datagrams are dropped.
-pub(crate) const LOST: u8 = 8;
-/// `connection_lost` has returned and the socket is released.
-pub(crate) const FINISHED: u8 = 16;
+pub(crate) use crate::shared::flags::{CLOSING, FINISHED, LOST, READ_DONE, READ_PAUSED};
 /// `set_protocol()` was called and the task has not switched yet.
-pub(crate) const PROTOCOL_SWAP: u8 = 32;
+pub(crate) const PROTOCOL_SWAP: u8 = crate::shared::flags::KIND_0;
 
 /// Which kind of socket an endpoint drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,28 +66,28 @@ pub(crate) enum Family {
 /// the driver empties it (under the lock) before it releases the socket.
 pub(crate) type SharedSocket = Mutex<Option<Arc<dyn AsFd + Send + Sync>>>;
 
-/// State shared by every handle of one endpoint and its task.
+/// State shared by every handle of one endpoint and its task: the
+/// [`Common`] part (flags, the write-buffer counter counting each datagram's
+/// length plus 8, watermarks, addresses, wake-ups; reached through `Deref`)
+/// plus the endpoint's own.
 pub(crate) struct Shared {
     pub(crate) id: usize,
     /// Commands from outside the endpoint's callbacks.
     pub(crate) inbox: Inbox<Command>,
-    /// What `sendto` accepted and the kernel has not taken yet (inbox and
-    /// queue), each datagram counting its length plus 8.
-    pub(crate) buffered: AtomicUsize,
-    pub(crate) flags: AtomicU8,
-    low: AtomicUsize,
-    high: AtomicUsize,
-    pub(crate) dropped_writes: AtomicUsize,
-    pub(crate) extra: Extra,
+    pub(crate) common: Common,
     pub(crate) family: Family,
     /// The default target (`remote_addr`), connected or not.
     pub(crate) remote: Option<SocketAddress>,
     /// Whether the socket is connected to `remote` (then `send` is used).
     pub(crate) connected: bool,
     pub(crate) socket: SharedSocket,
-    pub(crate) finished: Notify,
-    pub(crate) drained: Notify,
-    pub(crate) drain_waiters: AtomicUsize,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Common;
+    fn deref(&self) -> &Common {
+        &self.common
+    }
 }
 
 /// What a new endpoint's [`Shared`] is made of (crate-internal).
@@ -121,67 +105,12 @@ impl Shared {
         Arc::new(Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
-            buffered: AtomicUsize::new(0),
-            flags: AtomicU8::new(0),
-            low: AtomicUsize::new(config.limits.low),
-            high: AtomicUsize::new(config.limits.high),
-            dropped_writes: AtomicUsize::new(0),
-            extra: config.extra,
+            common: Common::new(config.extra, config.limits),
             family: config.family,
             remote: config.remote,
             connected: config.connected,
             socket: Mutex::new(Some(config.socket)),
-            finished: Notify::new(),
-            drained: Notify::new(),
-            drain_waiters: AtomicUsize::new(0),
         })
-    }
-
-    #[inline]
-    pub(crate) fn has(&self, bits: u8) -> bool {
-        self.flags.load(Ordering::Acquire) & bits != 0
-    }
-
-    pub(crate) fn set(&self, bits: u8) {
-        self.flags.fetch_or(bits, Ordering::AcqRel);
-    }
-
-    pub(crate) fn clear(&self, bits: u8) {
-        self.flags.fetch_and(!bits, Ordering::AcqRel);
-    }
-
-    fn low(&self) -> usize {
-        self.low.load(Ordering::Acquire)
-    }
-
-    /// Whether the write buffer is strictly over the high watermark.
-    #[inline]
-    pub(crate) fn over_high(&self) -> bool {
-        self.buffered.load(Ordering::Relaxed) > self.high.load(Ordering::Relaxed)
-    }
-
-    /// Count one datagram dropped because the endpoint is lost, and report
-    /// it once the count reaches the threshold.
-    pub(crate) fn count_dropped_write(&self) {
-        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-            call_exception_handler(
-                &ExceptionContext::new("socket.send() raised exception.")
-                    .with_peername(self.extra.peer_inet())
-                    .with_sockname(self.extra.sockname.as_ref().and_then(|a| a.as_inet())),
-            );
-        }
-    }
-
-    /// `n` counted bytes left the buffer (sent, dropped or discarded).
-    pub(crate) fn release(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let left = self.buffered.fetch_sub(n, Ordering::AcqRel) - n;
-        if self.drain_waiters.load(Ordering::Acquire) > 0 && left <= self.low() {
-            self.drained.notify_waiters();
-        }
     }
 }
 
@@ -429,10 +358,7 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (
-            self.shared.low.load(Ordering::Acquire),
-            self.shared.high.load(Ordering::Acquire),
-        )
+        self.shared.limits()
     }
 
     /// Set the watermarks (asyncio's `set_write_buffer_limits(high, low)`):
@@ -455,9 +381,7 @@ impl DatagramTransport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> Result<(), TransportError> {
-        let limits = WriteLimits::new(high, low)?;
-        self.shared.low.store(limits.low, Ordering::Release);
-        self.shared.high.store(limits.high, Ordering::Release);
+        let limits = self.shared.set_limits(high, low)?;
         self.send(Command::SetLimits(limits));
         Ok(())
     }
@@ -787,23 +711,9 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub async fn drain(&self) {
-        let shared = &self.shared;
-        loop {
-            let mut notified = pin!(shared.drained.notified());
-            notified.as_mut().enable();
-            if shared.has(FINISHED) || shared.buffered.load(Ordering::Acquire) <= shared.low() {
-                return;
-            }
-            shared.drain_waiters.fetch_add(1, Ordering::AcqRel);
-            // Re-check after registering, so a drain between the check and
-            // the increment is not missed.
-            if shared.has(FINISHED) || shared.buffered.load(Ordering::Acquire) <= shared.low() {
-                shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-            notified.await;
-            shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
-        }
+        // A datagram endpoint never reports discarded data as an error:
+        // datagrams are best effort.
+        let _ = self.shared.drain().await;
     }
 
     /// Resolves once `connection_lost` has run and the socket is released:
@@ -819,14 +729,7 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub async fn closed(&self) {
-        loop {
-            let mut notified = pin!(self.shared.finished.notified());
-            notified.as_mut().enable();
-            if self.shared.has(FINISHED) {
-                return;
-            }
-            notified.await;
-        }
+        self.shared.closed().await
     }
 
     /// Whether `connection_lost` has run.

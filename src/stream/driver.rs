@@ -24,8 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
 use super::handle::{
-    CLOSING, CURRENT, Command, Core, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED, Shared,
-    Transport,
+    CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
 };
 use super::read_pool;
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
@@ -299,8 +298,7 @@ where
                 }
                 Poll::Ready(Ok(n)) => {
                     self.core.sm.consume(n);
-                    self.handle.shared.buffered.fetch_sub(n, Ordering::AcqRel);
-                    self.handle.shared.notify_drained();
+                    self.handle.shared.release(n);
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
@@ -524,11 +522,7 @@ where
         let shared = &self.handle.shared;
         shared.extra.clear_fd();
         self.io = None;
-        shared.set(FINISHED);
-        shared.finished.notify_waiters();
-        if shared.drain_waiters.load(Ordering::Acquire) > 0 {
-            shared.drained.notify_waiters();
-        }
+        shared.finish();
         if let Some(on_finish) = self.on_finish.take() {
             on_finish(&self.handle);
         }

@@ -10,24 +10,18 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use tokio::sync::Notify;
 
 use super::state::{StreamState, WriteOutcome};
 use crate::context::{self, Slot};
-use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
 use crate::inbox::Inbox;
+use crate::shared::Common;
 use crate::{AnyProtocol, IntoProtocol, TransportError, WriteLimits};
-
-/// After this many writes dropped because the connection was lost, every
-/// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
-pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
 thread_local! {
     /// The stream transport whose callback runs on this thread, if any.
@@ -77,37 +71,25 @@ impl context::Frame for Core {
     }
 }
 
-// Flag bits in `Shared::flags`.
-/// `close()`/`abort()` was called or the task began closing.
-pub(crate) const CLOSING: u8 = 1;
+pub(crate) use crate::shared::flags::{CLOSING, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED};
 /// `write_eof()` was called.
-pub(crate) const EOF_WRITTEN: u8 = 2;
-/// `pause_reading()` is in force.
-pub(crate) const READ_PAUSED: u8 = 4;
-/// Reading ended for good (EOF, close, loss).
-pub(crate) const READ_DONE: u8 = 8;
-/// The connection is lost: writes are dropped.
-pub(crate) const LOST: u8 = 16;
-/// `connection_lost` has returned and the I/O is released.
-pub(crate) const FINISHED: u8 = 32;
-/// The connection was lost with written data still unsent.
-pub(crate) const DISCARDED: u8 = 64;
+pub(crate) const EOF_WRITTEN: u8 = crate::shared::flags::KIND_0;
 
-/// State shared by every handle of one connection and its task.
+/// State shared by every handle of one connection and its task: the
+/// [`Common`] part (flags, counters, watermarks, addresses, wake-ups, reached
+/// through `Deref`) plus the stream's own.
 pub(crate) struct Shared {
     pub(crate) id: usize,
     pub(crate) inbox: Inbox<Command>,
-    /// Bytes written and not yet handed to the kernel (channel + queue).
-    pub(crate) buffered: AtomicUsize,
-    pub(crate) flags: AtomicU8,
-    low: AtomicUsize,
-    high: AtomicUsize,
-    pub(crate) dropped_writes: AtomicUsize,
+    pub(crate) common: Common,
     pub(crate) can_write_eof: bool,
-    pub(crate) extra: Extra,
-    pub(crate) finished: Notify,
-    pub(crate) drained: Notify,
-    pub(crate) drain_waiters: AtomicUsize,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Common;
+    fn deref(&self) -> &Common {
+        &self.common
+    }
 }
 
 impl Shared {
@@ -115,61 +97,15 @@ impl Shared {
         Arc::new(Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
-            buffered: AtomicUsize::new(0),
-            flags: AtomicU8::new(0),
-            low: AtomicUsize::new(limits.low),
-            high: AtomicUsize::new(limits.high),
-            dropped_writes: AtomicUsize::new(0),
+            common: Common::new(extra, limits),
             can_write_eof,
-            extra,
-            finished: Notify::new(),
-            drained: Notify::new(),
-            drain_waiters: AtomicUsize::new(0),
         })
-    }
-
-    pub(crate) fn has(&self, bits: u8) -> bool {
-        self.flags.load(Ordering::Acquire) & bits != 0
-    }
-
-    pub(crate) fn set(&self, bits: u8) {
-        self.flags.fetch_or(bits, Ordering::AcqRel);
-    }
-
-    fn clear(&self, bits: u8) {
-        self.flags.fetch_and(!bits, Ordering::AcqRel);
-    }
-
-    pub(crate) fn low(&self) -> usize {
-        self.low.load(Ordering::Acquire)
-    }
-
-    /// Count one write dropped because the connection is lost, and report
-    /// it once the count reaches the threshold.
-    pub(crate) fn count_dropped_write(&self) {
-        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-            call_exception_handler(
-                &ExceptionContext::new("socket.send() raised exception.")
-                    .with_peername(self.extra.peer_inet()),
-            );
-        }
     }
 
     /// A write of `len` bytes, already counted, was dropped.
     pub(crate) fn forget_dropped(&self, len: usize) {
-        self.buffered.fetch_sub(len, Ordering::AcqRel);
+        self.release(len);
         self.count_dropped_write();
-    }
-
-    /// Wake `drain()` callers if the buffer is at or below the low watermark.
-    #[inline]
-    pub(crate) fn notify_drained(&self) {
-        if self.drain_waiters.load(Ordering::Acquire) > 0
-            && (self.buffered.load(Ordering::Acquire) <= self.low() || self.has(LOST))
-        {
-            self.drained.notify_waiters();
-        }
     }
 }
 
@@ -391,10 +327,7 @@ impl Transport {
     /// # }
     /// ```
     pub fn get_write_buffer_limits(&self) -> (usize, usize) {
-        (
-            self.shared.low.load(Ordering::Acquire),
-            self.shared.high.load(Ordering::Acquire),
-        )
+        self.shared.limits()
     }
 
     /// Set the watermarks (asyncio's `set_write_buffer_limits(high, low)`):
@@ -416,9 +349,7 @@ impl Transport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> Result<(), TransportError> {
-        let limits = WriteLimits::new(high, low)?;
-        self.shared.low.store(limits.low, Ordering::Release);
-        self.shared.high.store(limits.high, Ordering::Release);
+        let limits = self.shared.set_limits(high, low)?;
         self.send(Command::SetLimits(limits));
         Ok(())
     }
@@ -735,34 +666,7 @@ impl Transport {
     /// # }
     /// ```
     pub async fn drain(&self) -> io::Result<()> {
-        let shared = &self.shared;
-        loop {
-            let mut notified = pin!(shared.drained.notified());
-            notified.as_mut().enable();
-            let size = shared.buffered.load(Ordering::Acquire);
-            if shared.has(LOST) {
-                return if shared.has(DISCARDED) {
-                    Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "connection lost with data unsent",
-                    ))
-                } else {
-                    Ok(())
-                };
-            }
-            if size <= shared.low() {
-                return Ok(());
-            }
-            shared.drain_waiters.fetch_add(1, Ordering::AcqRel);
-            // Re-check after registering, so a drain between the check and
-            // the increment is not missed.
-            if shared.buffered.load(Ordering::Acquire) <= shared.low() || shared.has(LOST) {
-                shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
-            notified.await;
-            shared.drain_waiters.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.shared.drain().await
     }
 
     /// Resolves once `connection_lost` has run and the I/O is released: the
@@ -778,14 +682,7 @@ impl Transport {
     /// # }
     /// ```
     pub async fn closed(&self) {
-        loop {
-            let mut notified = pin!(self.shared.finished.notified());
-            notified.as_mut().enable();
-            if self.shared.has(FINISHED) {
-                return;
-            }
-            notified.await;
-        }
+        self.shared.closed().await
     }
 
     /// Whether `connection_lost` has run.

@@ -1,0 +1,201 @@
+//! What every kind of transport handle shares with its task: the flag word,
+//! the write-buffer counter and watermarks, the count of writes dropped after
+//! the loss, the addresses captured at creation, and the wake-ups behind
+//! `drain()` and `closed()`. Stream and datagram transports embed a
+//! [`Common`] in their own shared state.
+
+use std::io;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::extra::Extra;
+use crate::{TransportError, WriteLimits};
+
+/// After this many writes dropped because the transport was lost, every
+/// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
+pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
+/// Bits of [`Common::flags`].
+pub(crate) mod flags {
+    /// `close()`/`abort()` was called or the task began closing.
+    pub(crate) const CLOSING: u8 = 1;
+    /// `pause_reading()` is in force.
+    pub(crate) const READ_PAUSED: u8 = 2;
+    /// Reading ended for good (EOF, close, loss).
+    pub(crate) const READ_DONE: u8 = 4;
+    /// The transport is lost: writes are dropped.
+    pub(crate) const LOST: u8 = 8;
+    /// `connection_lost` has returned and the I/O is released.
+    pub(crate) const FINISHED: u8 = 16;
+    /// The transport was lost with written data still unsent.
+    pub(crate) const DISCARDED: u8 = 32;
+    /// A bit each kind of transport may use for itself.
+    pub(crate) const KIND_0: u8 = 64;
+}
+
+use flags::{DISCARDED, FINISHED, LOST};
+
+/// State shared by every handle of one transport and its task.
+pub(crate) struct Common {
+    /// Bytes accepted and not yet handed to the kernel (inbox and queue).
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) flags: AtomicU8,
+    low: AtomicUsize,
+    high: AtomicUsize,
+    pub(crate) dropped_writes: AtomicUsize,
+    pub(crate) extra: Extra,
+    finished: Notify,
+    drained: Notify,
+    drain_waiters: AtomicUsize,
+}
+
+impl Common {
+    pub(crate) fn new(extra: Extra, limits: WriteLimits) -> Self {
+        Common {
+            buffered: AtomicUsize::new(0),
+            flags: AtomicU8::new(0),
+            low: AtomicUsize::new(limits.low),
+            high: AtomicUsize::new(limits.high),
+            dropped_writes: AtomicUsize::new(0),
+            extra,
+            finished: Notify::new(),
+            drained: Notify::new(),
+            drain_waiters: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, bits: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & bits != 0
+    }
+
+    pub(crate) fn set(&self, bits: u8) {
+        self.flags.fetch_or(bits, Ordering::AcqRel);
+    }
+
+    pub(crate) fn clear(&self, bits: u8) {
+        self.flags.fetch_and(!bits, Ordering::AcqRel);
+    }
+
+    pub(crate) fn low(&self) -> usize {
+        self.low.load(Ordering::Acquire)
+    }
+
+    /// `(low, high)`, low first as in asyncio.
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.low(), self.high.load(Ordering::Acquire))
+    }
+
+    /// Validate and store new watermarks (asyncio's rules); the caller
+    /// tells its task.
+    pub(crate) fn set_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<WriteLimits, TransportError> {
+        let limits = WriteLimits::new(high, low)?;
+        self.low.store(limits.low, Ordering::Release);
+        self.high.store(limits.high, Ordering::Release);
+        Ok(limits)
+    }
+
+    /// Whether the write buffer is strictly over the high watermark.
+    #[inline]
+    pub(crate) fn over_high(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) > self.high.load(Ordering::Relaxed)
+    }
+
+    /// Count one write dropped because the transport is lost, and report it
+    /// once the count reaches the threshold.
+    pub(crate) fn count_dropped_write(&self) {
+        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+            call_exception_handler(
+                &ExceptionContext::new("socket.send() raised exception.")
+                    .with_peername(self.extra.peer_inet())
+                    .with_sockname(self.extra.sockname.as_ref().and_then(|a| a.as_inet())),
+            );
+        }
+    }
+
+    /// `n` counted bytes left the buffer (sent, dropped or discarded).
+    #[inline]
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            self.buffered.fetch_sub(n, Ordering::AcqRel);
+            self.notify_drained();
+        }
+    }
+
+    /// Wake `drain()` callers if the buffer is at or below the low
+    /// watermark, or the transport is lost.
+    #[inline]
+    pub(crate) fn notify_drained(&self) {
+        if self.drain_waiters.load(Ordering::Acquire) > 0
+            && (self.buffered.load(Ordering::Acquire) <= self.low() || self.has(LOST))
+        {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// The task released the I/O after `connection_lost`: wake everyone.
+    pub(crate) fn finish(&self) {
+        self.set(FINISHED);
+        self.finished.notify_waiters();
+        if self.drain_waiters.load(Ordering::Acquire) > 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Resolves when the buffer is at or below the low watermark; an error
+    /// if the transport was lost with data unsent.
+    pub(crate) async fn drain(&self) -> io::Result<()> {
+        loop {
+            let mut notified = pin!(self.drained.notified());
+            notified.as_mut().enable();
+            if let Some(done) = self.drained_now() {
+                return done;
+            }
+            self.drain_waiters.fetch_add(1, Ordering::AcqRel);
+            // Re-check after registering, so a drain between the check and
+            // the increment is not missed.
+            let done = self.drained_now();
+            if done.is_none() {
+                notified.await;
+            }
+            self.drain_waiters.fetch_sub(1, Ordering::AcqRel);
+            if let Some(done) = done {
+                return done;
+            }
+        }
+    }
+
+    fn drained_now(&self) -> Option<io::Result<()>> {
+        if self.has(LOST) {
+            return Some(if self.has(DISCARDED) {
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection lost with data unsent",
+                ))
+            } else {
+                Ok(())
+            });
+        }
+        (self.buffered.load(Ordering::Acquire) <= self.low()).then_some(Ok(()))
+    }
+
+    /// Resolves once `connection_lost` has run and the I/O is released.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let mut notified = pin!(self.finished.notified());
+            notified.as_mut().enable();
+            if self.has(FINISHED) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
