@@ -99,6 +99,13 @@ impl fmt::Debug for ExceptionContext<'_> {
 }
 
 /// The type of an exception handler.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokio_transports::{ExceptionContext, ExceptionHandler};
+/// let h: ExceptionHandler = Arc::new(|ctx: &ExceptionContext<'_>| eprintln!("{}", ctx.message));
+/// h(&ExceptionContext::new("hello"));
+/// ```
 pub type ExceptionHandler = Arc<dyn Fn(&ExceptionContext<'_>) + Send + Sync + 'static>;
 
 static HANDLER: RwLock<Option<ExceptionHandler>> = RwLock::new(None);

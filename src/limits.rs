@@ -4,6 +4,10 @@
 use crate::TransportError;
 
 /// The default high watermark: 64 KiB, as in CPython and uvloop.
+///
+/// ```
+/// assert_eq!(tokio_transports::WriteLimits::default().high, tokio_transports::DEFAULT_HIGH_WATER);
+/// ```
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 /// A pair of write-buffer watermarks. `pause_writing` fires when the buffer goes

@@ -26,6 +26,10 @@ use crate::{AnyProtocol, IntoProtocol, WriteLimits};
 
 /// How long accepting pauses after EMFILE and the like (asyncio's
 /// `ACCEPT_RETRY_DELAY`).
+///
+/// ```
+/// assert_eq!(tokio_transports::ACCEPT_RETRY_DELAY, std::time::Duration::from_secs(1));
+/// ```
 pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Options for [`create_server`] (asyncio's keyword arguments).
