@@ -127,23 +127,23 @@ impl Running {
     /// Wait for the process to exit by itself (killing it after
     /// [`PROCESS_TIMEOUT`]); its stdout lines.
     fn wait(mut self) -> Vec<String> {
-        let deadline = Instant::now() + PROCESS_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
+        // The process's pipes close when it exits; the stderr reader sends
+        // its bytes then, so this waits on that event, not on a timer.
+        let err = match self.stderr.recv_timeout(PROCESS_TIMEOUT) {
+            Ok(err) => err,
+            Err(_) => {
                 let what = self.what.clone();
                 let out = self.kill_and_collect();
                 panic!("{what} did not exit within {PROCESS_TIMEOUT:?}; it printed {out:?}");
             }
-            thread::sleep(Duration::from_millis(5));
         };
-        let (out, err) = self.collect();
+        let status = self.child.wait().expect("wait");
+        let out: Vec<String> = self.stdout.iter().collect();
         assert!(
             status.success(),
-            "{} failed: {status}\n{out:?}\n{err}",
-            self.what
+            "{} failed: {status}\n{out:?}\n{}",
+            self.what,
+            String::from_utf8_lossy(&err)
         );
         out
     }
