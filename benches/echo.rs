@@ -40,16 +40,17 @@
 //! count instructions per operation with callgrind (the user/system split of
 //! `getrusage` is tick-sampled, so per-round user figures are noisy).
 
+mod common;
+
+use common::{ServerThread, median, pin_to_cpu};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
 use tokio_transports::{BaseProtocol, Protocol, Server, ServerOptions, Transport};
 
 // ---------------------------------------------------------------------------
@@ -146,78 +147,9 @@ impl Sample {
     }
 }
 
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is valid; pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Server threads.
-// ---------------------------------------------------------------------------
-
-/// A dedicated thread running a `current_thread` runtime, for one server.
-struct ServerThread {
-    handle: Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    join: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ServerThread {
-    fn spawn(name: &str, pin: Option<usize>) -> ServerThread {
-        let (htx, hrx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let join = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                if let Some(cpu) = pin {
-                    pin_to_cpu(cpu);
-                }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
-                htx.send(rt.handle().clone()).expect("send handle");
-                rt.block_on(async {
-                    let _ = stop_rx.await;
-                });
-            })
-            .expect("spawn server thread");
-        let handle = hrx.recv().expect("server runtime handle");
-        ServerThread {
-            handle,
-            stop: Some(stop_tx),
-            join: Some(join),
-        }
-    }
-
-    /// Run `f` on the server thread and wait for its result.
-    async fn run<F>(&self, f: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.handle.spawn(f).await.expect("server-thread task")
-    }
-
-    /// The server thread's counters, read on the server thread.
-    async fn sample(&self) -> Sample {
-        self.run(async { Sample::this_thread() }).await
-    }
-}
-
-impl Drop for ServerThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(join) = self.join.take() {
-            let _ = join.join();
-        }
-    }
+/// The server thread's counters, read on the server thread.
+async fn sample(thread: &ServerThread) -> Sample {
+    thread.run(async { Sample::this_thread() }).await
 }
 
 // ---------------------------------------------------------------------------
@@ -525,20 +457,6 @@ impl Round {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// One server's result for one scenario.
 #[derive(Debug, Clone, Copy)]
 struct Summary {
@@ -735,11 +653,11 @@ impl Bench {
                     streams.push(s);
                 }
                 settle(10).await;
-                let before = thread.sample().await;
+                let before = sample(thread).await;
                 let t0 = Instant::now();
                 let (streams, ops, lat_ns) = rr_run(streams, size, t0 + dur, max_ops).await;
                 let elapsed = t0.elapsed();
-                let cpu = thread.sample().await.since(before);
+                let cpu = sample(thread).await.since(before);
                 drop(streams);
                 settle(30).await;
                 Round {
@@ -753,13 +671,13 @@ impl Bench {
                 let mut s = connect(addr).await;
                 echo_once(&mut s, b"x", &mut [0u8; 1]).await;
                 settle(10).await;
-                let before = thread.sample().await;
+                let before = sample(thread).await;
                 let t0 = Instant::now();
                 let bytes = bulk_run(s, chunk, t0 + dur, max_ops).await;
                 let elapsed = t0.elapsed();
                 // The server closes after the EOF; include that.
                 settle(10).await;
-                let cpu = thread.sample().await.since(before);
+                let cpu = sample(thread).await.since(before);
                 settle(20).await;
                 Round {
                     ops: bytes,
@@ -770,13 +688,13 @@ impl Bench {
             }
             Kind::Churn { size, par } => {
                 settle(10).await;
-                let before = thread.sample().await;
+                let before = sample(thread).await;
                 let t0 = Instant::now();
                 let (ops, lat_ns) = churn_run(addr, size, par, t0 + dur, max_ops).await;
                 let elapsed = t0.elapsed();
                 // The server handles the last closes after the client is done.
                 settle(30).await;
-                let cpu = thread.sample().await.since(before);
+                let cpu = sample(thread).await.since(before);
                 Round {
                     ops,
                     elapsed,
@@ -837,7 +755,7 @@ impl Bench {
         let msg = vec![0x77u8; 1024];
         let mut buf = vec![0u8; 1024];
         settle(50).await;
-        let before = thread.sample().await;
+        let before = sample(thread).await;
         let mut streams = Vec::with_capacity(n);
         for _ in 0..n {
             let mut s = connect(addr).await;
@@ -845,10 +763,10 @@ impl Bench {
             streams.push(s);
         }
         settle(100).await;
-        let after = thread.sample().await;
+        let after = sample(thread).await;
         drop(streams);
         settle(200).await;
-        let end = thread.sample().await;
+        let end = sample(thread).await;
         let per_conn = (after.net_bytes - before.net_bytes) as f64 / n as f64;
         let residue = (end.net_bytes - before.net_bytes) as f64;
         (per_conn, residue)

@@ -40,7 +40,9 @@
 //! * `UDP_BENCH_PIN=1`: pin the server threads to CPU 1 and the client to
 //!   CPU 0.
 
-use std::future::Future;
+mod common;
+
+use common::{ServerThread, median, pin_to_cpu};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +50,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::runtime::Handle;
 use tokio_transports::{
     DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
 };
@@ -78,79 +79,8 @@ impl Cpu {
     }
 }
 
-/// Pin the calling thread to `cpu` (if the machine has it).
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
-    // it; pid 0 is the calling thread; sched_setaffinity only reads the set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 fn pinning() -> bool {
     std::env::var_os("UDP_BENCH_PIN").is_some_and(|v| v != "0")
-}
-
-// ---------------------------------------------------------------------------
-// Server threads.
-// ---------------------------------------------------------------------------
-
-/// A dedicated thread running a `current_thread` runtime, for one server.
-struct ServerThread {
-    handle: Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    join: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ServerThread {
-    fn spawn(name: &str) -> ServerThread {
-        let (htx, hrx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let join = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                if pinning() {
-                    pin_to_cpu(1);
-                }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
-                htx.send(rt.handle().clone()).expect("send handle");
-                rt.block_on(async {
-                    let _ = stop_rx.await;
-                });
-            })
-            .expect("spawn server thread");
-        let handle = hrx.recv().expect("server runtime handle");
-        ServerThread {
-            handle,
-            stop: Some(stop_tx),
-            join: Some(join),
-        }
-    }
-
-    /// Run `f` on the server thread and wait for its result.
-    async fn run<F>(&self, f: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.handle.spawn(f).await.expect("server-thread task")
-    }
-}
-
-impl Drop for ServerThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(join) = self.join.take() {
-            let _ = join.join();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -274,10 +204,11 @@ struct Server {
 
 impl Server {
     async fn start(which: Which) -> Server {
-        let thread = ServerThread::spawn(match which {
+        let name = match which {
             Which::Ours => "udp-ours",
             Which::Raw => "udp-raw",
-        });
+        };
+        let thread = ServerThread::spawn(name, pinning().then_some(1));
         let echoed = Arc::new(AtomicU64::new(0));
         let e = echoed.clone();
         let (transport, addr) = match which {
@@ -344,16 +275,6 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
     }
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, (var / n).sqrt())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
