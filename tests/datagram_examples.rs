@@ -18,12 +18,15 @@
 //! child process is killed when its guard drops, on every path.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod peers;
+
+use peers::{example, python, read_all};
 
 /// What the documentation's UDP echo server prints for one client
 /// (`PORT`: the client's ephemeral port).
@@ -93,16 +96,6 @@ fn read_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
                 break;
             }
         }
-    });
-    rx
-}
-
-fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
-    let (tx, rx) = channel();
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        let _ = tx.send(out);
     });
     rx
 }
@@ -180,67 +173,6 @@ impl Drop for Running {
     }
 }
 
-/// The Python interpreter is there, or the test is skipped (a failure
-/// instead when `TOKIO_TRANSPORTS_REQUIRE_PYTHON` is set).
-fn have_python() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
-    let found = *FOUND.get_or_init(|| {
-        Command::new("python3")
-            .arg("-c")
-            .arg("import sys, asyncio; sys.exit(sys.version_info < (3, 7))")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !found {
-        let required = std::env::var_os("TOKIO_TRANSPORTS_REQUIRE_PYTHON")
-            .is_some_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "python3 (3.7 or later) is required (TOKIO_TRANSPORTS_REQUIRE_PYTHON is set) but was not found"
-        );
-        eprintln!("note: python3 (3.7 or later) not found; skipping this test");
-    }
-    found
-}
-
-/// The example binary `cargo test` built next to this test executable
-/// (`<target>/<profile>/deps/datagram_examples-*` → `<target>/<profile>/examples/`),
-/// refused if older than its source.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lives in <target>/<profile>/deps");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "example binary {} not found: run `cargo test` (which builds the examples) \
-                 or `cargo build --examples` first",
-                bin.display()
-            )
-        });
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(format!("{name}.rs"));
-    if let Ok(changed) = std::fs::metadata(&src).and_then(|m| m.modified()) {
-        assert!(
-            changed <= built,
-            "{} is older than {}: run `cargo test` or `cargo build --examples` to rebuild it",
-            bin.display(),
-            src.display()
-        );
-    }
-    bin
-}
-
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -310,7 +242,7 @@ fn check(server: Peer, client: Peer) {
 
 #[test]
 fn python_reference_pair_prints_the_documented_lines() {
-    if have_python() {
+    if python().is_some() {
         check(
             Peer::Python("udp_echo_server"),
             Peer::Python("udp_echo_client"),
@@ -320,7 +252,7 @@ fn python_reference_pair_prints_the_documented_lines() {
 
 #[test]
 fn python_client_against_udp_echo_server() {
-    if have_python() {
+    if python().is_some() {
         check(
             Peer::Example("udp_echo_server"),
             Peer::Python("udp_echo_client"),
@@ -330,7 +262,7 @@ fn python_client_against_udp_echo_server() {
 
 #[test]
 fn udp_echo_client_against_python_server() {
-    if have_python() {
+    if python().is_some() {
         check(
             Peer::Python("udp_echo_server"),
             Peer::Example("udp_echo_client"),
