@@ -54,32 +54,37 @@ impl<F> Slot<F> {
 /// [`with_frame`]/[`try_push`]. `f` must not touch `frame` itself. Nested
 /// scopes (another transport's callback run inside this one) restore the
 /// outer scope when they end, also when `f` unwinds.
+#[inline]
 pub(crate) fn scope<F: 'static, R>(
     slot: &'static LocalKey<Slot<F>>,
     id: usize,
     frame: &mut F,
     f: impl FnOnce() -> R,
 ) -> R {
-    struct Restore<'s, F> {
-        slot: &'s Slot<F>,
+    /// Puts the outer scope's values back, also when `f` unwinds.
+    struct Restore<F: 'static> {
+        slot: &'static LocalKey<Slot<F>>,
         id: usize,
         frame: *mut F,
     }
-    impl<F> Drop for Restore<'_, F> {
+    impl<F> Drop for Restore<F> {
+        #[inline]
         fn drop(&mut self) {
-            self.slot.id.set(self.id);
-            self.slot.frame.set(self.frame);
+            self.slot.with(|s| {
+                s.id.set(self.id);
+                s.frame.set(self.frame);
+            });
         }
     }
     let frame: *mut F = frame;
-    slot.with(|s| {
-        let _restore = Restore {
-            slot: s,
-            id: s.id.replace(id),
-            frame: s.frame.replace(frame),
-        };
-        f()
-    })
+    // Small closures only: `with` inlines to a plain thread-local access.
+    let (outer_id, outer_frame) = slot.with(|s| (s.id.replace(id), s.frame.replace(frame)));
+    let _restore = Restore {
+        slot,
+        id: outer_id,
+        frame: outer_frame,
+    };
+    f()
 }
 
 /// If this thread is inside a callback of transport `id`, run `f` on that
@@ -91,21 +96,19 @@ pub(crate) fn with_frame<F: 'static, A, R>(
     arg: A,
     f: impl FnOnce(&mut F, A) -> R,
 ) -> Result<R, A> {
-    slot.with(|s| {
-        if s.id.get() != id {
-            return Err(arg);
-        }
-        // SAFETY: the slot holds `id` only while `scope(slot, id, frame, _)`
-        // runs its callback on this thread (ids are never 0, and the guard
-        // restores the outer values when the callback ends or unwinds), and
-        // the pointer came from the `&mut F` that `scope` was given for
-        // exactly that time. Neither `scope` nor its caller touches the
-        // frame while the callback runs, and `f` cannot reach this slot's
-        // frame again (a nested scope installs its own), so this is the only
-        // access to it.
-        let frame = unsafe { &mut *s.frame.get() };
-        Ok(f(frame, arg))
-    })
+    let frame = slot.with(|s| (s.id.get() == id).then(|| s.frame.get()));
+    let Some(frame) = frame else {
+        return Err(arg);
+    };
+    // SAFETY: the slot holds `id` only while `scope(slot, id, frame, _)`
+    // runs its callback on this thread (ids are never 0, and the guard
+    // restores the outer values when the callback ends or unwinds), and
+    // the pointer came from the `&mut F` that `scope` was given for
+    // exactly that time. Neither `scope` nor its caller touches the frame
+    // while the callback runs, and `f` cannot reach this slot's frame again
+    // (a nested scope installs its own), so this is the only access to it.
+    let frame = unsafe { &mut *frame };
+    Ok(f(frame, arg))
 }
 
 /// If this thread is inside a callback of transport `id`, queue `cmd` there

@@ -4,19 +4,23 @@
 //! Hand-written because it sits on the hot path: the task checks one atomic
 //! flag per pass (a general-purpose channel costs a queue poll and a waker
 //! registration), and a new connection allocates nothing for it until the
-//! first command arrives. Senders lock a mutex that only they and the
-//! task's drain touch; commands from inside a callback never come here (see
-//! [`context`](crate::context)).
+//! first command arrives. Senders lock a mutex that only they, the task's
+//! drain and a change of the task's waker touch; commands from inside a
+//! callback never come here (see [`context`](crate::context)).
+//!
+//! The task's waker stays registered after a wake-up (senders wake it by
+//! reference), so a task going to sleep re-registers only when its waker
+//! changed: a pointer comparison instead of an atomic waker's handshake.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
 
-use futures::task::AtomicWaker;
-
 struct Queue<C> {
     items: Vec<C>,
     closed: bool,
+    /// The task's waker, once it has slept.
+    waker: Option<Waker>,
 }
 
 /// The queue shared by every handle of one transport and its task.
@@ -24,8 +28,12 @@ pub(crate) struct Inbox<C> {
     queue: Mutex<Queue<C>>,
     /// Set by a sender, cleared by the task before it drains.
     pending: AtomicBool,
-    task: AtomicWaker,
 }
+
+/// The task's record of the waker the senders hold (see
+/// [`Inbox::register`]).
+#[derive(Default)]
+pub(crate) struct Registered(Option<Waker>);
 
 impl<C> Inbox<C> {
     pub(crate) fn new() -> Self {
@@ -33,23 +41,30 @@ impl<C> Inbox<C> {
             queue: Mutex::new(Queue {
                 items: Vec::new(),
                 closed: false,
+                waker: None,
             }),
             pending: AtomicBool::new(false),
-            task: AtomicWaker::new(),
         }
     }
 
     /// Queue `cmd` and wake the task; hands `cmd` back if the task is gone.
     pub(crate) fn send(&self, cmd: C) -> Result<(), C> {
-        {
+        let waker = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.closed {
                 return Err(cmd);
             }
             q.items.push(cmd);
-        }
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            self.task.wake();
+            // Under the lock, so that a task registering a new waker either
+            // sees `pending` afterwards or has its waker seen here.
+            if self.pending.swap(true, Ordering::AcqRel) {
+                None
+            } else {
+                q.waker.clone()
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
         Ok(())
     }
@@ -69,17 +84,29 @@ impl<C> Inbox<C> {
         out.append(&mut q.items);
     }
 
-    /// Register the task's waker before it sleeps. Returns `true` if a
-    /// command arrived meanwhile (so the task must not sleep).
-    pub(crate) fn register(&self, waker: &Waker) -> bool {
-        self.task.register(waker);
+    /// Make sure senders wake `waker` before the task sleeps; `seen` is the
+    /// task's record of what they hold. Returns `true` if a command arrived
+    /// meanwhile (so the task must not sleep).
+    #[inline]
+    pub(crate) fn register(&self, seen: &mut Registered, waker: &Waker) -> bool {
+        if !seen.0.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.register_slow(seen, waker);
+        }
         self.pending.load(Ordering::Acquire)
+    }
+
+    #[cold]
+    fn register_slow(&self, seen: &mut Registered, waker: &Waker) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.waker = Some(waker.clone());
+        seen.0 = Some(waker.clone());
     }
 
     /// Refuse further commands and return those still queued.
     pub(crate) fn close(&self) -> Vec<C> {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         q.closed = true;
+        q.waker = None;
         std::mem::take(&mut q.items)
     }
 }
@@ -100,16 +127,26 @@ mod tests {
     #[test]
     fn commands_arrive_in_order_and_wake_once() {
         let inbox = Inbox::new();
+        let mut seen = Registered::default();
         let flag = Arc::new(Flag(AtomicBool::new(false)));
-        assert!(!inbox.register(&Waker::from(flag.clone())));
+        let waker = Waker::from(flag.clone());
+        assert!(!inbox.register(&mut seen, &waker));
         inbox.send(1).unwrap();
         inbox.send(2).unwrap();
-        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(flag.0.swap(false, Ordering::SeqCst));
         let mut out = Vec::new();
         inbox.drain_into(&mut out);
         assert_eq!(out, vec![1, 2]);
         inbox.drain_into(&mut out);
         assert_eq!(out, vec![1, 2], "nothing new");
+        // The waker stays registered: the next command wakes it again.
+        assert!(!inbox.register(&mut seen, &waker));
+        inbox.send(3).unwrap();
+        assert!(flag.0.swap(false, Ordering::SeqCst));
+        inbox.send(4).unwrap();
+        assert!(!flag.0.load(Ordering::SeqCst), "one wake per drain");
+        inbox.drain_into(&mut out);
+        assert_eq!(out, vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -117,7 +154,20 @@ mod tests {
         let inbox = Inbox::new();
         inbox.send(1).unwrap();
         let flag = Arc::new(Flag(AtomicBool::new(false)));
-        assert!(inbox.register(&Waker::from(flag)));
+        assert!(inbox.register(&mut Registered::default(), &Waker::from(flag)));
+    }
+
+    #[test]
+    fn a_new_waker_replaces_the_old_one() {
+        let inbox = Inbox::new();
+        let mut seen = Registered::default();
+        let old = Arc::new(Flag(AtomicBool::new(false)));
+        let new = Arc::new(Flag(AtomicBool::new(false)));
+        assert!(!inbox.register(&mut seen, &Waker::from(old.clone())));
+        assert!(!inbox.register(&mut seen, &Waker::from(new.clone())));
+        inbox.send(1).unwrap();
+        assert!(new.0.load(Ordering::SeqCst));
+        assert!(!old.0.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -35,6 +35,7 @@ use super::state::{Datagram, DatagramState, Event, Phase, Queued, ReadState, cos
 use crate::context;
 use crate::error::CallbackPanicked;
 use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::inbox::Registered;
 
 /// Datagrams received per poll before the task yields to its neighbours.
 const DATAGRAMS_PER_POLL: usize = 64;
@@ -97,6 +98,8 @@ pub(crate) struct Driver<S: Socket> {
     scratch: Vec<Command>,
     /// Commands taken from the inbox (reused allocation).
     inbox_cmds: Vec<Command>,
+    /// Which waker the inbox's senders hold.
+    inbox_waker: Registered,
     /// For a connected socket: waits for "readable or error", since an ICMP
     /// error raises only `EPOLLERR`. Unconnected sockets get no such error.
     error_wait: Option<ReusableBoxFuture<'static, io::Result<Ready>>>,
@@ -129,6 +132,7 @@ impl<S: Socket> Driver<S> {
             protocol,
             scratch: Vec::new(),
             inbox_cmds: Vec::new(),
+            inbox_waker: Registered::default(),
             error_wait,
             error_wait_armed: false,
             direct_sock: None,
@@ -564,7 +568,12 @@ impl<S: Socket> Driver<S> {
             // readiness that leads to no datagram cannot keep a poll spinning.
             budget -= 1;
             if !this.sm.is_reading() {
-                if this.handle.shared.inbox.register(cx.waker()) {
+                if this
+                    .handle
+                    .shared
+                    .inbox
+                    .register(&mut this.inbox_waker, cx.waker())
+                {
                     continue;
                 }
                 return Poll::Pending;
@@ -590,7 +599,12 @@ impl<S: Socket> Driver<S> {
                 }
                 Received::Pending => {
                     // Nothing to receive: sleep, unless a command slipped in.
-                    if !this.handle.shared.inbox.register(cx.waker()) {
+                    if !this
+                        .handle
+                        .shared
+                        .inbox
+                        .register(&mut this.inbox_waker, cx.waker())
+                    {
                         return Poll::Pending;
                     }
                 }

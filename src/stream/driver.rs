@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -31,6 +31,7 @@ use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
 use crate::error::{CallbackPanicked, EMPTY_BUFFER_MSG};
 use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::inbox::Registered;
 use crate::protocol::AnyProtocol;
 
 /// At most this many buffers go into one vectored write.
@@ -80,9 +81,14 @@ pub(crate) struct Driver<IO> {
     /// (what callbacks reach through the context).
     core: Core,
     protocol: AnyProtocol,
+    /// The thread's read buffer, lent for the reads of one poll (plain
+    /// protocols; see [`read_pool`]).
+    read_buf: Option<BytesMut>,
     /// Created when a buffered protocol first reads.
     read_wake: Option<(Arc<ReadWake>, Waker)>,
     stage: Stage,
+    /// Which waker the inbox's senders hold.
+    inbox_waker: Registered,
     started: Option<oneshot::Sender<()>>,
     shutdown_pending: bool,
     lost: Option<Option<io::Error>>,
@@ -112,8 +118,10 @@ where
                 commands: Vec::new(),
             },
             protocol,
+            read_buf: None,
             read_wake: None,
             stage: Stage::New,
+            inbox_waker: Registered::default(),
             started,
             shutdown_pending: false,
             lost: None,
@@ -278,9 +286,12 @@ where
 
     // ---- writing -------------------------------------------------------
 
-    /// Write as much of the queue as the I/O takes now.
-    fn flush(&mut self, cx: &mut Context<'_>) {
-        let Some(io) = self.io.as_mut() else { return };
+    /// Write as much of the queue as the I/O takes now. Returns `true` if
+    /// the I/O cannot take more now (the task will be woken when it can).
+    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return true;
+        };
         while self.core.sm.queued() > 0 {
             let res = match self.core.sm.single_chunk() {
                 // The common case (one callback wrote one buffer): no iovec.
@@ -294,7 +305,7 @@ where
             match res {
                 Poll::Ready(Ok(0)) => {
                     self.fatal(io::ErrorKind::WriteZero.into());
-                    return;
+                    return true;
                 }
                 Poll::Ready(Ok(n)) => {
                     self.core.sm.consume(n);
@@ -303,11 +314,12 @@ where
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
                     self.fatal(e);
-                    return;
+                    return true;
                 }
-                Poll::Pending => return,
+                Poll::Pending => return true,
             }
         }
+        false
     }
 
     /// Run events, write, finish closes and half-closes, until nothing is
@@ -320,6 +332,16 @@ where
     }
 
     fn settle_busy(&mut self, cx: &mut Context<'_>) {
+        // Once a write attempt found the I/O full, trying again in this pass
+        // is pointless: the task is woken when there is room.
+        let mut blocked = false;
+        if self.core.sm.only_writes() && !self.shutdown_pending {
+            // The common case: a callback wrote and nothing else happened.
+            blocked = self.flush(cx);
+            if self.core.sm.is_idle() {
+                return;
+            }
+        }
         loop {
             while let Some(event) = self.core.sm.poll_event() {
                 match event {
@@ -338,7 +360,9 @@ where
                 }
             }
             if self.core.sm.queued() > 0 {
-                self.flush(cx);
+                if !blocked {
+                    blocked = self.flush(cx);
+                }
                 self.core.sm.check_pause();
                 if self.core.sm.has_events() {
                     continue;
@@ -387,12 +411,14 @@ where
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
-                read_pool::with_buffer(|buf| match poll_read_buf(Pin::new(io), cx, buf) {
+                let buf = self.read_buf.get_or_insert_with(read_pool::take);
+                read_pool::refill(buf);
+                match poll_read_buf(Pin::new(io), cx, buf) {
                     Poll::Ready(Ok(0)) => ReadOutcome::Eof,
                     Poll::Ready(Ok(n)) => ReadOutcome::Data(buf.split_to(n).freeze()),
                     Poll::Ready(Err(e)) => ReadOutcome::Error(e),
                     Poll::Pending => ReadOutcome::Pending,
-                })
+                }
             }
             AnyProtocol::Buffered(_) => {
                 let (wake, waker) = self.read_wake.get_or_insert_with(|| {
@@ -547,6 +573,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        let result = this.poll_running(cx);
+        if let Some(buf) = this.read_buf.take() {
+            read_pool::put(buf);
+        }
+        result
+    }
+}
+
+impl<IO> Driver<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    /// One poll of the task (the read buffer is given back by the caller).
+    fn poll_running(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         match this.stage {
             Stage::Finished => return Poll::Ready(()),
             Stage::New => this.start(),
@@ -584,7 +625,12 @@ where
                 return Poll::Pending;
             }
             // Nothing to read: sleep, unless a command slipped in.
-            if !this.handle.shared.inbox.register(cx.waker()) {
+            if !this
+                .handle
+                .shared
+                .inbox
+                .register(&mut this.inbox_waker, cx.waker())
+            {
                 return Poll::Pending;
             }
         }

@@ -152,13 +152,18 @@ impl StreamState {
     /// queued, no close or half-close waiting for a drain.
     #[inline]
     pub(crate) fn is_idle(&self) -> bool {
+        self.queued == 0 && self.only_writes()
+    }
+
+    /// Nothing to act on but the queued writes, if any: no event, open,
+    /// no end of file waiting to be sent.
+    #[inline]
+    pub(crate) fn only_writes(&self) -> bool {
         self.events.is_empty()
-            && self.queued == 0
             && self.phase == Phase::Open
             && self.write_side != WriteSide::EofPending
     }
 
-    /// Whether events are waiting for the driver.
     #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
@@ -226,6 +231,7 @@ impl StreamState {
 
     /// `n` bytes from the front of the queue were written. Emits
     /// `ResumeWriting` if the queue drained to the low watermark.
+    #[inline]
     pub(crate) fn consume(&mut self, mut n: usize) {
         debug_assert!(n <= self.queued);
         n = n.min(self.queued);
