@@ -81,9 +81,6 @@ pub(crate) struct Driver<IO> {
     /// (what callbacks reach through the context).
     core: Core,
     protocol: AnyProtocol,
-    /// The thread's read buffer, lent for the reads of one poll (plain
-    /// protocols; see [`read_pool`]).
-    read_buf: Option<BytesMut>,
     /// Created when a buffered protocol first reads.
     read_wake: Option<(Arc<ReadWake>, Waker)>,
     stage: Stage,
@@ -118,7 +115,6 @@ where
                 commands: Vec::new(),
             },
             protocol,
-            read_buf: None,
             read_wake: None,
             stage: Stage::New,
             inbox_waker: Registered::default(),
@@ -288,30 +284,19 @@ where
 
     /// Write as much of the queue as the I/O takes now. Returns `true` if
     /// the I/O cannot take more now (the task will be woken when it can).
+    #[inline]
     fn flush(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(io) = self.io.as_mut() else {
-            return true;
-        };
         while self.core.sm.queued() > 0 {
-            let res = match self.core.sm.single_chunk() {
-                // The common case (one callback wrote one buffer): no iovec.
-                Some(chunk) => Pin::new(&mut *io).poll_write(cx, chunk),
-                None => {
-                    let mut bufs = [IoSlice::new(&[]); MAX_IOV];
-                    let n = self.core.sm.chunks(&mut bufs);
-                    Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..n])
-                }
-            };
-            match res {
-                Poll::Ready(Ok(0)) => {
-                    self.fatal(io::ErrorKind::WriteZero.into());
-                    return true;
-                }
-                Poll::Ready(Ok(n)) => {
+            match self.poll_write_queue(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {
                     self.core.sm.consume(n);
                     self.handle.shared.release(n);
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Ok(_)) => {
+                    self.fatal(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
                 Poll::Ready(Err(e)) => {
                     self.fatal(e);
                     return true;
@@ -322,26 +307,49 @@ where
         false
     }
 
+    /// One write attempt: the only queued chunk as it is (the common case:
+    /// one callback wrote one buffer), or several in one vectored write.
+    #[inline]
+    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Pending;
+        };
+        match self.core.sm.single_chunk() {
+            Some(chunk) => Pin::new(io).poll_write(cx, chunk),
+            None => Self::poll_write_vectored(io, &self.core.sm, cx),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_write_vectored(
+        io: &mut IO,
+        sm: &StreamState,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut bufs = [IoSlice::new(&[]); MAX_IOV];
+        let n = sm.chunks(&mut bufs);
+        Pin::new(io).poll_write_vectored(cx, &bufs[..n])
+    }
+
     /// Run events, write, finish closes and half-closes, until nothing is
     /// left to do without waiting.
     #[inline]
     fn settle(&mut self, cx: &mut Context<'_>) {
-        if !self.core.sm.is_idle() || self.shutdown_pending {
-            self.settle_busy(cx);
+        if self.shutdown_pending || !self.core.sm.only_writes() {
+            self.settle_busy(cx, false);
+        } else if self.core.sm.queued() > 0 {
+            // The common case: a callback wrote and nothing else happened.
+            let blocked = self.flush(cx);
+            if !self.core.sm.is_idle() {
+                self.settle_busy(cx, blocked);
+            }
         }
     }
 
-    fn settle_busy(&mut self, cx: &mut Context<'_>) {
-        // Once a write attempt found the I/O full, trying again in this pass
-        // is pointless: the task is woken when there is room.
-        let mut blocked = false;
-        if self.core.sm.only_writes() && !self.shutdown_pending {
-            // The common case: a callback wrote and nothing else happened.
-            blocked = self.flush(cx);
-            if self.core.sm.is_idle() {
-                return;
-            }
-        }
+    /// The general case of [`settle`](Self::settle). `blocked`: a write
+    /// attempt already found the I/O full in this pass, so trying again is
+    /// pointless (the task is woken when there is room).
+    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) {
         loop {
             while let Some(event) = self.core.sm.poll_event() {
                 match event {
@@ -405,19 +413,26 @@ where
 
     /// One read attempt. Returns whether it made progress (data, EOF or an
     /// error); `false` means the I/O has nothing now.
-    fn read_once(&mut self, cx: &mut Context<'_>) -> bool {
+    fn read_once(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> bool {
         let outcome = match &mut self.protocol {
             AnyProtocol::Stream(_) => {
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
-                let buf = self.read_buf.get_or_insert_with(read_pool::take);
                 read_pool::refill(buf);
                 match poll_read_buf(Pin::new(io), cx, buf) {
                     Poll::Ready(Ok(0)) => ReadOutcome::Eof,
-                    Poll::Ready(Ok(n)) => ReadOutcome::Data(buf.split_to(n).freeze()),
+                    Poll::Ready(Ok(n)) => {
+                        let data = buf.split_to(n).freeze();
+                        if self.may_deliver() {
+                            // The hot path, kept out of `deliver`.
+                            self.data_received(data);
+                            return true;
+                        }
+                        ReadOutcome::Data(data)
+                    }
                     Poll::Ready(Err(e)) => ReadOutcome::Error(e),
-                    Poll::Pending => ReadOutcome::Pending,
+                    Poll::Pending => return false,
                 }
             }
             AnyProtocol::Buffered(_) => {
@@ -479,17 +494,20 @@ where
         }
     }
 
+    #[inline]
+    fn data_received(&mut self, data: Bytes) {
+        self.callback("data_received", move |p, _, _| {
+            if let AnyProtocol::Stream(p) = p {
+                p.data_received(data);
+            }
+        });
+    }
+
     /// Hand one read's result to the protocol.
     fn deliver(&mut self, outcome: ReadOutcome) {
         match outcome {
             ReadOutcome::Pending | ReadOutcome::Panicked => {}
-            ReadOutcome::Data(data) => {
-                self.callback("data_received", move |p, _, _| {
-                    if let AnyProtocol::Stream(p) = p {
-                        p.data_received(data);
-                    }
-                });
-            }
+            ReadOutcome::Data(data) => self.data_received(data),
             ReadOutcome::Filled(n) => {
                 self.callback("buffer_updated", move |p, _, _| {
                     if let AnyProtocol::Buffered(p) = p {
@@ -573,11 +591,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let result = this.poll_running(cx);
-        if let Some(buf) = this.read_buf.take() {
-            read_pool::put(buf);
-        }
-        result
+        read_pool::lend(|buf| this.poll_running(cx, buf))
     }
 }
 
@@ -585,8 +599,9 @@ impl<IO> Driver<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    /// One poll of the task (the read buffer is given back by the caller).
-    fn poll_running(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// One poll of the task; `buf` is the thread's read buffer, lent for
+    /// this poll.
+    fn poll_running(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<()> {
         let this = self;
         match this.stage {
             Stage::Finished => return Poll::Ready(()),
@@ -607,7 +622,7 @@ where
                 this.deliver(*stashed);
                 true
             } else {
-                this.read_once(cx)
+                this.read_once(cx, buf)
             };
             if progress {
                 reads += 1;

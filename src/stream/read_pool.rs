@@ -9,13 +9,12 @@
 //! starts a fresh one. So an idle connection holds no read buffer at all, as
 //! in uvloop, where one buffer serves the whole loop.
 //!
-//! A driver [`take`]s the buffer for the reads of one poll and [`put`]s it
-//! back before the poll returns, so the buffer is lent, never shared: two
-//! thread-local accesses per poll, however many reads it makes.
+//! A driver borrows the buffer for one whole poll ([`lend`]), so the
+//! thread-local is reached once per poll however many reads the poll makes.
 //!
 //! [`Bytes`]: bytes::Bytes
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use bytes::BytesMut;
 
@@ -26,23 +25,20 @@ pub(crate) const CHUNK: usize = 128 * 1024;
 const MIN_SPARE: usize = 64 * 1024;
 
 thread_local! {
-    static POOL: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static POOL: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-/// Borrow this thread's read buffer (empty). If it is already lent out on
-/// this thread (a read nested inside a read), or the thread has none yet,
-/// the caller gets a new one.
-#[inline]
-pub(crate) fn take() -> BytesMut {
-    POOL.with(Cell::take).unwrap_or_default()
-}
-
-/// Give the buffer back to this thread's pool.
-#[inline]
-pub(crate) fn put(buf: BytesMut) {
-    debug_assert!(buf.is_empty());
-    // A buffer that was lent out meanwhile (see `take`) is dropped here.
-    drop(POOL.with(|pool| pool.replace(Some(buf))));
+/// Run `f` with this thread's read buffer (empty; call [`refill`] before
+/// reading into it). If the buffer is already lent out on this thread (a
+/// poll nested inside a poll), `f` gets a buffer of its own.
+pub(crate) fn lend<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    POOL.with(|pool| match pool.try_borrow_mut() {
+        Ok(mut buf) => {
+            debug_assert!(buf.is_empty());
+            f(&mut buf)
+        }
+        Err(_) => f(&mut BytesMut::new()),
+    })
 }
 
 /// Make sure the next read can take at least `MIN_SPARE` bytes.
@@ -57,57 +53,50 @@ pub(crate) fn refill(buf: &mut BytesMut) {
 mod tests {
     use super::*;
 
-    /// Take the pool's buffer, refilled, as a driver does before reading.
-    fn lend() -> BytesMut {
-        let mut buf = take();
-        refill(&mut buf);
-        buf
+    /// The pool's buffer, refilled, as a driver has it before reading.
+    fn with_refilled<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        lend(|buf| {
+            refill(buf);
+            f(buf)
+        })
     }
 
     #[test]
     fn slices_come_back_to_the_pool() {
-        let mut b = lend();
-        b.extend_from_slice(b"hello");
-        let ptr = b.as_ptr();
-        let data = b.split_to(5).freeze();
-        put(b);
+        let (ptr, data) = with_refilled(|b| {
+            b.extend_from_slice(b"hello");
+            (b.as_ptr(), b.split_to(5).freeze())
+        });
         assert_eq!(&data[..], b"hello");
         drop(data);
-        let mut b = lend();
-        let room = b.capacity() - MIN_SPARE + 1;
-        b.resize(room, 0);
-        drop(b.split_to(room));
-        refill(&mut b);
-        assert_eq!(b.as_ptr(), ptr, "the whole allocation came back");
-        put(b);
+        with_refilled(|b| {
+            let room = b.capacity() - MIN_SPARE + 1;
+            b.resize(room, 0);
+            drop(b.split_to(room));
+        });
+        let again = with_refilled(|b| b.as_ptr());
+        assert_eq!(again, ptr, "the whole allocation came back");
     }
 
     #[test]
     fn a_held_slice_forces_a_new_allocation() {
-        let mut b = lend();
-        let room = b.capacity() - MIN_SPARE + 1;
-        b.resize(room, 1);
-        let held = b.split_to(room).freeze();
-        refill(&mut b);
-        assert_ne!(b.as_ptr(), held.as_ptr());
-        assert!(b.capacity() >= MIN_SPARE);
-        put(b);
+        let held = with_refilled(|b| {
+            let room = b.capacity() - MIN_SPARE + 1;
+            b.resize(room, 1);
+            b.split_to(room).freeze()
+        });
+        let (ptr, spare) = with_refilled(|b| (b.as_ptr(), b.capacity()));
+        assert_ne!(ptr, held.as_ptr());
+        assert!(spare >= MIN_SPARE);
         assert!(held.iter().all(|&x| x == 1));
     }
 
     #[test]
-    fn a_nested_borrow_gets_its_own_buffer() {
-        let mut outer = lend();
-        let mut inner = lend();
-        outer.extend_from_slice(b"a");
-        inner.extend_from_slice(b"b");
-        assert_ne!(outer.as_ptr(), inner.as_ptr());
-        drop(outer.split_to(1));
-        drop(inner.split_to(1));
-        put(inner);
-        put(outer);
-        let again = take();
-        assert!(again.capacity() > 0, "the last buffer put back is kept");
-        put(again);
+    fn a_nested_loan_gets_its_own_buffer() {
+        with_refilled(|outer| {
+            let outer_ptr = outer.as_ptr();
+            let inner_ptr = with_refilled(|inner| inner.as_ptr());
+            assert_ne!(outer_ptr, inner_ptr);
+        });
     }
 }
