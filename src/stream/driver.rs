@@ -21,7 +21,6 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::io::poll_read_buf;
 
 use super::handle::{
     CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
@@ -420,7 +419,7 @@ where
                     return false;
                 };
                 read_pool::refill(buf);
-                match poll_read_buf(Pin::new(io), cx, buf) {
+                match read_pool::poll_read(io, cx, buf) {
                     Poll::Ready(Ok(0)) => ReadOutcome::Eof,
                     Poll::Ready(Ok(n)) => {
                         let data = buf.split_to(n).freeze();
@@ -461,7 +460,7 @@ where
                     if buf.capacity() == buf.len() {
                         return ReadOutcome::EmptyBuffer;
                     }
-                    match poll_read_buf(Pin::new(io), &mut rcx, buf) {
+                    match read_pool::poll_read(io, &mut rcx, buf) {
                         Poll::Ready(Ok(0)) => ReadOutcome::Eof,
                         Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
                         Poll::Ready(Err(e)) => ReadOutcome::Error(e),

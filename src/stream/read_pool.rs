@@ -15,8 +15,12 @@
 //! [`Bytes`]: bytes::Bytes
 
 use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// Size of a pool allocation, and the most one read asks for.
 pub(crate) const CHUNK: usize = 128 * 1024;
@@ -47,6 +51,36 @@ pub(crate) fn refill(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_SPARE {
         buf.reserve(CHUNK);
     }
+}
+
+/// The error of a reader that replaced the `ReadBuf` it was given.
+const SWAPPED_BUFFER: &str = "the reader replaced the read buffer it was given";
+
+/// Read from `io` into the spare capacity of `buf`, extending `buf` by the
+/// bytes read (tokio-util's `poll_read_buf` without the generic `BufMut`
+/// layers: this is on the path of every read).
+#[inline(always)]
+pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
+    let start = read_buf.filled().as_ptr();
+    ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
+    let filled = read_buf.filled();
+    if start != filled.as_ptr() {
+        // A faulty reader swapped in a buffer of its own: what it filled
+        // is not ours to hand out.
+        return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
+    }
+    let n = filled.len();
+    // SAFETY: `ReadBuf` guarantees that its first `filled().len()` bytes are
+    // initialized, and they are the `n` bytes right after `buf.len()`: the
+    // spare capacity it was built on (its start is checked above, and a
+    // `ReadBuf` never fills more than its capacity).
+    unsafe { buf.set_len(buf.len() + n) };
+    Poll::Ready(Ok(n))
 }
 
 #[cfg(test)]
@@ -89,6 +123,68 @@ mod tests {
         assert_ne!(ptr, held.as_ptr());
         assert!(spare >= MIN_SPARE);
         assert!(held.iter().all(|&x| x == 1));
+    }
+
+    /// Hands out `chunks` one per read, then EOF.
+    struct Chunks(Vec<&'static [u8]>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if !self.0.is_empty() {
+                buf.put_slice(self.0.remove(0));
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Swaps in a buffer of its own, as a faulty reader might.
+    struct Swapper;
+
+    impl AsyncRead for Swapper {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let own: &'static mut [u8] = Box::leak(Box::new([7u8; 4]));
+            *buf = ReadBuf::new(own);
+            buf.set_filled(4);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn read(io: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> io::Result<usize> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match poll_read(io, &mut cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => panic!("pending"),
+        }
+    }
+
+    #[test]
+    fn reads_extend_the_buffer_after_what_it_holds() {
+        let mut io = Chunks(vec![b"abc", b"de"]);
+        let mut buf = BytesMut::with_capacity(16);
+        assert_eq!(read(&mut io, &mut buf).unwrap(), 3);
+        assert_eq!(read(&mut io, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..], b"abcde");
+        assert_eq!(read(&mut io, &mut buf).unwrap(), 0, "EOF");
+        assert_eq!(&buf[..], b"abcde");
+    }
+
+    #[test]
+    fn a_reader_that_swaps_the_buffer_gets_an_error() {
+        let mut buf = BytesMut::with_capacity(16);
+        let err = read(&mut Swapper, &mut buf).unwrap_err();
+        assert_eq!(err.to_string(), SWAPPED_BUFFER);
+        assert!(
+            buf.is_empty(),
+            "nothing of the reader's own buffer is taken"
+        );
     }
 
     #[test]
