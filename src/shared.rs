@@ -40,8 +40,14 @@ use flags::{DISCARDED, FINISHED, LOST};
 
 /// State shared by every handle of one transport and its task.
 pub(crate) struct Common {
-    /// Bytes accepted and not yet handed to the kernel (inbox and queue).
-    pub(crate) buffered: AtomicUsize,
+    /// Bytes accepted and not yet handed to the kernel (inbox and queue) are
+    /// `buffered + buffered_here`. `buffered` is added to by any thread
+    /// (writes that travel the channel); `buffered_here` only by the thread
+    /// running the transport's task (writes made inside its callbacks), with
+    /// a plain load and store: no locked instruction on the hot path. Bytes
+    /// that leave the buffer come off `buffered_here` first.
+    buffered: AtomicUsize,
+    buffered_here: AtomicUsize,
     pub(crate) flags: AtomicU8,
     low: AtomicUsize,
     high: AtomicUsize,
@@ -56,6 +62,7 @@ impl Common {
     pub(crate) fn new(extra: Extra, limits: WriteLimits) -> Self {
         Common {
             buffered: AtomicUsize::new(0),
+            buffered_here: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
             low: AtomicUsize::new(limits.low),
             high: AtomicUsize::new(limits.high),
@@ -102,10 +109,38 @@ impl Common {
         Ok(limits)
     }
 
+    /// Bytes accepted by `write` (or `sendto`) and not yet sent: exact from
+    /// any thread once the call that added them has returned.
+    #[inline]
+    pub(crate) fn buffer_size(&self) -> usize {
+        self.buffered_here.load(Ordering::Acquire) + self.buffered.load(Ordering::Acquire)
+    }
+
+    /// Count `n` bytes written from any thread.
+    #[inline]
+    pub(crate) fn add_buffered(&self, n: usize) {
+        self.buffered.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Count `n` bytes written inside one of the transport's callbacks.
+    /// Only the thread running the transport's task may call this (it is the
+    /// only writer of `buffered_here`, so a load and a store suffice).
+    #[inline]
+    pub(crate) fn add_buffered_here(&self, n: usize) {
+        let here = self.buffered_here.load(Ordering::Relaxed);
+        self.buffered_here.store(here + n, Ordering::Release);
+    }
+
+    /// Uncount `n` bytes of a write from any thread that never reached the
+    /// task.
+    pub(crate) fn unadd_buffered(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::AcqRel);
+    }
+
     /// Whether the write buffer is strictly over the high watermark.
     #[inline]
     pub(crate) fn over_high(&self) -> bool {
-        self.buffered.load(Ordering::Relaxed) > self.high.load(Ordering::Relaxed)
+        self.buffer_size() > self.high.load(Ordering::Relaxed)
     }
 
     /// Count one write dropped because the transport is lost, and report it
@@ -122,10 +157,20 @@ impl Common {
     }
 
     /// `n` counted bytes left the buffer (sent, dropped or discarded).
+    /// Only the thread running the transport's task may call this.
     #[inline]
     pub(crate) fn release(&self, n: usize) {
         if n > 0 {
-            self.buffered.fetch_sub(n, Ordering::AcqRel);
+            let here = self.buffered_here.load(Ordering::Relaxed);
+            let from_here = n.min(here);
+            // The total only has to go down by `n`: which counter gives the
+            // bytes does not matter, and neither can go below zero (`n` is
+            // at most the total, which is at least `buffered`'s share).
+            self.buffered_here
+                .store(here - from_here, Ordering::Release);
+            if n > from_here {
+                self.buffered.fetch_sub(n - from_here, Ordering::AcqRel);
+            }
             self.notify_drained();
         }
     }
@@ -135,7 +180,7 @@ impl Common {
     #[inline]
     pub(crate) fn notify_drained(&self) {
         if self.drain_waiters.load(Ordering::Acquire) > 0
-            && (self.buffered.load(Ordering::Acquire) <= self.low() || self.has(LOST))
+            && (self.buffer_size() <= self.low() || self.has(LOST))
         {
             self.drained.notify_waiters();
         }
@@ -184,7 +229,7 @@ impl Common {
                 Ok(())
             });
         }
-        (self.buffered.load(Ordering::Acquire) <= self.low()).then_some(Ok(()))
+        (self.buffer_size() <= self.low()).then_some(Ok(()))
     }
 
     /// Resolves once `connection_lost` has run and the I/O is released.

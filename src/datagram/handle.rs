@@ -322,9 +322,7 @@ impl DatagramTransport {
                 }
             }
         }
-        shared
-            .buffered
-            .fetch_add(cost(data.len()), Ordering::AcqRel);
+        shared.add_buffered(cost(data.len()));
         self.send(Command::Send(data, to));
         Ok(())
     }
@@ -345,7 +343,7 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn get_write_buffer_size(&self) -> usize {
-        self.shared.buffered.load(Ordering::Acquire)
+        self.shared.buffer_size()
     }
 
     /// The watermarks as `(low, high)`, low first as in asyncio.

@@ -228,10 +228,7 @@ where
 
     /// Bytes counted by the handle that will never be sent.
     fn forget_bytes(&self, n: usize) {
-        if n > 0 {
-            self.shared().buffered.fetch_sub(n, Ordering::AcqRel);
-            self.shared().notify_drained();
-        }
+        self.shared().release(n);
     }
 
     fn fatal(&mut self, err: io::Error) {

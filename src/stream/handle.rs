@@ -101,12 +101,6 @@ impl Shared {
             can_write_eof,
         })
     }
-
-    /// A write of `len` bytes, already counted, was dropped.
-    pub(crate) fn forget_dropped(&self, len: usize) {
-        self.release(len);
-        self.count_dropped_write();
-    }
 }
 
 /// A handle to a stream transport: asyncio's `Transport` (with its
@@ -166,7 +160,7 @@ impl Transport {
                     _ => 0,
                 };
                 if unsent > 0 {
-                    self.shared.buffered.fetch_sub(unsent, Ordering::AcqRel);
+                    self.shared.unadd_buffered(unsent);
                     self.shared.count_dropped_write();
                 }
             }
@@ -219,11 +213,16 @@ impl Transport {
             return Ok(());
         }
         let len = data.len();
-        self.shared.buffered.fetch_add(len, Ordering::AcqRel);
         match context::with_frame(&CURRENT, self.shared.id, data, Core::write) {
-            Ok(WriteOutcome::Dropped) => self.shared.forget_dropped(len),
-            Ok(_) => {}
-            Err(data) => self.send_outside(Command::Write(data)),
+            // Inside a callback, on the task's thread: counted before
+            // `write` returns, and before the task can send any of it.
+            Ok(WriteOutcome::Queued) => self.shared.add_buffered_here(len),
+            Ok(WriteOutcome::Dropped) => self.shared.count_dropped_write(),
+            Ok(WriteOutcome::Empty) => {}
+            Err(data) => {
+                self.shared.add_buffered(len);
+                self.send_outside(Command::Write(data));
+            }
         }
         Ok(())
     }
@@ -262,7 +261,7 @@ impl Transport {
             return Ok(());
         }
         let total: usize = chunks.iter().map(Bytes::len).sum();
-        self.shared.buffered.fetch_add(total, Ordering::AcqRel);
+        self.shared.add_buffered(total);
         self.send(Command::WriteMany(chunks));
         Ok(())
     }
@@ -314,7 +313,7 @@ impl Transport {
     /// # }
     /// ```
     pub fn get_write_buffer_size(&self) -> usize {
-        self.shared.buffered.load(Ordering::Acquire)
+        self.shared.buffer_size()
     }
 
     /// The watermarks as `(low, high)`, low first as in asyncio.
