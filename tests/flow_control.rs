@@ -436,3 +436,50 @@ async fn echo_with_backpressure_from_pause_writing() {
     shutdown(&server).await;
     reg.finish().await;
 }
+
+/// Writes from inside callbacks and from outside are counted apart (the
+/// former on a counter only the task's thread changes); the size is their
+/// sum at every step, and sends take bytes off it whichever way they came.
+#[tokio::test]
+async fn sizes_add_up_across_callback_and_outside_writes() {
+    let reg = Registry::new();
+    let (t, log, gate, mut feed) = gated(
+        &reg,
+        Config::default().hook(|t, ev, log| {
+            if let Ev::Data(_) = ev {
+                t.write(vec![1u8; 200]).unwrap();
+                log.mark("wrote");
+            }
+        }),
+    )
+    .await;
+    t.write(vec![0u8; 300]).unwrap();
+    assert_eq!(t.get_write_buffer_size(), 300);
+    barrier(&t).await;
+    tokio::io::AsyncWriteExt::write_all(&mut feed, b"go")
+        .await
+        .unwrap();
+    log.wait_event("the callback's write", |e| *e == Ev::Mark("wrote"))
+        .await;
+    barrier(&t).await;
+    assert_eq!(t.get_write_buffer_size(), 500);
+    // Part of the outside write goes: the total drops by exactly that.
+    gate.allow(250);
+    barrier(&t).await;
+    assert_eq!(t.get_write_buffer_size(), 250);
+    t.write(vec![2u8; 50]).unwrap();
+    assert_eq!(t.get_write_buffer_size(), 300);
+    gate.allow(299);
+    barrier(&t).await;
+    assert_eq!(t.get_write_buffer_size(), 1);
+    gate.allow(1);
+    barrier(&t).await;
+    assert_eq!(t.get_write_buffer_size(), 0);
+    let written = gate.written();
+    assert_eq!(written.len(), 550);
+    assert!(written[..300].iter().all(|&b| b == 0));
+    assert!(written[300..500].iter().all(|&b| b == 1));
+    assert!(written[500..].iter().all(|&b| b == 2));
+    close_gated(&t, &log, &gate).await;
+    reg.finish().await;
+}
