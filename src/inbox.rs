@@ -70,11 +70,32 @@ impl<C> Inbox<C> {
     }
 
     /// Move every queued command to `out`, oldest first. Cheap (one atomic
-    /// load) when nothing is queued.
+    /// load) when nothing is queued. Returns `true` if the task was sent or
+    /// [`poke`](Self::poke)d something since the last drain.
     #[inline]
-    pub(crate) fn drain_into(&self, out: &mut Vec<C>) {
+    pub(crate) fn drain_into(&self, out: &mut Vec<C>) -> bool {
         if self.pending.load(Ordering::Acquire) {
             self.drain_slow(out);
+            return true;
+        }
+        false
+    }
+
+    /// Wake the task without a command, so that it passes through
+    /// [`drain_into`](Self::drain_into) (which then returns `true`) with
+    /// everything the caller did before this call visible to it: the lock
+    /// orders the two.
+    pub(crate) fn poke(&self) {
+        let waker = {
+            let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed || self.pending.swap(true, Ordering::AcqRel) {
+                None
+            } else {
+                q.waker.clone()
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
@@ -97,17 +118,24 @@ impl<C> Inbox<C> {
 
     #[cold]
     fn register_slow(&self, seen: &mut Registered, waker: &Waker) {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.waker = Some(waker.clone());
+        let old = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.waker.replace(waker.clone())
+        };
+        // Dropped outside the lock: a waker's drop is the executor's code.
+        drop(old);
         seen.0 = Some(waker.clone());
     }
 
     /// Refuse further commands and return those still queued.
     pub(crate) fn close(&self) -> Vec<C> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.closed = true;
-        q.waker = None;
-        std::mem::take(&mut q.items)
+        let (items, waker) = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.closed = true;
+            (std::mem::take(&mut q.items), q.waker.take())
+        };
+        drop(waker);
+        items
     }
 }
 
@@ -168,6 +196,30 @@ mod tests {
         inbox.send(1).unwrap();
         assert!(new.0.load(Ordering::SeqCst));
         assert!(!old.0.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_poke_wakes_the_task_once_and_shows_in_the_next_drain() {
+        let inbox: Inbox<u32> = Inbox::new();
+        let mut seen = Registered::default();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        assert!(!inbox.register(&mut seen, &waker));
+        inbox.poke();
+        assert!(flag.0.swap(false, Ordering::SeqCst));
+        inbox.poke();
+        assert!(!flag.0.load(Ordering::SeqCst), "already pending");
+        assert!(inbox.register(&mut seen, &waker), "must not sleep");
+        let mut out = Vec::new();
+        assert!(inbox.drain_into(&mut out));
+        assert!(out.is_empty());
+        assert!(!inbox.drain_into(&mut out), "nothing since");
+        inbox.close();
+        inbox.poke();
+        assert!(
+            !flag.0.load(Ordering::SeqCst),
+            "a closed inbox wakes nobody"
+        );
     }
 
     #[test]

@@ -110,7 +110,9 @@ impl Common {
     }
 
     /// Bytes accepted by `write` (or `sendto`) and not yet sent: exact from
-    /// any thread once the call that added them has returned.
+    /// any thread once the call that added them has returned. (Two loads: a
+    /// reader racing with the task's sends and another thread's writes may
+    /// see a total between the values before and after them.)
     #[inline]
     pub(crate) fn buffer_size(&self) -> usize {
         self.buffered_here.load(Ordering::Acquire) + self.buffered.load(Ordering::Acquire)
@@ -196,8 +198,12 @@ impl Common {
     }
 
     /// Resolves when the buffer is at or below the low watermark; an error
-    /// if the transport was lost with data unsent.
-    pub(crate) async fn drain(&self) -> io::Result<()> {
+    /// if the transport was lost with data unsent. `poke` must wake the
+    /// task so that it calls [`notify_drained`](Self::notify_drained) (the
+    /// inbox's `poke`): the task lowers `buffered_here` with a plain store,
+    /// which the CPU may order after its check for waiters, so a waiter that
+    /// registered just then would otherwise sleep through the drain.
+    pub(crate) async fn drain(&self, poke: impl Fn()) -> io::Result<()> {
         loop {
             let mut notified = pin!(self.drained.notified());
             notified.as_mut().enable();
@@ -209,6 +215,7 @@ impl Common {
             // the increment is not missed.
             let done = self.drained_now();
             if done.is_none() {
+                poke();
                 notified.await;
             }
             self.drain_waiters.fetch_sub(1, Ordering::AcqRel);

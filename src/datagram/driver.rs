@@ -209,7 +209,10 @@ impl<S: Socket> Driver<S> {
     /// Apply the commands sent from outside the callbacks (one atomic load
     /// when there are none).
     fn apply_inbox(&mut self) {
-        self.handle.shared.inbox.drain_into(&mut self.inbox_cmds);
+        if self.handle.shared.inbox.drain_into(&mut self.inbox_cmds) {
+            // A `drain()` waiter may have poked us (see `Common::drain`).
+            self.shared().notify_drained();
+        }
         if self.inbox_cmds.is_empty() {
             return;
         }

@@ -216,7 +216,9 @@ impl DatagramTransport {
         };
         // If the task is finished, a datagram counted by `sendto` is dropped.
         if let Err(Command::Send(data, _)) = self.shared.inbox.send(cmd) {
-            self.shared.release(cost(data.len()));
+            // Any thread: only the shared counter may be touched here.
+            self.shared.unadd_buffered(cost(data.len()));
+            self.shared.notify_drained();
             self.shared.count_dropped_write();
         }
     }
@@ -711,7 +713,7 @@ impl DatagramTransport {
     pub async fn drain(&self) {
         // A datagram endpoint never reports discarded data as an error:
         // datagrams are best effort.
-        let _ = self.shared.drain().await;
+        let _ = self.shared.drain(|| self.shared.inbox.poke()).await;
     }
 
     /// Resolves once `connection_lost` has run and the socket is released:

@@ -191,7 +191,10 @@ where
     /// Apply the commands sent from outside the callbacks.
     #[inline]
     fn apply_inbox(&mut self) {
-        self.handle.shared.inbox.drain_into(&mut self.core.commands);
+        if self.handle.shared.inbox.drain_into(&mut self.core.commands) {
+            // A `drain()` waiter may have poked us (see `Common::drain`).
+            self.shared().notify_drained();
+        }
         self.apply_scratch();
     }
 
@@ -285,6 +288,8 @@ where
         while self.core.sm.queued() > 0 {
             match self.poll_write_queue(cx) {
                 Poll::Ready(Ok(n)) if n > 0 => {
+                    // A faulty writer may claim more than it was given.
+                    let n = n.min(self.core.sm.queued());
                     self.core.sm.consume(n);
                     self.handle.shared.release(n);
                 }

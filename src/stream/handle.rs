@@ -665,7 +665,7 @@ impl Transport {
     /// # }
     /// ```
     pub async fn drain(&self) -> io::Result<()> {
-        self.shared.drain().await
+        self.shared.drain(|| self.shared.inbox.poke()).await
     }
 
     /// Resolves once `connection_lost` has run and the I/O is released: the
