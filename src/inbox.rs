@@ -49,14 +49,25 @@ impl<C> Inbox<C> {
 
     /// Queue `cmd` and wake the task; hands `cmd` back if the task is gone.
     pub(crate) fn send(&self, cmd: C) -> Result<(), C> {
+        let mut cmd = Some(cmd);
+        self.signal(|items| items.extend(cmd.take()));
+        match cmd {
+            None => Ok(()),
+            Some(cmd) => Err(cmd),
+        }
+    }
+
+    /// Under the lock, let `push` add to the queue (unless it is closed),
+    /// flag the task and, if it was not flagged yet, wake it. The flag is
+    /// set under the lock, so that a task registering a new waker either
+    /// sees it afterwards or has its waker seen here.
+    fn signal(&self, push: impl FnOnce(&mut Vec<C>)) {
         let waker = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.closed {
-                return Err(cmd);
+                return;
             }
-            q.items.push(cmd);
-            // Under the lock, so that a task registering a new waker either
-            // sees `pending` afterwards or has its waker seen here.
+            push(&mut q.items);
             if self.pending.swap(true, Ordering::AcqRel) {
                 None
             } else {
@@ -66,7 +77,6 @@ impl<C> Inbox<C> {
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
     }
 
     /// Move every queued command to `out`, oldest first. Cheap (one atomic
@@ -86,17 +96,7 @@ impl<C> Inbox<C> {
     /// everything the caller did before this call visible to it: the lock
     /// orders the two.
     pub(crate) fn poke(&self) {
-        let waker = {
-            let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            if q.closed || self.pending.swap(true, Ordering::AcqRel) {
-                None
-            } else {
-                q.waker.clone()
-            }
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.signal(|_| {});
     }
 
     fn drain_slow(&self, out: &mut Vec<C>) {
