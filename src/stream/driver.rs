@@ -288,10 +288,8 @@ where
         while self.core.sm.queued() > 0 {
             match self.poll_write_queue(cx) {
                 Poll::Ready(Ok(n)) if n > 0 => {
-                    // A faulty writer may claim more than it was given.
-                    let n = n.min(self.core.sm.queued());
-                    self.core.sm.consume(n);
-                    self.handle.shared.release(n);
+                    let sent = self.core.sm.consume(n);
+                    self.handle.shared.release(sent);
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Ok(_)) => {

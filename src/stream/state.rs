@@ -230,12 +230,14 @@ impl StreamState {
     }
 
     /// `n` bytes from the front of the queue were written. Emits
-    /// `ResumeWriting` if the queue drained to the low watermark.
+    /// `ResumeWriting` if the queue drained to the low watermark. Returns
+    /// the bytes taken off the queue: `n`, or what was queued if a faulty
+    /// writer claims more.
     #[inline]
-    pub(crate) fn consume(&mut self, mut n: usize) {
-        debug_assert!(n <= self.queued);
-        n = n.min(self.queued);
-        self.queued -= n;
+    pub(crate) fn consume(&mut self, n: usize) -> usize {
+        let sent = n.min(self.queued);
+        self.queued -= sent;
+        let mut n = sent;
         if self.queued == 0 && self.queue.len() == 1 {
             // One chunk, all sent: the common case.
             self.queue.pop_front();
@@ -257,6 +259,7 @@ impl StreamState {
             self.write_paused = false;
             self.events.push_back(Event::ResumeWriting);
         }
+        sent
     }
 
     /// Called by the driver when the queue is empty and every callback has

@@ -244,3 +244,15 @@ fn default_limits_are_asyncios() {
     let sm = StreamState::default();
     assert_eq!(sm.limits(), limits(16 * 1024, 64 * 1024));
 }
+
+#[test]
+fn a_writer_claiming_more_than_queued_takes_only_what_was_queued() {
+    let mut sm = StreamState::new(limits(4, 16));
+    sm.write(b(6));
+    sm.write(b(4));
+    assert_eq!(sm.consume(3), 3);
+    assert_eq!(sm.queued(), 7);
+    assert_eq!(sm.consume(100), 7, "capped at what was queued");
+    assert_eq!(sm.queued(), 0);
+    assert_eq!(sm.single_chunk(), None, "the queue is empty");
+}
