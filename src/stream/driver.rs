@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::handle::{
     CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
 };
-use super::read_pool;
+use super::read_pool::{self, Pool};
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
 use crate::error::{CallbackPanicked, EMPTY_BUFFER_MSG};
@@ -412,17 +412,15 @@ where
 
     /// One read attempt. Returns whether it made progress (data, EOF or an
     /// error); `false` means the I/O has nothing now.
-    fn read_once(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> bool {
+    fn read_once(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> bool {
         let outcome = match &mut self.protocol {
             AnyProtocol::Stream(_) => {
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
-                read_pool::refill(buf);
-                match read_pool::poll_read(io, cx, buf) {
-                    Poll::Ready(Ok(0)) => ReadOutcome::Eof,
-                    Poll::Ready(Ok(n)) => {
-                        let data = buf.split_to(n).freeze();
+                match pool.poll_read(io, cx) {
+                    Poll::Ready(Ok(data)) if data.is_empty() => ReadOutcome::Eof,
+                    Poll::Ready(Ok(data)) => {
                         if self.may_deliver() {
                             // The hot path, kept out of `deliver`.
                             self.data_received(data);
@@ -460,7 +458,7 @@ where
                     if buf.capacity() == buf.len() {
                         return ReadOutcome::EmptyBuffer;
                     }
-                    match read_pool::poll_read(io, &mut rcx, buf) {
+                    match read_pool::poll_read_buf(io, &mut rcx, buf) {
                         Poll::Ready(Ok(0)) => ReadOutcome::Eof,
                         Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
                         Poll::Ready(Err(e)) => ReadOutcome::Error(e),
@@ -590,7 +588,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        read_pool::lend(|buf| this.poll_running(cx, buf))
+        read_pool::lend(|pool| this.poll_running(cx, pool))
     }
 }
 
@@ -598,9 +596,9 @@ impl<IO> Driver<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    /// One poll of the task; `buf` is the thread's read buffer, lent for
+    /// One poll of the task; `pool` is the thread's read buffer, lent for
     /// this poll.
-    fn poll_running(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<()> {
+    fn poll_running(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
         let this = self;
         match this.stage {
             Stage::Finished => return Poll::Ready(()),
@@ -621,7 +619,7 @@ where
                 this.deliver(*stashed);
                 true
             } else {
-                this.read_once(cx, buf)
+                this.read_once(cx, pool)
             };
             if progress {
                 reads += 1;

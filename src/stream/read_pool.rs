@@ -1,66 +1,154 @@
 //! The per-thread read buffer that plain [`Protocol`](crate::Protocol)s
 //! receive from.
 //!
-//! Each runtime worker thread keeps one 128 KiB [`BytesMut`]. A read fills its
-//! spare capacity and the filled part is split off as a zero-copy [`Bytes`]
-//! for `data_received`. When the spare room runs low the pool calls
-//! [`BytesMut::reserve`], which takes the whole allocation back (without
-//! copying) once every slice handed out has been dropped, and otherwise
-//! starts a fresh one. So an idle connection holds no read buffer at all, as
-//! in uvloop, where one buffer serves the whole loop.
+//! Each runtime worker thread keeps one 128 KiB allocation, a [`Pool`]. Reads
+//! fill it front to back, and each read's bytes are handed to
+//! `data_received` as a zero-copy [`Bytes`] slice of it. When the room left
+//! runs low the pool starts over: in the same allocation if every slice
+//! handed out has been dropped, otherwise in a fresh one (the old one is
+//! freed with its last slice). So an idle connection holds no read buffer at
+//! all, as in uvloop, where one buffer serves the whole loop.
 //!
-//! A driver borrows the buffer for one whole poll ([`lend`]), so the
+//! The allocation is held as one frozen [`Bytes`] and each slice is a clone
+//! of it, narrowed (a reference-count increment and a few inlined steps),
+//! which costs less than half of splitting a [`BytesMut`] (two calls into
+//! `bytes` per read; docs/performance.md). The price is one `unsafe` block:
+//! reads write into the part of that `Bytes` no slice covers yet.
+//!
+//! A driver borrows the pool for one whole poll ([`lend`]), so the
 //! thread-local is reached once per poll however many reads the poll makes.
-//!
-//! [`Bytes`]: bytes::Bytes
+//! [`poll_read_buf`] is the same read into a protocol's own [`BytesMut`]
+//! (`BufferedProtocol::get_buffer`).
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{Ordering, fence};
 use std::task::{Context, Poll, ready};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Size of a pool allocation, and the most one read asks for.
 pub(crate) const CHUNK: usize = 128 * 1024;
-/// Below this much spare room the pool is refilled before reading, so every
-/// read can take at least 64 KiB (fewer reads per megabyte when streaming).
+/// Below this much room the pool starts over before reading, so every read
+/// can take at least 64 KiB (fewer reads per megabyte when streaming).
 const MIN_SPARE: usize = 64 * 1024;
 
 thread_local! {
-    static POOL: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-}
-
-/// Run `f` with this thread's read buffer (empty; call [`refill`] before
-/// reading into it). If the buffer is already lent out on this thread (a
-/// poll nested inside a poll), `f` gets a buffer of its own.
-pub(crate) fn lend<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
-    POOL.with(|pool| match pool.try_borrow_mut() {
-        Ok(mut buf) => {
-            debug_assert!(buf.is_empty());
-            f(&mut buf)
-        }
-        Err(_) => f(&mut BytesMut::new()),
-    })
-}
-
-/// Make sure the next read can take at least `MIN_SPARE` bytes.
-#[inline]
-pub(crate) fn refill(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_SPARE {
-        buf.reserve(CHUNK);
-    }
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool::new()) };
 }
 
 /// The error of a reader that replaced the `ReadBuf` it was given.
 const SWAPPED_BUFFER: &str = "the reader replaced the read buffer it was given";
 
+/// One thread's read buffer (see the module docs).
+pub(crate) struct Pool {
+    /// The whole allocation, `CHUNK` initialised bytes (empty before the
+    /// first read). Only sliced, never read through.
+    chunk: Bytes,
+    /// `chunk`'s first byte, with the right to write (it comes from the
+    /// allocation's owning pointer).
+    base: *mut u8,
+    /// `chunk[..filled]` has been handed out and may be shared;
+    /// `chunk[filled..]` is covered by no slice: only this pool touches it.
+    filled: usize,
+}
+
+/// Run `f` with this thread's pool. If the pool is already lent out on this
+/// thread (a poll nested inside a poll), `f` gets a pool of its own.
+pub(crate) fn lend<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
+    POOL.with(|pool| match pool.try_borrow_mut() {
+        Ok(mut pool) => f(&mut pool),
+        Err(_) => f(&mut Pool::new()),
+    })
+}
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            chunk: Bytes::new(),
+            base: std::ptr::null_mut(),
+            filled: 0,
+        }
+    }
+
+    /// Room left for the next read.
+    #[inline]
+    fn spare(&self) -> usize {
+        self.chunk.len() - self.filled
+    }
+
+    /// Start over when the room left is below `MIN_SPARE`.
+    #[inline(never)]
+    fn refill(&mut self) {
+        if self.chunk.len() == CHUNK && self.chunk.is_unique() {
+            // Every slice is gone: the whole allocation is ours again. The
+            // fence orders the slices' last uses (their owners' releasing
+            // drops, read by `is_unique`) before our writes.
+            fence(Ordering::Acquire);
+        } else {
+            // Zeroed (calloc): reads may then use it as initialised memory.
+            // Split off, so that the `Bytes` is of `BytesMut`'s shared kind,
+            // whose clones and drops are a bare reference count (the empty
+            // remainder is dropped at once).
+            self.chunk = BytesMut::zeroed(CHUNK).split().freeze();
+            // Taken from the `Bytes`, whose pointer comes straight from the
+            // vector's owning pointer (write permission included).
+            self.base = self.chunk.as_ptr().cast_mut();
+        }
+        self.filled = 0;
+    }
+
+    /// Read from `io` into the pool's free room. The bytes read come back as
+    /// a slice of the pool, empty at EOF.
+    #[inline(always)]
+    pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Bytes>> {
+        if self.spare() < MIN_SPARE {
+            self.refill();
+        }
+        // SAFETY: `base..base + chunk.len()` is one live allocation of
+        // initialised bytes that `chunk` keeps alive, and `base` may write
+        // to it (see `refill`). The part from `filled` on is covered by no
+        // slice handed out (they all end at or before `filled`, which only
+        // grows until `refill` resets it, and that happens only when
+        // `chunk` is the allocation's sole owner), and `chunk` itself is
+        // never read through. So nothing else reads or writes these bytes
+        // while the `&mut` lives; it ends before the slice below is cut.
+        let room =
+            unsafe { std::slice::from_raw_parts_mut(self.base.add(self.filled), self.spare()) };
+        let mut read_buf = ReadBuf::new(room);
+        let start = read_buf.filled().as_ptr();
+        ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
+        let filled = read_buf.filled();
+        if start != filled.as_ptr() {
+            // A faulty reader swapped in a buffer of its own: what it filled
+            // is not ours to hand out.
+            return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
+        }
+        let n = filled.len();
+        if n == 0 {
+            return Poll::Ready(Ok(Bytes::new()));
+        }
+        // `Bytes::slice`, by hand: its call and range checks cost more than
+        // these inlined steps (a clone is one reference-count increment).
+        let mut data = self.chunk.clone();
+        data.advance(self.filled);
+        data.truncate(n);
+        self.filled += n;
+        Poll::Ready(Ok(data))
+    }
+}
+
 /// Read from `io` into the spare capacity of `buf`, extending `buf` by the
 /// bytes read (tokio-util's `poll_read_buf` without the generic `BufMut`
-/// layers: this is on the path of every read).
-#[inline(always)]
-pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+/// layers). For buffered protocols' own buffers.
+#[inline]
+pub(crate) fn poll_read_buf<R: AsyncRead + Unpin>(
     io: &mut R,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
@@ -70,8 +158,6 @@ pub(crate) fn poll_read<R: AsyncRead + Unpin>(
     ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
     let filled = read_buf.filled();
     if start != filled.as_ptr() {
-        // A faulty reader swapped in a buffer of its own: what it filled
-        // is not ours to hand out.
         return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
     }
     let n = filled.len();
@@ -87,46 +173,8 @@ pub(crate) fn poll_read<R: AsyncRead + Unpin>(
 mod tests {
     use super::*;
 
-    /// The pool's buffer, refilled, as a driver has it before reading.
-    fn with_refilled<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
-        lend(|buf| {
-            refill(buf);
-            f(buf)
-        })
-    }
-
-    #[test]
-    fn slices_come_back_to_the_pool() {
-        let (ptr, data) = with_refilled(|b| {
-            b.extend_from_slice(b"hello");
-            (b.as_ptr(), b.split_to(5).freeze())
-        });
-        assert_eq!(&data[..], b"hello");
-        drop(data);
-        with_refilled(|b| {
-            let room = b.capacity() - MIN_SPARE + 1;
-            b.resize(room, 0);
-            drop(b.split_to(room));
-        });
-        let again = with_refilled(|b| b.as_ptr());
-        assert_eq!(again, ptr, "the whole allocation came back");
-    }
-
-    #[test]
-    fn a_held_slice_forces_a_new_allocation() {
-        let held = with_refilled(|b| {
-            let room = b.capacity() - MIN_SPARE + 1;
-            b.resize(room, 1);
-            b.split_to(room).freeze()
-        });
-        let (ptr, spare) = with_refilled(|b| (b.as_ptr(), b.capacity()));
-        assert_ne!(ptr, held.as_ptr());
-        assert!(spare >= MIN_SPARE);
-        assert!(held.iter().all(|&x| x == 1));
-    }
-
     /// Hands out `chunks` one per read, then EOF.
-    struct Chunks(Vec<&'static [u8]>);
+    struct Chunks(Vec<Vec<u8>>);
 
     impl AsyncRead for Chunks {
         fn poll_read(
@@ -135,7 +183,8 @@ mod tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             if !self.0.is_empty() {
-                buf.put_slice(self.0.remove(0));
+                let chunk = self.0.remove(0);
+                buf.put_slice(&chunk);
             }
             Poll::Ready(Ok(()))
         }
@@ -157,29 +206,107 @@ mod tests {
         }
     }
 
-    fn read(io: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> io::Result<usize> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match poll_read(io, &mut cx, buf) {
+    fn ready<T>(p: Poll<T>) -> T {
+        match p {
             Poll::Ready(r) => r,
             Poll::Pending => panic!("pending"),
         }
     }
 
+    fn read(pool: &mut Pool, io: &mut (impl AsyncRead + Unpin)) -> io::Result<Bytes> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        ready(pool.poll_read(io, &mut cx))
+    }
+
+    fn read_bytes(pool: &mut Pool, bytes: &[u8]) -> Bytes {
+        read(pool, &mut Chunks(vec![bytes.to_vec()])).unwrap()
+    }
+
+    /// Use up the room so that the next read starts over.
+    fn use_up(pool: &mut Pool) {
+        pool.filled = pool.chunk.len() - MIN_SPARE + 1;
+    }
+
     #[test]
-    fn reads_extend_the_buffer_after_what_it_holds() {
-        let mut io = Chunks(vec![b"abc", b"de"]);
-        let mut buf = BytesMut::with_capacity(16);
-        assert_eq!(read(&mut io, &mut buf).unwrap(), 3);
-        assert_eq!(read(&mut io, &mut buf).unwrap(), 2);
-        assert_eq!(&buf[..], b"abcde");
-        assert_eq!(read(&mut io, &mut buf).unwrap(), 0, "EOF");
-        assert_eq!(&buf[..], b"abcde");
+    fn reads_hand_out_consecutive_slices_and_eof_is_empty() {
+        let mut pool = Pool::new();
+        let mut io = Chunks(vec![b"abc".to_vec(), b"de".to_vec()]);
+        let a = read(&mut pool, &mut io).unwrap();
+        let b = read(&mut pool, &mut io).unwrap();
+        assert_eq!((&a[..], &b[..]), (&b"abc"[..], &b"de"[..]));
+        assert_eq!(
+            b.as_ptr(),
+            a.as_ptr().wrapping_add(3),
+            "one buffer, no copy"
+        );
+        assert!(read(&mut pool, &mut io).unwrap().is_empty(), "EOF");
+        assert_eq!(pool.chunk.len(), CHUNK);
+    }
+
+    #[test]
+    fn the_allocation_is_reused_once_every_slice_is_gone() {
+        let mut pool = Pool::new();
+        let first = read_bytes(&mut pool, b"hello");
+        let start = first.as_ptr();
+        drop(first);
+        use_up(&mut pool);
+        let again = read_bytes(&mut pool, b"world");
+        assert_eq!(again.as_ptr(), start, "the whole allocation came back");
+        assert_eq!(&again[..], b"world");
+    }
+
+    #[test]
+    fn a_held_slice_keeps_its_bytes_and_forces_a_new_allocation() {
+        let mut pool = Pool::new();
+        let held = read_bytes(&mut pool, &[1u8; 100]);
+        use_up(&mut pool);
+        let next = read_bytes(&mut pool, &[2u8; 100]);
+        assert!(next.as_ptr() != held.as_ptr(), "not written over");
+        assert!(held.iter().all(|&x| x == 1));
+        assert!(next.iter().all(|&x| x == 2));
+        assert!(pool.spare() >= MIN_SPARE);
+    }
+
+    #[test]
+    fn slices_held_on_other_threads_never_change() {
+        // Many reads with distinct contents, some slices kept (and read) on
+        // other threads while the pool goes on writing and starting over.
+        let mut pool = Pool::new();
+        let (tx, rx) = std::sync::mpsc::channel::<(u8, Bytes)>();
+        let checker = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for (tag, data) in rx {
+                assert!(data.iter().all(|&x| x == tag), "slice {tag} changed");
+                kept.push((tag, data));
+                if kept.len() > 8 {
+                    kept.remove(0);
+                }
+                for (tag, data) in &kept {
+                    assert!(data.iter().all(|&x| x == *tag), "slice {tag} changed");
+                }
+            }
+        });
+        for i in 0..3_000usize {
+            let tag = (i % 251) as u8;
+            let data = read_bytes(&mut pool, &vec![tag; 1 + i % 4096]);
+            if i % 3 == 0 {
+                tx.send((tag, data)).unwrap();
+            }
+        }
+        drop(tx);
+        checker.join().unwrap();
     }
 
     #[test]
     fn a_reader_that_swaps_the_buffer_gets_an_error() {
+        let mut pool = Pool::new();
+        let err = read(&mut pool, &mut Swapper).unwrap_err();
+        assert_eq!(err.to_string(), SWAPPED_BUFFER);
+        assert_eq!(pool.filled, 0, "nothing handed out");
+
         let mut buf = BytesMut::with_capacity(16);
-        let err = read(&mut Swapper, &mut buf).unwrap_err();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let err = ready(poll_read_buf(&mut Swapper, &mut cx, &mut buf)).unwrap_err();
         assert_eq!(err.to_string(), SWAPPED_BUFFER);
         assert!(
             buf.is_empty(),
@@ -188,11 +315,24 @@ mod tests {
     }
 
     #[test]
-    fn a_nested_loan_gets_its_own_buffer() {
-        with_refilled(|outer| {
-            let outer_ptr = outer.as_ptr();
-            let inner_ptr = with_refilled(|inner| inner.as_ptr());
-            assert_ne!(outer_ptr, inner_ptr);
+    fn buffered_reads_extend_the_buffer_after_what_it_holds() {
+        let mut io = Chunks(vec![b"abc".to_vec(), b"de".to_vec()]);
+        let mut buf = BytesMut::with_capacity(16);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(ready(poll_read_buf(&mut io, &mut cx, &mut buf)).unwrap(), 3);
+        assert_eq!(ready(poll_read_buf(&mut io, &mut cx, &mut buf)).unwrap(), 2);
+        assert_eq!(&buf[..], b"abcde");
+        assert_eq!(ready(poll_read_buf(&mut io, &mut cx, &mut buf)).unwrap(), 0);
+        assert_eq!(&buf[..], b"abcde");
+    }
+
+    #[test]
+    fn a_nested_loan_gets_its_own_pool() {
+        lend(|outer| {
+            let a = read_bytes(outer, b"outer");
+            let b = lend(|inner| read_bytes(inner, b"inner"));
+            assert_ne!(a.as_ptr(), b.as_ptr());
+            assert_eq!((&a[..], &b[..]), (&b"outer"[..], &b"inner"[..]));
         });
     }
 }
