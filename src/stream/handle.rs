@@ -200,29 +200,46 @@ impl Transport {
     /// # }
     /// ```
     pub fn write(&self, data: impl Into<Bytes>) -> Result<(), TransportError> {
-        let data = data.into();
+        self.write_bytes(data.into())
+    }
+
+    /// [`write`](Self::write) after the conversion. The common case is kept
+    /// lean: a non-empty write inside one of this transport's callbacks,
+    /// with nothing unusual going on, goes straight into the write queue.
+    #[inline]
+    fn write_bytes(&self, data: Bytes) -> Result<(), TransportError> {
+        let shared = &*self.shared;
+        if shared.flags.load(Ordering::Acquire) & (EOF_WRITTEN | LOST) != 0 || data.is_empty() {
+            return self.write_unusual(data);
+        }
+        let len = data.len();
+        match context::with_frame(&CURRENT, shared.id, data, Core::write) {
+            // Inside a callback, on the task's thread: counted before
+            // `write` returns, and before the task can send any of it.
+            Ok(WriteOutcome::Queued) => shared.add_buffered_here(len),
+            Ok(WriteOutcome::Dropped) => shared.count_dropped_write(),
+            Ok(WriteOutcome::Empty) => {}
+            Err(data) => self.write_outside(data),
+        }
+        Ok(())
+    }
+
+    /// A write from outside the callbacks: counted, then sent to the task.
+    #[inline(never)]
+    fn write_outside(&self, data: Bytes) {
+        self.shared.add_buffered(data.len());
+        self.send_outside(Command::Write(data));
+    }
+
+    /// An empty write, or one after `write_eof()` or the connection's loss.
+    #[cold]
+    fn write_unusual(&self, data: Bytes) -> Result<(), TransportError> {
         let flags = self.shared.flags.load(Ordering::Acquire);
         if flags & EOF_WRITTEN != 0 {
             return Err(TransportError::WriteAfterEof);
         }
-        if data.is_empty() {
-            return Ok(());
-        }
-        if flags & LOST != 0 {
+        if !data.is_empty() && flags & LOST != 0 {
             self.shared.count_dropped_write();
-            return Ok(());
-        }
-        let len = data.len();
-        match context::with_frame(&CURRENT, self.shared.id, data, Core::write) {
-            // Inside a callback, on the task's thread: counted before
-            // `write` returns, and before the task can send any of it.
-            Ok(WriteOutcome::Queued) => self.shared.add_buffered_here(len),
-            Ok(WriteOutcome::Dropped) => self.shared.count_dropped_write(),
-            Ok(WriteOutcome::Empty) => {}
-            Err(data) => {
-                self.shared.add_buffered(len);
-                self.send_outside(Command::Write(data));
-            }
         }
         Ok(())
     }

@@ -50,9 +50,12 @@ impl ChunkQueue {
         self.first.iter().chain(self.rest.iter())
     }
 
+    #[inline]
     pub(crate) fn clear(&mut self) {
         self.first = None;
-        self.rest.clear();
+        if !self.rest.is_empty() {
+            self.rest.clear();
+        }
     }
 }
 

@@ -238,9 +238,10 @@ impl StreamState {
         let sent = n.min(self.queued);
         self.queued -= sent;
         let mut n = sent;
-        if self.queued == 0 && self.queue.len() == 1 {
-            // One chunk, all sent: the common case.
-            self.queue.pop_front();
+        if self.queued == 0 {
+            // Everything sent (the common case): chunks are never empty, so
+            // none is left even partly.
+            self.queue.clear();
             n = 0;
         }
         while n > 0 {
