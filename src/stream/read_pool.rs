@@ -48,7 +48,7 @@ pub(crate) struct Pool {
     /// first read). Only sliced, never read through.
     chunk: Bytes,
     /// `chunk`'s first byte, with the right to write (it comes from the
-    /// allocation's owning pointer).
+    /// vector's own pointer, never from a reference; see `refill`).
     base: *mut u8,
     /// `chunk[..filled]` has been handed out and may be shared;
     /// `chunk[filled..]` is covered by no slice: only this pool touches it.
@@ -57,11 +57,20 @@ pub(crate) struct Pool {
 
 /// Run `f` with this thread's pool. If the pool is already lent out on this
 /// thread (a poll nested inside a poll), `f` gets a pool of its own.
+/// Also after this thread's thread-locals were destroyed (a poll run from
+/// another thread-local's destructor): then too `f` gets a pool of its own.
 pub(crate) fn lend<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
-    POOL.with(|pool| match pool.try_borrow_mut() {
-        Ok(mut pool) => f(&mut pool),
-        Err(_) => f(&mut Pool::new()),
-    })
+    let mut f = Some(f);
+    let lent = POOL.try_with(|pool| match pool.try_borrow_mut() {
+        Ok(mut pool) => f.take().map(|f| f(&mut pool)),
+        Err(_) => None,
+    });
+    match (lent, f) {
+        (Ok(Some(r)), _) => r,
+        (_, Some(f)) => f(&mut Pool::new()),
+        // `f` was taken only when it ran and its result came back.
+        (_, None) => unreachable!("the pool's closure ran without a result"),
+    }
 }
 
 impl Pool {
@@ -88,14 +97,20 @@ impl Pool {
             // drops, read by `is_unique`) before our writes.
             fence(Ordering::Acquire);
         } else {
-            // Zeroed (calloc): reads may then use it as initialised memory.
-            // Split off, so that the `Bytes` is of `BytesMut`'s shared kind,
-            // whose clones and drops are a bare reference count (the empty
-            // remainder is dropped at once).
-            self.chunk = BytesMut::zeroed(CHUNK).split().freeze();
-            // Taken from the `Bytes`, whose pointer comes straight from the
-            // vector's owning pointer (write permission included).
-            self.base = self.chunk.as_ptr().cast_mut();
+            // Initialised (zeroed) once, so reads may use it as initialised
+            // memory. The writing pointer is taken from the vector itself
+            // (`Vec::as_mut_ptr` creates no reference, so it keeps the right
+            // to write); `Bytes::as_ptr` would not do, as it goes through a
+            // shared `&[u8]`. With `len != capacity`, `Bytes::from(Vec)`
+            // keeps the vector's allocation and pointer as they are (and
+            // its clones and drops are a bare reference count); the debug
+            // assertion checks that it still does.
+            let mut v = Vec::with_capacity(CHUNK + 1);
+            v.resize(CHUNK, 0u8);
+            let base = v.as_mut_ptr();
+            self.chunk = Bytes::from(v);
+            debug_assert_eq!(self.chunk.as_ptr(), base.cast_const());
+            self.base = base;
         }
         self.filled = 0;
     }
