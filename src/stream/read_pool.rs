@@ -61,16 +61,35 @@ pub(crate) struct Pool {
 /// another thread-local's destructor): then too `f` gets a pool of its own.
 pub(crate) fn lend<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let mut f = Some(f);
-    let lent = POOL.try_with(|pool| match pool.try_borrow_mut() {
-        Ok(mut pool) => f.take().map(|f| f(&mut pool)),
-        Err(_) => None,
+    let lent = POOL.try_with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        f.take().map(|f| f(&mut pool))
     });
     match (lent, f) {
         (Ok(Some(r)), _) => r,
         (_, Some(f)) => f(&mut Pool::new()),
-        // `f` was taken only when it ran and its result came back.
+        // `f` is taken only to run on the thread's pool, whose result is
+        // then returned above.
         (_, None) => unreachable!("the pool's closure ran without a result"),
     }
+}
+
+/// Run one read of `io` into `read_buf` and return how many bytes it
+/// filled. A faulty reader that swapped in a buffer of its own gets an
+/// error: what it filled is not ours to hand out.
+#[inline(always)]
+fn read_in_place<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    read_buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<usize>> {
+    let start = read_buf.filled().as_ptr();
+    ready!(Pin::new(io).poll_read(cx, read_buf))?;
+    let filled = read_buf.filled();
+    if start != filled.as_ptr() {
+        return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
+    }
+    Poll::Ready(Ok(filled.len()))
 }
 
 impl Pool {
@@ -136,16 +155,7 @@ impl Pool {
         // while the `&mut` lives; it ends before the slice below is cut.
         let room =
             unsafe { std::slice::from_raw_parts_mut(self.base.add(self.filled), self.spare()) };
-        let mut read_buf = ReadBuf::new(room);
-        let start = read_buf.filled().as_ptr();
-        ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
-        let filled = read_buf.filled();
-        if start != filled.as_ptr() {
-            // A faulty reader swapped in a buffer of its own: what it filled
-            // is not ours to hand out.
-            return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
-        }
-        let n = filled.len();
+        let n = ready!(read_in_place(io, cx, &mut ReadBuf::new(room)))?;
         if n == 0 {
             return Poll::Ready(Ok(Bytes::new()));
         }
@@ -168,18 +178,15 @@ pub(crate) fn poll_read_buf<R: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
-    let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
-    let start = read_buf.filled().as_ptr();
-    ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
-    let filled = read_buf.filled();
-    if start != filled.as_ptr() {
-        return Poll::Ready(Err(io::Error::other(SWAPPED_BUFFER)));
-    }
-    let n = filled.len();
+    let n = ready!(read_in_place(
+        io,
+        cx,
+        &mut ReadBuf::uninit(buf.spare_capacity_mut())
+    ))?;
     // SAFETY: `ReadBuf` guarantees that its first `filled().len()` bytes are
     // initialized, and they are the `n` bytes right after `buf.len()`: the
-    // spare capacity it was built on (its start is checked above, and a
-    // `ReadBuf` never fills more than its capacity).
+    // spare capacity it was built on (`read_in_place` checked that its start
+    // did not move, and a `ReadBuf` never fills more than its capacity).
     unsafe { buf.set_len(buf.len() + n) };
     Poll::Ready(Ok(n))
 }
