@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::handle::{
     CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
 };
-use super::read_pool::{self, Pool};
+use super::read_pool::{self, Loan, Pool};
 use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
 use crate::error::{CallbackPanicked, EMPTY_BUFFER_MSG};
@@ -191,11 +191,14 @@ where
     /// Apply the commands sent from outside the callbacks.
     #[inline]
     fn apply_inbox(&mut self) {
+        // Callbacks' commands are applied as each callback returns, so the
+        // list is empty here unless the inbox had something.
+        debug_assert!(self.core.commands.is_empty());
         if self.handle.shared.inbox.drain_into(&mut self.core.commands) {
             // A `drain()` waiter may have poked us (see `Common::drain`).
             self.shared().notify_drained();
+            self.apply_scratch();
         }
-        self.apply_scratch();
     }
 
     // ---- commands ------------------------------------------------------
@@ -283,7 +286,7 @@ where
 
     /// Write as much of the queue as the I/O takes now. Returns `true` if
     /// the I/O cannot take more now (the task will be woken when it can).
-    #[inline]
+    #[inline(always)]
     fn flush(&mut self, cx: &mut Context<'_>) -> bool {
         while self.core.sm.queued() > 0 {
             match self.poll_write_queue(cx) {
@@ -332,7 +335,7 @@ where
 
     /// Run events, write, finish closes and half-closes, until nothing is
     /// left to do without waiting.
-    #[inline]
+    #[inline(always)]
     fn settle(&mut self, cx: &mut Context<'_>) {
         if self.shutdown_pending || !self.core.sm.only_writes() {
             self.settle_busy(cx, false);
@@ -412,6 +415,7 @@ where
 
     /// One read attempt. Returns whether it made progress (data, EOF or an
     /// error); `false` means the I/O has nothing now.
+    #[inline(always)]
     fn read_once(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> bool {
         let outcome = match &mut self.protocol {
             AnyProtocol::Stream(_) => {
@@ -432,48 +436,62 @@ where
                     Poll::Pending => return false,
                 }
             }
-            AnyProtocol::Buffered(_) => {
-                let (wake, waker) = self.read_wake.get_or_insert_with(|| {
-                    let wake = Arc::new(ReadWake {
-                        woken: AtomicBool::new(true),
-                        task: AtomicWaker::new(),
-                    });
-                    let waker = Waker::from(wake.clone());
-                    (wake, waker)
-                });
-                wake.task.register(cx.waker());
-                if !wake.woken.swap(false, Ordering::AcqRel) {
-                    return false;
-                }
-                let waker = waker.clone();
-                let mut rcx = Context::from_waker(&waker);
-                let outcome = self.callback("get_buffer", |p, io, _| {
-                    let AnyProtocol::Buffered(p) = p else {
-                        return ReadOutcome::Pending;
-                    };
-                    let Some(io) = io.as_mut() else {
-                        return ReadOutcome::Pending;
-                    };
-                    let buf = p.get_buffer(SIZEHINT);
-                    if buf.capacity() == buf.len() {
-                        return ReadOutcome::EmptyBuffer;
-                    }
-                    match read_pool::poll_read_buf(io, &mut rcx, buf) {
-                        Poll::Ready(Ok(0)) => ReadOutcome::Eof,
-                        Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
-                        Poll::Ready(Err(e)) => ReadOutcome::Error(e),
-                        Poll::Pending => ReadOutcome::Pending,
-                    }
-                });
-                if !matches!(outcome, Some(ReadOutcome::Pending)) {
-                    // Not known to be drained: the next pass reads again.
-                    if let Some((wake, _)) = &self.read_wake {
-                        wake.woken.store(true, Ordering::Release);
-                    }
-                }
-                outcome.unwrap_or(ReadOutcome::Panicked)
-            }
+            AnyProtocol::Buffered(_) => self.read_buffered(cx),
         };
+        self.read_done(outcome)
+    }
+
+    /// One read of a [`BufferedProtocol`](crate::BufferedProtocol): into
+    /// the buffer `get_buffer` returns, and only once the read side was
+    /// woken (see [`ReadWake`]).
+    #[inline(never)]
+    fn read_buffered(&mut self, cx: &mut Context<'_>) -> ReadOutcome {
+        let (wake, waker) = self.read_wake.get_or_insert_with(|| {
+            let wake = Arc::new(ReadWake {
+                woken: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            });
+            let waker = Waker::from(wake.clone());
+            (wake, waker)
+        });
+        wake.task.register(cx.waker());
+        if !wake.woken.swap(false, Ordering::AcqRel) {
+            return ReadOutcome::Pending;
+        }
+        let waker = waker.clone();
+        let mut rcx = Context::from_waker(&waker);
+        let outcome = self.callback("get_buffer", |p, io, _| {
+            let AnyProtocol::Buffered(p) = p else {
+                return ReadOutcome::Pending;
+            };
+            let Some(io) = io.as_mut() else {
+                return ReadOutcome::Pending;
+            };
+            let buf = p.get_buffer(SIZEHINT);
+            if buf.capacity() == buf.len() {
+                return ReadOutcome::EmptyBuffer;
+            }
+            match read_pool::poll_read_buf(io, &mut rcx, buf) {
+                Poll::Ready(Ok(0)) => ReadOutcome::Eof,
+                Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
+                Poll::Ready(Err(e)) => ReadOutcome::Error(e),
+                Poll::Pending => ReadOutcome::Pending,
+            }
+        });
+        if !matches!(outcome, Some(ReadOutcome::Pending)) {
+            // Not known to be drained: the next pass reads again.
+            if let Some((wake, _)) = &self.read_wake {
+                wake.woken.store(true, Ordering::Release);
+            }
+        }
+        outcome.unwrap_or(ReadOutcome::Panicked)
+    }
+
+    /// Act on a read's result other than data delivered on the hot path:
+    /// deliver it, or stash it if reading was paused from another thread
+    /// meanwhile. Returns whether the read made progress.
+    #[inline(never)]
+    fn read_done(&mut self, outcome: ReadOutcome) -> bool {
         match outcome {
             ReadOutcome::Pending => false,
             ReadOutcome::Panicked => true,
@@ -588,7 +606,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        read_pool::lend(|pool| this.poll_running(cx, pool))
+        let mut loan = Loan::take();
+        let poll = this.poll_running(cx, loan.pool());
+        loan.give_back();
+        poll
     }
 }
 
@@ -598,6 +619,7 @@ where
 {
     /// One poll of the task; `pool` is the thread's read buffer, lent for
     /// this poll.
+    #[inline(always)]
     fn poll_running(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
         let this = self;
         match this.stage {

@@ -15,12 +15,12 @@
 //! `bytes` per read; docs/performance.md). The price is one `unsafe` block:
 //! reads write into the part of that `Bytes` no slice covers yet.
 //!
-//! A driver borrows the pool for one whole poll ([`lend`]), so the
+//! A driver borrows the pool for one whole poll ([`Loan`]), so the
 //! thread-local is reached once per poll however many reads the poll makes.
 //! [`poll_read_buf`] is the same read into a protocol's own [`BytesMut`]
 //! (`BufferedProtocol::get_buffer`).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{Ordering, fence};
@@ -36,7 +36,8 @@ pub(crate) const CHUNK: usize = 128 * 1024;
 const MIN_SPARE: usize = 64 * 1024;
 
 thread_local! {
-    static POOL: RefCell<Pool> = const { RefCell::new(Pool::new()) };
+    /// Empty while the pool is lent out ([`Loan`]), and before first use.
+    static POOL: Cell<Option<Box<Pool>>> = const { Cell::new(None) };
 }
 
 /// The error of a reader that replaced the `ReadBuf` it was given.
@@ -55,23 +56,62 @@ pub(crate) struct Pool {
     filled: usize,
 }
 
-/// Run `f` with this thread's pool. If the pool is already lent out on this
-/// thread (a poll nested inside a poll), `f` gets a pool of its own.
-/// Also after this thread's thread-locals were destroyed (a poll run from
-/// another thread-local's destructor): then too `f` gets a pool of its own.
-pub(crate) fn lend<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
-    let mut f = Some(f);
-    let lent = POOL.try_with(|pool| {
-        let mut pool = pool.try_borrow_mut().ok()?;
-        f.take().map(|f| f(&mut pool))
-    });
-    match (lent, f) {
-        (Ok(Some(r)), _) => r,
-        (_, Some(f)) => f(&mut Pool::new()),
-        // `f` is taken only to run on the thread's pool, whose result is
-        // then returned above.
-        (_, None) => unreachable!("the pool's closure ran without a result"),
+/// This thread's pool, lent out for one poll: taken from the thread-local
+/// by [`take`](Loan::take) and put back by [`give_back`](Loan::give_back).
+/// No closure is involved, so the driver's whole poll inlines around it.
+///
+/// If the pool is already lent out on this thread (a poll nested inside a
+/// poll), the loan gets a pool of its own; when both are back, the thread
+/// keeps one. After this thread's thread-locals were destroyed (a poll run
+/// from another thread-local's destructor) the loan also gets its own pool,
+/// freed when it is given back. A loan dropped without being given back
+/// (a poll that unwinds) frees its pool; the thread starts a new one.
+pub(crate) struct Loan {
+    pool: Box<Pool>,
+}
+
+impl Loan {
+    /// Take this thread's pool (or a new one, see [`Loan`]).
+    #[inline]
+    pub(crate) fn take() -> Loan {
+        let pool = POOL.try_with(Cell::take).ok().flatten();
+        Loan {
+            pool: pool.unwrap_or_else(Loan::new_pool),
+        }
     }
+
+    #[cold]
+    #[inline(never)]
+    fn new_pool() -> Box<Pool> {
+        Box::new(Pool::new())
+    }
+
+    /// The pool lent.
+    #[inline]
+    pub(crate) fn pool(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+
+    /// Put the pool back for the thread's next poll.
+    #[inline]
+    pub(crate) fn give_back(self) {
+        let pool = Some(self.pool);
+        // If the thread-local is gone, the closure is dropped uncalled, and
+        // the pool with it.
+        let _ = POOL.try_with(move |slot| {
+            let other = slot.replace(pool);
+            if other.is_some() {
+                // A nested loan's pool came back first: keep one.
+                drop_pool(other);
+            }
+        });
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_pool(pool: Option<Box<Pool>>) {
+    drop(pool);
 }
 
 /// Run one read of `io` into `read_buf` and return how many bytes it
@@ -350,11 +390,28 @@ mod tests {
 
     #[test]
     fn a_nested_loan_gets_its_own_pool() {
-        lend(|outer| {
-            let a = read_bytes(outer, b"outer");
-            let b = lend(|inner| read_bytes(inner, b"inner"));
-            assert_ne!(a.as_ptr(), b.as_ptr());
-            assert_eq!((&a[..], &b[..]), (&b"outer"[..], &b"inner"[..]));
-        });
+        let mut outer = Loan::take();
+        let a = read_bytes(outer.pool(), b"outer");
+        let mut inner = Loan::take();
+        let b = read_bytes(inner.pool(), b"inner");
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        assert_eq!((&a[..], &b[..]), (&b"outer"[..], &b"inner"[..]));
+        inner.give_back();
+        outer.give_back();
+        // One pool is kept, and the next loan reads into it.
+        let mut next = Loan::take();
+        let c = read_bytes(next.pool(), b"next");
+        assert_eq!(&c[..], b"next");
+    }
+
+    #[test]
+    fn a_loan_returns_the_pool_it_took() {
+        let mut loan = Loan::take();
+        let first = read_bytes(loan.pool(), b"x").as_ptr();
+        loan.give_back();
+        let mut loan = Loan::take();
+        let second = read_bytes(loan.pool(), b"y").as_ptr();
+        // The same allocation, just past the first read.
+        assert_eq!(second, first.wrapping_add(1));
     }
 }

@@ -84,6 +84,11 @@ pub(crate) struct StreamState {
     write_side: WriteSide,
     dropped_writes: usize,
     events: VecDeque<Event>,
+    /// Whether there is more to act on than queued writes: an event, a
+    /// phase other than `Open`, or an end of file waiting to be sent. Kept
+    /// in step with those three (see `update_busy`) so the driver's hot
+    /// path tests one flag.
+    busy: bool,
 }
 
 impl Default for StreamState {
@@ -104,6 +109,7 @@ impl StreamState {
             write_side: WriteSide::Open,
             dropped_writes: 0,
             events: VecDeque::new(),
+            busy: false,
         }
     }
 
@@ -159,9 +165,24 @@ impl StreamState {
     /// no end of file waiting to be sent.
     #[inline]
     pub(crate) fn only_writes(&self) -> bool {
-        self.events.is_empty()
-            && self.phase == Phase::Open
-            && self.write_side != WriteSide::EofPending
+        debug_assert_eq!(self.busy, self.compute_busy(), "busy out of step");
+        !self.busy
+    }
+
+    fn compute_busy(&self) -> bool {
+        !self.events.is_empty()
+            || self.phase != Phase::Open
+            || self.write_side == WriteSide::EofPending
+    }
+
+    /// Bring `busy` in step after a change of the events, phase or write side.
+    fn update_busy(&mut self) {
+        self.busy = self.compute_busy();
+    }
+
+    fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
+        self.busy = true;
     }
 
     #[inline]
@@ -172,7 +193,11 @@ impl StreamState {
     /// The next event for the driver to execute.
     #[inline]
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_some() && self.events.is_empty() {
+            self.update_busy();
+        }
+        event
     }
 
     // ---- writing -------------------------------------------------------
@@ -199,7 +224,7 @@ impl StreamState {
     pub(crate) fn check_pause(&mut self) {
         if self.phase != Phase::Lost && !self.write_paused && self.queued > self.limits.high {
             self.write_paused = true;
-            self.events.push_back(Event::PauseWriting);
+            self.push_event(Event::PauseWriting);
         }
     }
 
@@ -233,7 +258,7 @@ impl StreamState {
     /// `ResumeWriting` if the queue drained to the low watermark. Returns
     /// the bytes taken off the queue: `n`, or what was queued if a faulty
     /// writer claims more.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consume(&mut self, n: usize) -> usize {
         let sent = n.min(self.queued);
         self.queued -= sent;
@@ -258,7 +283,7 @@ impl StreamState {
         }
         if self.write_paused && self.queued <= self.limits.low && self.phase != Phase::Lost {
             self.write_paused = false;
-            self.events.push_back(Event::ResumeWriting);
+            self.push_event(Event::ResumeWriting);
         }
         sent
     }
@@ -273,7 +298,7 @@ impl StreamState {
             (Phase::Closing, _) => self.lose(None),
             (Phase::Open, WriteSide::EofPending) => {
                 self.write_side = WriteSide::Shut;
-                self.events.push_back(Event::ShutdownWrite);
+                self.push_event(Event::ShutdownWrite);
             }
             _ => {}
         }
@@ -286,6 +311,7 @@ impl StreamState {
             return;
         }
         self.write_side = WriteSide::EofPending;
+        self.update_busy();
         self.drained();
     }
 
@@ -322,6 +348,7 @@ impl StreamState {
             return;
         }
         self.phase = Phase::Closing;
+        self.update_busy();
         self.read = ReadState::Stopped;
         self.drained();
     }
@@ -342,7 +369,7 @@ impl StreamState {
     fn lose(&mut self, exc: Option<io::Error>) {
         self.phase = Phase::Lost;
         self.read = ReadState::Stopped;
-        self.events.push_back(Event::Lost(exc));
+        self.push_event(Event::Lost(exc));
     }
 }
 
