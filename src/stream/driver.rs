@@ -262,6 +262,15 @@ where
         self.core.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST)
     }
 
+    /// [`may_deliver`](Self::may_deliver) again after a read that it
+    /// allowed: only another thread can have changed it meanwhile (no
+    /// callback ran in between), so only the flags are checked.
+    #[inline]
+    fn still_deliverable(&self) -> bool {
+        debug_assert!(self.core.sm.is_reading());
+        !self.shared().has(READ_PAUSED | CLOSING | LOST)
+    }
+
     /// Mirror the state machine into the flags handles read.
     #[inline]
     fn sync_flags(&self) {
@@ -334,24 +343,28 @@ where
     }
 
     /// Run events, write, finish closes and half-closes, until nothing is
-    /// left to do without waiting.
+    /// left to do without waiting. Returns `true` once `connection_lost` is
+    /// due (only the general case can find that).
     #[inline(always)]
-    fn settle(&mut self, cx: &mut Context<'_>) {
+    fn settle(&mut self, cx: &mut Context<'_>) -> bool {
         if self.shutdown_pending || !self.core.sm.only_writes() {
-            self.settle_busy(cx, false);
-        } else if self.core.sm.queued() > 0 {
+            return self.settle_busy(cx, false);
+        }
+        if self.core.sm.queued() > 0 {
             // The common case: a callback wrote and nothing else happened.
             let blocked = self.flush(cx);
             if !self.core.sm.is_idle() {
-                self.settle_busy(cx, blocked);
+                return self.settle_busy(cx, blocked);
             }
         }
+        false
     }
 
     /// The general case of [`settle`](Self::settle). `blocked`: a write
     /// attempt already found the I/O full in this pass, so trying again is
-    /// pointless (the task is woken when there is room).
-    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) {
+    /// pointless (the task is woken when there is room). Returns whether
+    /// `connection_lost` is due.
+    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> bool {
         loop {
             while let Some(event) = self.core.sm.poll_event() {
                 match event {
@@ -365,7 +378,7 @@ where
                     Event::Lost(exc) => {
                         self.lost = Some(exc);
                         self.sync_flags();
-                        return;
+                        return true;
                     }
                 }
             }
@@ -390,7 +403,7 @@ where
             }
             self.sync_flags();
             if !self.core.sm.has_events() {
-                return;
+                return self.lost.is_some();
             }
         }
     }
@@ -425,7 +438,7 @@ where
                 match pool.poll_read(io, cx) {
                     Poll::Ready(Ok(data)) if data.is_empty() => ReadOutcome::Eof,
                     Poll::Ready(Ok(data)) => {
-                        if self.may_deliver() {
+                        if self.still_deliverable() {
                             // The hot path, kept out of `deliver`.
                             self.data_received(data);
                             return true;
@@ -516,6 +529,14 @@ where
                 p.data_received(data);
             }
         });
+    }
+
+    /// Deliver the read result kept back while reading was paused.
+    #[cold]
+    fn deliver_stash(&mut self) {
+        if let Some(stashed) = self.stash.take() {
+            self.deliver(*stashed);
+        }
     }
 
     /// Hand one read's result to the protocol.
@@ -630,15 +651,14 @@ where
         let mut reads = 0;
         loop {
             this.apply_inbox();
-            this.settle(cx);
-            if this.lost.is_some() {
+            if this.settle(cx) {
                 this.finish();
                 return Poll::Ready(());
             }
             let progress = if !this.may_deliver() {
                 false
-            } else if let Some(stashed) = this.stash.take() {
-                this.deliver(*stashed);
+            } else if this.stash.is_some() {
+                this.deliver_stash();
                 true
             } else {
                 this.read_once(cx, pool)
@@ -650,8 +670,7 @@ where
                 }
                 // Let the other tasks on this worker run; come back soon.
                 this.apply_inbox();
-                this.settle(cx);
-                if this.lost.is_some() {
+                if this.settle(cx) {
                     this.finish();
                     return Poll::Ready(());
                 }

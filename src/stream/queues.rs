@@ -14,7 +14,7 @@ pub(crate) struct ChunkQueue {
 }
 
 impl ChunkQueue {
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
@@ -29,9 +29,20 @@ impl ChunkQueue {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn front(&self) -> Option<&Bytes> {
         self.first.as_ref()
+    }
+
+    /// The chunk queued, if it is the only one.
+    #[inline]
+    pub(crate) fn only(&self) -> Option<&Bytes> {
+        // `rest` is empty whenever `first` is: see `pop_front`.
+        if self.rest.is_empty() {
+            self.first.as_ref()
+        } else {
+            None
+        }
     }
 
     #[inline]
@@ -76,8 +87,12 @@ mod tests {
             assert_eq!(q.pop_front().unwrap()[0], i);
         }
         assert!(q.pop_front().is_none());
+        assert!(q.only().is_none());
         q.push_back(Bytes::from_static(b"x"));
         assert_eq!(q.front().map(|b| &b[..]), Some(&b"x"[..]));
+        assert_eq!(q.only().map(|b| &b[..]), Some(&b"x"[..]));
+        q.push_back(Bytes::from_static(b"y"));
+        assert!(q.only().is_none(), "two chunks");
         q.clear();
         assert_eq!(q.len(), 0);
     }

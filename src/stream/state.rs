@@ -238,10 +238,7 @@ impl StreamState {
     /// The only queued chunk, if exactly one is queued.
     #[inline]
     pub(crate) fn single_chunk(&self) -> Option<&[u8]> {
-        match self.queue.len() {
-            1 => self.queue.front().map(|b| &b[..]),
-            _ => None,
-        }
+        self.queue.only().map(|b| &b[..])
     }
 
     /// Fill `out` with the queued chunks, oldest first; returns how many.
