@@ -352,8 +352,10 @@ where
         }
         if self.core.sm.queued() > 0 {
             // The common case: a callback wrote and nothing else happened.
+            // Unless blocked, the flush sent everything (or lost the
+            // connection, which makes the state busy).
             let blocked = self.flush(cx);
-            if !self.core.sm.is_idle() {
+            if blocked || !self.core.sm.only_writes() {
                 return self.settle_busy(cx, blocked);
             }
         }

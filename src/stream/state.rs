@@ -154,13 +154,6 @@ impl StreamState {
         self.dropped_writes
     }
 
-    /// Nothing for the driver to do on the write side: no events, nothing
-    /// queued, no close or half-close waiting for a drain.
-    #[inline]
-    pub(crate) fn is_idle(&self) -> bool {
-        self.queued == 0 && self.only_writes()
-    }
-
     /// Nothing to act on but the queued writes, if any: no event, open,
     /// no end of file waiting to be sent.
     #[inline]
