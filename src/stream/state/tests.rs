@@ -256,3 +256,29 @@ fn a_writer_claiming_more_than_queued_takes_only_what_was_queued() {
     assert_eq!(sm.queued(), 0);
     assert_eq!(sm.single_chunk(), None, "the queue is empty");
 }
+
+#[test]
+fn only_writes_tracks_events_close_and_pending_eof() {
+    let mut sm = StreamState::new(limits(2, 10));
+    assert!(sm.only_writes());
+    sm.write(b(11));
+    assert!(sm.only_writes(), "queued writes alone leave it clear");
+    sm.check_pause();
+    assert!(!sm.only_writes(), "an event is due");
+    assert_eq!(events(&mut sm), ["pause"]);
+    assert!(sm.only_writes(), "clear once the events are taken");
+    sm.consume(11);
+    assert!(!sm.only_writes());
+    assert_eq!(events(&mut sm), ["resume"]);
+    sm.write(b(3));
+    sm.write_eof();
+    assert!(!sm.only_writes(), "an end of file waits for the drain");
+    sm.consume(3);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["shutdown"]);
+    assert!(sm.only_writes(), "the write half is shut, nothing pending");
+    sm.close();
+    assert!(!sm.only_writes(), "closing");
+    assert_eq!(events(&mut sm), ["lost"]);
+    assert!(!sm.only_writes(), "lost for good");
+}
