@@ -86,7 +86,6 @@ pub(crate) struct Driver<IO> {
     /// Which waker the inbox's senders hold.
     inbox_waker: Registered,
     started: Option<oneshot::Sender<()>>,
-    shutdown_pending: bool,
     lost: Option<Option<io::Error>>,
     /// A read result that arrived just as reading was paused from another
     /// thread: delivered first when reading resumes.
@@ -118,7 +117,6 @@ where
             stage: Stage::New,
             inbox_waker: Registered::default(),
             started,
-            shutdown_pending: false,
             lost: None,
             stash: None,
             on_finish,
@@ -347,7 +345,7 @@ where
     /// due (only the general case can find that).
     #[inline(always)]
     fn settle(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.shutdown_pending || !self.core.sm.only_writes() {
+        if !self.core.sm.only_writes() {
             return self.settle_busy(cx, false);
         }
         if self.core.sm.queued() > 0 {
@@ -376,7 +374,7 @@ where
                     Event::ResumeWriting => {
                         self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
                     }
-                    Event::ShutdownWrite => self.shutdown_pending = true,
+                    Event::ShutdownWrite => self.core.sm.start_shutdown(),
                     Event::Lost(exc) => {
                         self.lost = Some(exc);
                         self.sync_flags();
@@ -400,7 +398,7 @@ where
                     continue;
                 }
             }
-            if self.shutdown_pending {
+            if self.core.sm.is_shutting_down() {
                 self.poll_shutdown(cx);
             }
             self.sync_flags();
@@ -413,13 +411,13 @@ where
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) {
         let Some(io) = self.io.as_mut() else { return };
         match Pin::new(io).poll_shutdown(cx) {
-            Poll::Ready(Ok(())) => self.shutdown_pending = false,
+            Poll::Ready(Ok(())) => self.core.sm.shutdown_done(),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
                 // The peer is already gone; the read side will tell.
-                self.shutdown_pending = false;
+                self.core.sm.shutdown_done();
             }
             Poll::Ready(Err(e)) => {
-                self.shutdown_pending = false;
+                self.core.sm.shutdown_done();
                 self.fatal(e);
             }
             Poll::Pending => {}
@@ -645,10 +643,11 @@ where
     #[inline(always)]
     fn poll_running(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
         let this = self;
-        match this.stage {
-            Stage::Finished => return Poll::Ready(()),
-            Stage::New => this.start(),
-            Stage::Running => {}
+        if this.stage != Stage::Running {
+            if this.stage == Stage::Finished {
+                return Poll::Ready(());
+            }
+            this.start();
         }
         let mut reads = 0;
         loop {

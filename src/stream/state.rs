@@ -84,10 +84,13 @@ pub(crate) struct StreamState {
     write_side: WriteSide,
     dropped_writes: usize,
     events: VecDeque<Event>,
+    /// The driver is shutting the write half of the I/O down (after
+    /// `Event::ShutdownWrite`, until the I/O says it is done).
+    shutting_down: bool,
     /// Whether there is more to act on than queued writes: an event, a
-    /// phase other than `Open`, or an end of file waiting to be sent. Kept
-    /// in step with those three (see `update_busy`) so the driver's hot
-    /// path tests one flag.
+    /// phase other than `Open`, an end of file waiting to be sent, or a
+    /// shutdown in progress. Kept in step with those four (see
+    /// `update_busy`) so the driver's hot path tests one flag.
     busy: bool,
 }
 
@@ -109,6 +112,7 @@ impl StreamState {
             write_side: WriteSide::Open,
             dropped_writes: 0,
             events: VecDeque::new(),
+            shutting_down: false,
             busy: false,
         }
     }
@@ -166,6 +170,7 @@ impl StreamState {
         !self.events.is_empty()
             || self.phase != Phase::Open
             || self.write_side == WriteSide::EofPending
+            || self.shutting_down
     }
 
     /// Bring `busy` in step after a change of the events, phase or write side.
@@ -176,6 +181,27 @@ impl StreamState {
     fn push_event(&mut self, event: Event) {
         self.events.push_back(event);
         self.busy = true;
+    }
+
+    /// Whether the write half's shutdown is under way (see
+    /// [`start_shutdown`](Self::start_shutdown)).
+    #[inline]
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The driver acts on `Event::ShutdownWrite`: it shuts the write half
+    /// of the I/O down, which may take more than one poll.
+    pub(crate) fn start_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.busy = true;
+    }
+
+    /// The I/O finished the shutdown (or it failed and the connection is
+    /// being lost).
+    pub(crate) fn shutdown_done(&mut self) {
+        self.shutting_down = false;
+        self.update_busy();
     }
 
     #[inline]

@@ -258,7 +258,7 @@ fn a_writer_claiming_more_than_queued_takes_only_what_was_queued() {
 }
 
 #[test]
-fn only_writes_tracks_events_close_and_pending_eof() {
+fn only_writes_tracks_events_close_pending_eof_and_shutdown() {
     let mut sm = StreamState::new(limits(2, 10));
     assert!(sm.only_writes());
     sm.write(b(11));
@@ -276,6 +276,12 @@ fn only_writes_tracks_events_close_and_pending_eof() {
     sm.consume(3);
     sm.drained();
     assert_eq!(events(&mut sm), ["shutdown"]);
+    sm.start_shutdown();
+    assert!(
+        !sm.only_writes(),
+        "the driver is shutting the write half down"
+    );
+    sm.shutdown_done();
     assert!(sm.only_writes(), "the write half is shut, nothing pending");
     sm.close();
     assert!(!sm.only_writes(), "closing");
