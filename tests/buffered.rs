@@ -3,10 +3,15 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::BytesMut;
 use common::*;
-use tokio::io::AsyncWriteExt;
-use tokio_transports::{Buffered, ConnectOptions, create_connection, create_server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_transports::{
+    BaseProtocol, Buffered, BufferedProtocol, ConnectOptions, Transport, connect_io,
+    create_connection, create_server,
+};
 
 #[tokio::test]
 async fn data_lands_in_the_protocols_own_buffer() {
@@ -278,4 +283,69 @@ async fn the_transport_appends_after_the_buffers_contents() {
     t.close();
     log.wait_lost().await;
     reg.finish().await;
+}
+
+/// A `BufferedProtocol` whose first `get_buffer` writes or closes.
+struct ActsInGetBuffer {
+    t: Option<Transport>,
+    buf: BytesMut,
+    calls: usize,
+    close: bool,
+}
+
+impl BaseProtocol for ActsInGetBuffer {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = Some(t.clone());
+    }
+}
+
+impl BufferedProtocol for ActsInGetBuffer {
+    fn get_buffer(&mut self, _: usize) -> &mut BytesMut {
+        self.calls += 1;
+        if self.calls == 1 {
+            let t = self.t.as_ref().expect("connection_made ran");
+            if self.close {
+                t.close();
+            } else {
+                t.write(&b"hello"[..]).unwrap();
+            }
+        }
+        self.buf.reserve(1024);
+        &mut self.buf
+    }
+
+    fn buffer_updated(&mut self, _: usize) {}
+}
+
+fn acts_in_get_buffer(close: bool) -> Buffered<ActsInGetBuffer> {
+    Buffered(ActsInGetBuffer {
+        t: None,
+        buf: BytesMut::new(),
+        calls: 0,
+        close,
+    })
+}
+
+// `get_buffer` runs on the task's first poll, before anything arrived: what
+// it asks for must happen even though the read that follows finds nothing
+// and nothing else wakes the task.
+#[tokio::test]
+async fn a_write_in_get_buffer_goes_out_though_the_read_finds_nothing() {
+    let (a, mut b) = tokio::io::duplex(1024);
+    let _t = connect_io(a, acts_in_get_buffer(false)).await;
+    let mut got = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), b.read_exact(&mut got))
+        .await
+        .expect("the write made in get_buffer was never sent")
+        .unwrap();
+    assert_eq!(&got, b"hello");
+}
+
+#[tokio::test]
+async fn a_close_in_get_buffer_completes_though_the_read_finds_nothing() {
+    let (a, _b) = tokio::io::duplex(1024);
+    let t = connect_io(a, acts_in_get_buffer(true)).await;
+    tokio::time::timeout(Duration::from_secs(10), t.closed())
+        .await
+        .expect("close() from get_buffer never reached connection_lost");
 }

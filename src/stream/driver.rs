@@ -497,7 +497,13 @@ where
                 wake.woken.store(true, Ordering::Release);
             }
         }
-        outcome.unwrap_or(ReadOutcome::Panicked)
+        match outcome {
+            // `get_buffer` ran and may have asked for something (a write, a
+            // close): one more pass settles it. `woken` stays clear, so that
+            // pass does not call `get_buffer` again.
+            Some(ReadOutcome::Pending) => ReadOutcome::Ran,
+            other => other.unwrap_or(ReadOutcome::Panicked),
+        }
     }
 
     /// Act on a read's result other than data delivered on the hot path:
@@ -507,7 +513,7 @@ where
     fn read_done(&mut self, outcome: ReadOutcome) -> bool {
         match outcome {
             ReadOutcome::Pending => false,
-            ReadOutcome::Panicked => true,
+            ReadOutcome::Panicked | ReadOutcome::Ran => true,
             outcome if !self.may_deliver() => {
                 // Paused or closed from another thread while we read.
                 if !self.shared().has(CLOSING | LOST) {
@@ -542,7 +548,7 @@ where
     /// Hand one read's result to the protocol.
     fn deliver(&mut self, outcome: ReadOutcome) {
         match outcome {
-            ReadOutcome::Pending | ReadOutcome::Panicked => {}
+            ReadOutcome::Pending | ReadOutcome::Panicked | ReadOutcome::Ran => {}
             ReadOutcome::Data(data) => self.data_received(data),
             ReadOutcome::Filled(n) => {
                 self.callback("buffer_updated", move |p, _, _| {
@@ -617,6 +623,8 @@ enum ReadOutcome {
     EmptyBuffer,
     Panicked,
     Pending,
+    /// `get_buffer` ran, and the read that followed found nothing.
+    Ran,
 }
 
 impl<IO> Future for Driver<IO>
