@@ -64,6 +64,17 @@ impl Wake for ReadWake {
     }
 }
 
+/// A [`ReadWake`] and the waker made from it, kept for the connection's
+/// life once a buffered protocol first reads (boxed: most connections never
+/// need it, and the driver future stays small).
+struct ReadWaker {
+    wake: Arc<ReadWake>,
+    waker: Waker,
+}
+
+/// `connection_lost` is due, with this error (`None`: a clean close).
+struct Lost(Option<io::Error>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// `connection_made` has not run yet.
@@ -81,12 +92,11 @@ pub(crate) struct Driver<IO> {
     core: Core,
     protocol: AnyProtocol,
     /// Created when a buffered protocol first reads.
-    read_wake: Option<(Arc<ReadWake>, Waker)>,
+    read_wake: Option<Box<ReadWaker>>,
     stage: Stage,
     /// Which waker the inbox's senders hold.
     inbox_waker: Registered,
     started: Option<oneshot::Sender<()>>,
-    lost: Option<Option<io::Error>>,
     /// A read result that arrived just as reading was paused from another
     /// thread: delivered first when reading resumes.
     stash: Option<Box<ReadOutcome>>,
@@ -117,7 +127,6 @@ where
             stage: Stage::New,
             inbox_waker: Registered::default(),
             started,
-            lost: None,
             stash: None,
             on_finish,
         }
@@ -341,10 +350,10 @@ where
     }
 
     /// Run events, write, finish closes and half-closes, until nothing is
-    /// left to do without waiting. Returns `true` once `connection_lost` is
+    /// left to do without waiting. Returns [`Lost`] once `connection_lost` is
     /// due (only the general case can find that).
     #[inline(always)]
-    fn settle(&mut self, cx: &mut Context<'_>) -> bool {
+    fn settle(&mut self, cx: &mut Context<'_>) -> Option<Lost> {
         if !self.core.sm.only_writes() {
             return self.settle_busy(cx, false);
         }
@@ -357,14 +366,14 @@ where
                 return self.settle_busy(cx, blocked);
             }
         }
-        false
+        None
     }
 
     /// The general case of [`settle`](Self::settle). `blocked`: a write
     /// attempt already found the I/O full in this pass, so trying again is
-    /// pointless (the task is woken when there is room). Returns whether
-    /// `connection_lost` is due.
-    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> bool {
+    /// pointless (the task is woken when there is room). Returns [`Lost`]
+    /// when `connection_lost` is due.
+    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> Option<Lost> {
         loop {
             while let Some(event) = self.core.sm.poll_event() {
                 match event {
@@ -376,9 +385,8 @@ where
                     }
                     Event::ShutdownWrite => self.core.sm.start_shutdown(),
                     Event::Lost(exc) => {
-                        self.lost = Some(exc);
                         self.sync_flags();
-                        return true;
+                        return Some(Lost(exc));
                     }
                 }
             }
@@ -403,7 +411,8 @@ where
             }
             self.sync_flags();
             if !self.core.sm.has_events() {
-                return self.lost.is_some();
+                // `Lost` is the last event: once taken, nothing else is due.
+                return None;
             }
         }
     }
@@ -459,13 +468,13 @@ where
     /// woken (see [`ReadWake`]).
     #[inline(never)]
     fn read_buffered(&mut self, cx: &mut Context<'_>) -> ReadOutcome {
-        let (wake, waker) = self.read_wake.get_or_insert_with(|| {
+        let ReadWaker { wake, waker } = &**self.read_wake.get_or_insert_with(|| {
             let wake = Arc::new(ReadWake {
                 woken: AtomicBool::new(true),
                 task: AtomicWaker::new(),
             });
             let waker = Waker::from(wake.clone());
-            (wake, waker)
+            Box::new(ReadWaker { wake, waker })
         });
         wake.task.register(cx.waker());
         if !wake.woken.swap(false, Ordering::AcqRel) {
@@ -493,8 +502,8 @@ where
         });
         if !matches!(outcome, Some(ReadOutcome::Pending)) {
             // Not known to be drained: the next pass reads again.
-            if let Some((wake, _)) = &self.read_wake {
-                wake.woken.store(true, Ordering::Release);
+            if let Some(read_waker) = &self.read_wake {
+                read_waker.wake.woken.store(true, Ordering::Release);
             }
         }
         match outcome {
@@ -590,9 +599,8 @@ where
         }
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, Lost(exc): Lost) {
         self.stage = Stage::Finished;
-        let exc = self.lost.take().flatten();
         self.callback("connection_lost", move |p, _, _| {
             p.base_mut().connection_lost(exc)
         });
@@ -660,8 +668,8 @@ where
         let mut reads = 0;
         loop {
             this.apply_inbox();
-            if this.settle(cx) {
-                this.finish();
+            if let Some(lost) = this.settle(cx) {
+                this.finish(lost);
                 return Poll::Ready(());
             }
             let progress = if !this.may_deliver() {
@@ -679,8 +687,8 @@ where
                 }
                 // Let the other tasks on this worker run; come back soon.
                 this.apply_inbox();
-                if this.settle(cx) {
-                    this.finish();
+                if let Some(lost) = this.settle(cx) {
+                    this.finish(lost);
                     return Poll::Ready(());
                 }
                 cx.waker().wake_by_ref();

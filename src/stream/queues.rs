@@ -1,6 +1,8 @@
 //! The write queue of [`StreamState`](super::state::StreamState): a FIFO of
 //! chunks that keeps its oldest chunk inline, so that the common case (one
-//! chunk waiting at a time) allocates nothing.
+//! chunk waiting at a time) allocates nothing, and the rest behind one
+//! pointer, so that the connection's task stays small (tokio moves the task's
+//! future several times while spawning it).
 
 use std::collections::VecDeque;
 
@@ -10,13 +12,14 @@ use bytes::Bytes;
 #[derive(Debug, Default)]
 pub(crate) struct ChunkQueue {
     first: Option<Bytes>,
-    rest: VecDeque<Bytes>,
+    /// Allocated when two chunks first wait at once; kept from then on.
+    rest: Option<Box<VecDeque<Bytes>>>,
 }
 
 impl ChunkQueue {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
     #[inline]
@@ -25,7 +28,7 @@ impl ChunkQueue {
             // `rest` is empty whenever `first` is: see `pop_front`.
             self.first = Some(chunk);
         } else {
-            self.rest.push_back(chunk);
+            self.rest.get_or_insert_default().push_back(chunk);
         }
     }
 
@@ -38,7 +41,7 @@ impl ChunkQueue {
     #[inline]
     pub(crate) fn only(&self) -> Option<&Bytes> {
         // `rest` is empty whenever `first` is: see `pop_front`.
-        if self.rest.is_empty() {
+        if self.rest.as_ref().is_none_or(|r| r.is_empty()) {
             self.first.as_ref()
         } else {
             None
@@ -53,19 +56,21 @@ impl ChunkQueue {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<Bytes> {
         let front = self.first.take();
-        self.first = self.rest.pop_front();
+        self.first = self.rest.as_mut().and_then(|r| r.pop_front());
         front
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.first.iter().chain(self.rest.iter())
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     #[inline]
     pub(crate) fn clear(&mut self) {
         self.first = None;
-        if !self.rest.is_empty() {
-            self.rest.clear();
+        if let Some(rest) = &mut self.rest {
+            rest.clear();
         }
     }
 }

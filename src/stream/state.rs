@@ -11,8 +11,6 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
-use std::collections::VecDeque;
-
 use super::queues::ChunkQueue;
 use crate::WriteLimits;
 
@@ -82,8 +80,9 @@ pub(crate) struct StreamState {
     phase: Phase,
     read: ReadState,
     write_side: WriteSide,
-    dropped_writes: usize,
-    events: VecDeque<Event>,
+    /// Few at a time (at most one of each kind is due at once, and pause and
+    /// resume alternate), so a `Vec` that takes them from the front.
+    events: Vec<Event>,
     /// The driver is shutting the write half of the I/O down (after
     /// `Event::ShutdownWrite`, until the I/O says it is done).
     shutting_down: bool,
@@ -110,8 +109,7 @@ impl StreamState {
             phase: Phase::Open,
             read: ReadState::Reading,
             write_side: WriteSide::Open,
-            dropped_writes: 0,
-            events: VecDeque::new(),
+            events: Vec::new(),
             shutting_down: false,
             busy: false,
         }
@@ -153,11 +151,6 @@ impl StreamState {
         self.limits
     }
 
-    #[cfg(test)]
-    pub(crate) fn dropped_writes(&self) -> usize {
-        self.dropped_writes
-    }
-
     /// Nothing to act on but the queued writes, if any: no event, open,
     /// no end of file waiting to be sent.
     #[inline]
@@ -179,7 +172,7 @@ impl StreamState {
     }
 
     fn push_event(&mut self, event: Event) {
-        self.events.push_back(event);
+        self.events.push(event);
         self.busy = true;
     }
 
@@ -212,11 +205,14 @@ impl StreamState {
     /// The next event for the driver to execute.
     #[inline]
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
-        if event.is_some() && self.events.is_empty() {
+        if self.events.is_empty() {
+            return None;
+        }
+        let event = self.events.remove(0);
+        if self.events.is_empty() {
             self.update_busy();
         }
-        event
+        Some(event)
     }
 
     // ---- writing -------------------------------------------------------
@@ -229,7 +225,6 @@ impl StreamState {
             return WriteOutcome::Empty;
         }
         if self.phase == Phase::Lost || self.write_side != WriteSide::Open {
-            self.dropped_writes += 1;
             return WriteOutcome::Dropped;
         }
         self.queued += data.len();
