@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::exception::{ExceptionContext, call_exception_handler};
-use crate::stream::driver::OnFinish;
+use crate::stream::driver::{FinishHook, OnFinish};
 use crate::stream::handle::Transport;
 use crate::tcp::spawn_tcp;
 use crate::{AnyProtocol, IntoProtocol, WriteLimits};
@@ -659,7 +659,7 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
         .detach
         .get_or_init(|| {
             let weak = Arc::downgrade(inner);
-            Arc::new(move |t: &Transport| {
+            let hook: FinishHook = Box::new(move |t: &Transport| {
                 if let Some(inner) = weak.upgrade() {
                     let mut st = inner.lock();
                     st.clients.remove(&t.id());
@@ -669,7 +669,8 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
                         inner.changed.notify_waiters();
                     }
                 }
-            })
+            });
+            Arc::new(hook)
         })
         .clone();
     // Attach before `connection_made` runs: hold the lock across the spawn,

@@ -42,7 +42,11 @@ const SIZEHINT: usize = 64 * 1024;
 
 /// Called once when the connection is finished (after `connection_lost`).
 /// Shared by every connection of a server (no allocation per connection).
-pub(crate) type OnFinish = Arc<dyn Fn(&Transport) + Send + Sync>;
+/// (A thin pointer: the driver future stays small.)
+pub(crate) type OnFinish = Arc<FinishHook>;
+
+/// The function behind an [`OnFinish`].
+pub(crate) type FinishHook = Box<dyn Fn(&Transport) + Send + Sync>;
 
 /// For [`BufferedProtocol`](crate::BufferedProtocol)s: wakes the task and
 /// records that the read side was woken, so the driver calls `get_buffer`

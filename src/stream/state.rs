@@ -80,9 +80,15 @@ pub(crate) struct StreamState {
     phase: Phase,
     read: ReadState,
     write_side: WriteSide,
-    /// Few at a time (at most one of each kind is due at once, and pause and
-    /// resume alternate), so a `Vec` that takes them from the front.
+    /// `PauseWriting`, `ResumeWriting` and `ShutdownWrite`, due in this
+    /// order. Few at a time and rare (flow control, half-close), so a `Vec`
+    /// that takes them from the front, allocated on first use.
     events: Vec<Event>,
+    /// `Event::Lost` is due after `events`: it is last and comes once, so it
+    /// has its own slot (every connection gets one, and it must not cost an
+    /// allocation). Its error waits in `lost_error`.
+    lost_due: bool,
+    lost_error: Option<io::Error>,
     /// The driver is shutting the write half of the I/O down (after
     /// `Event::ShutdownWrite`, until the I/O says it is done).
     shutting_down: bool,
@@ -110,6 +116,8 @@ impl StreamState {
             read: ReadState::Reading,
             write_side: WriteSide::Open,
             events: Vec::new(),
+            lost_due: false,
+            lost_error: None,
             shutting_down: false,
             busy: false,
         }
@@ -160,7 +168,7 @@ impl StreamState {
     }
 
     fn compute_busy(&self) -> bool {
-        !self.events.is_empty()
+        self.has_events()
             || self.phase != Phase::Open
             || self.write_side == WriteSide::EofPending
             || self.shutting_down
@@ -199,17 +207,21 @@ impl StreamState {
 
     #[inline]
     pub(crate) fn has_events(&self) -> bool {
-        !self.events.is_empty()
+        !self.events.is_empty() || self.lost_due
     }
 
     /// The next event for the driver to execute.
     #[inline]
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() {
+        let event = if !self.events.is_empty() {
+            self.events.remove(0)
+        } else if self.lost_due {
+            self.lost_due = false;
+            Event::Lost(self.lost_error.take())
+        } else {
             return None;
-        }
-        let event = self.events.remove(0);
-        if self.events.is_empty() {
+        };
+        if !self.has_events() {
             self.update_busy();
         }
         Some(event)
@@ -380,7 +392,9 @@ impl StreamState {
     fn lose(&mut self, exc: Option<io::Error>) {
         self.phase = Phase::Lost;
         self.read = ReadState::Stopped;
-        self.push_event(Event::Lost(exc));
+        self.lost_due = true;
+        self.lost_error = exc;
+        self.busy = true;
     }
 }
 
