@@ -6,39 +6,39 @@
 //! wrote, tried before anything is buffered), and reads, handing the protocol
 //! a zero-copy slice of the thread's read buffer or reading straight into the
 //! protocol's own buffer. All decisions live in [`StreamState`]; this file
-//! only moves bytes and calls callbacks.
+//! only moves bytes and calls callbacks. The poll loop, the callbacks and the
+//! commands are here; the write side (`flush`, `settle`) is in `write.rs`,
+//! the read side in `read.rs`.
+
+mod read;
+mod write;
 
 use std::any::Any;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use self::read::{ReadOutcome, ReadWaker};
 use super::handle::{
     CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
 };
-use super::read_pool::{self, Loan, Pool};
-use super::state::{Event, Phase, ReadState, StreamState, WriteOutcome};
+use super::read_pool::{Loan, Pool};
+use super::state::{Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
-use crate::error::{CallbackPanicked, EMPTY_BUFFER_MSG};
+use crate::error::CallbackPanicked;
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::inbox::Registered;
 use crate::protocol::AnyProtocol;
 
-/// At most this many buffers go into one vectored write.
-const MAX_IOV: usize = 64;
 /// Reads per poll before the task yields to its neighbours.
 const READS_PER_POLL: usize = 16;
-/// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
-const SIZEHINT: usize = 64 * 1024;
 
 /// Called once when the connection is finished (after `connection_lost`).
 /// Shared by every connection of a server (no allocation per connection).
@@ -47,34 +47,6 @@ pub(crate) type OnFinish = Arc<FinishHook>;
 
 /// The function behind an [`OnFinish`].
 pub(crate) type FinishHook = Box<dyn Fn(&Transport) + Send + Sync>;
-
-/// For [`BufferedProtocol`](crate::BufferedProtocol)s: wakes the task and
-/// records that the read side was woken, so the driver calls `get_buffer`
-/// only when a read has a chance to succeed. Plain protocols read with the
-/// task's own waker (a read that is not ready costs no system call).
-struct ReadWake {
-    woken: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for ReadWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
-/// A [`ReadWake`] and the waker made from it, kept for the connection's
-/// life once a buffered protocol first reads (boxed: most connections never
-/// need it, and the driver future stays small).
-struct ReadWaker {
-    wake: Arc<ReadWake>,
-    waker: Waker,
-}
 
 /// `connection_lost` is due, with this error (`None`: a clean close).
 struct Lost(Option<io::Error>);
@@ -302,297 +274,6 @@ where
         }
     }
 
-    // ---- writing -------------------------------------------------------
-
-    /// Write as much of the queue as the I/O takes now. Returns `true` if
-    /// the I/O cannot take more now (the task will be woken when it can).
-    #[inline(always)]
-    fn flush(&mut self, cx: &mut Context<'_>) -> bool {
-        while self.core.sm.queued() > 0 {
-            match self.poll_write_queue(cx) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    let sent = self.core.sm.consume(n);
-                    self.handle.shared.release(sent);
-                }
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Ok(_)) => {
-                    self.fatal(io::ErrorKind::WriteZero.into());
-                    return true;
-                }
-                Poll::Ready(Err(e)) => {
-                    self.fatal(e);
-                    return true;
-                }
-                Poll::Pending => return true,
-            }
-        }
-        false
-    }
-
-    /// One write attempt: the only queued chunk as it is (the common case:
-    /// one callback wrote one buffer), or several in one vectored write.
-    #[inline]
-    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(io) = self.io.as_mut() else {
-            return Poll::Pending;
-        };
-        match self.core.sm.single_chunk() {
-            Some(chunk) => Pin::new(io).poll_write(cx, chunk),
-            None => Self::poll_write_vectored(io, &self.core.sm, cx),
-        }
-    }
-
-    #[inline(never)]
-    fn poll_write_vectored(
-        io: &mut IO,
-        sm: &StreamState,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
-        let mut bufs = [IoSlice::new(&[]); MAX_IOV];
-        let n = sm.chunks(&mut bufs);
-        Pin::new(io).poll_write_vectored(cx, &bufs[..n])
-    }
-
-    /// Run events, write, finish closes and half-closes, until nothing is
-    /// left to do without waiting. Returns [`Lost`] once `connection_lost` is
-    /// due (only the general case can find that).
-    #[inline(always)]
-    fn settle(&mut self, cx: &mut Context<'_>) -> Option<Lost> {
-        if !self.core.sm.only_writes() {
-            return self.settle_busy(cx, false);
-        }
-        if self.core.sm.queued() > 0 {
-            // The common case: a callback wrote and nothing else happened.
-            // Unless blocked, the flush sent everything (or lost the
-            // connection, which makes the state busy).
-            let blocked = self.flush(cx);
-            if blocked || !self.core.sm.only_writes() {
-                return self.settle_busy(cx, blocked);
-            }
-        }
-        None
-    }
-
-    /// The general case of [`settle`](Self::settle). `blocked`: a write
-    /// attempt already found the I/O full in this pass, so trying again is
-    /// pointless (the task is woken when there is room). Returns [`Lost`]
-    /// when `connection_lost` is due.
-    fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> Option<Lost> {
-        loop {
-            while let Some(event) = self.core.sm.poll_event() {
-                match event {
-                    Event::PauseWriting => {
-                        self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
-                    }
-                    Event::ResumeWriting => {
-                        self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
-                    }
-                    Event::ShutdownWrite => self.core.sm.start_shutdown(),
-                    Event::Lost(exc) => {
-                        self.sync_flags();
-                        return Some(Lost(exc));
-                    }
-                }
-            }
-            if self.core.sm.queued() > 0 {
-                if !blocked {
-                    blocked = self.flush(cx);
-                }
-                self.core.sm.check_pause();
-                if self.core.sm.has_events() {
-                    continue;
-                }
-            }
-            if self.core.sm.queued() == 0 {
-                // Only now: `resume_writing` (run above) may have written more.
-                self.core.sm.drained();
-                if self.core.sm.has_events() {
-                    continue;
-                }
-            }
-            if self.core.sm.is_shutting_down() {
-                self.poll_shutdown(cx);
-            }
-            self.sync_flags();
-            if !self.core.sm.has_events() {
-                // `Lost` is the last event: once taken, nothing else is due.
-                return None;
-            }
-        }
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) {
-        let Some(io) = self.io.as_mut() else { return };
-        match Pin::new(io).poll_shutdown(cx) {
-            Poll::Ready(Ok(())) => self.core.sm.shutdown_done(),
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
-                // The peer is already gone; the read side will tell.
-                self.core.sm.shutdown_done();
-            }
-            Poll::Ready(Err(e)) => {
-                self.core.sm.shutdown_done();
-                self.fatal(e);
-            }
-            Poll::Pending => {}
-        }
-    }
-
-    // ---- reading -------------------------------------------------------
-
-    /// One read attempt. Returns whether it made progress (data, EOF or an
-    /// error); `false` means the I/O has nothing now.
-    #[inline(always)]
-    fn read_once(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> bool {
-        let outcome = match &mut self.protocol {
-            AnyProtocol::Stream(_) => {
-                let Some(io) = self.io.as_mut() else {
-                    return false;
-                };
-                match pool.poll_read(io, cx) {
-                    Poll::Ready(Ok(data)) if data.is_empty() => ReadOutcome::Eof,
-                    Poll::Ready(Ok(data)) => {
-                        if self.still_deliverable() {
-                            // The hot path, kept out of `deliver`.
-                            self.data_received(data);
-                            return true;
-                        }
-                        ReadOutcome::Data(data)
-                    }
-                    Poll::Ready(Err(e)) => ReadOutcome::Error(e),
-                    Poll::Pending => return false,
-                }
-            }
-            AnyProtocol::Buffered(_) => self.read_buffered(cx),
-        };
-        self.read_done(outcome)
-    }
-
-    /// One read of a [`BufferedProtocol`](crate::BufferedProtocol): into
-    /// the buffer `get_buffer` returns, and only once the read side was
-    /// woken (see [`ReadWake`]).
-    #[inline(never)]
-    fn read_buffered(&mut self, cx: &mut Context<'_>) -> ReadOutcome {
-        let ReadWaker { wake, waker } = &**self.read_wake.get_or_insert_with(|| {
-            let wake = Arc::new(ReadWake {
-                woken: AtomicBool::new(true),
-                task: AtomicWaker::new(),
-            });
-            let waker = Waker::from(wake.clone());
-            Box::new(ReadWaker { wake, waker })
-        });
-        wake.task.register(cx.waker());
-        if !wake.woken.swap(false, Ordering::AcqRel) {
-            return ReadOutcome::Pending;
-        }
-        let waker = waker.clone();
-        let mut rcx = Context::from_waker(&waker);
-        let outcome = self.callback("get_buffer", |p, io, _| {
-            let AnyProtocol::Buffered(p) = p else {
-                return ReadOutcome::Pending;
-            };
-            let Some(io) = io.as_mut() else {
-                return ReadOutcome::Pending;
-            };
-            let buf = p.get_buffer(SIZEHINT);
-            if buf.capacity() == buf.len() {
-                return ReadOutcome::EmptyBuffer;
-            }
-            match read_pool::poll_read_buf(io, &mut rcx, buf) {
-                Poll::Ready(Ok(0)) => ReadOutcome::Eof,
-                Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
-                Poll::Ready(Err(e)) => ReadOutcome::Error(e),
-                Poll::Pending => ReadOutcome::Pending,
-            }
-        });
-        if !matches!(outcome, Some(ReadOutcome::Pending)) {
-            // Not known to be drained: the next pass reads again.
-            if let Some(read_waker) = &self.read_wake {
-                read_waker.wake.woken.store(true, Ordering::Release);
-            }
-        }
-        match outcome {
-            // `get_buffer` ran and may have asked for something (a write, a
-            // close): one more pass settles it. `woken` stays clear, so that
-            // pass does not call `get_buffer` again.
-            Some(ReadOutcome::Pending) => ReadOutcome::Ran,
-            other => other.unwrap_or(ReadOutcome::Panicked),
-        }
-    }
-
-    /// Act on a read's result other than data delivered on the hot path:
-    /// deliver it, or stash it if reading was paused from another thread
-    /// meanwhile. Returns whether the read made progress.
-    #[inline(never)]
-    fn read_done(&mut self, outcome: ReadOutcome) -> bool {
-        match outcome {
-            ReadOutcome::Pending => false,
-            ReadOutcome::Panicked | ReadOutcome::Ran => true,
-            outcome if !self.may_deliver() => {
-                // Paused or closed from another thread while we read.
-                if !self.shared().has(CLOSING | LOST) {
-                    self.stash = Some(Box::new(outcome));
-                }
-                true
-            }
-            outcome => {
-                self.deliver(outcome);
-                true
-            }
-        }
-    }
-
-    #[inline]
-    fn data_received(&mut self, data: Bytes) {
-        self.callback("data_received", move |p, _, _| {
-            if let AnyProtocol::Stream(p) = p {
-                p.data_received(data);
-            }
-        });
-    }
-
-    /// Deliver the read result kept back while reading was paused.
-    #[cold]
-    fn deliver_stash(&mut self) {
-        if let Some(stashed) = self.stash.take() {
-            self.deliver(*stashed);
-        }
-    }
-
-    /// Hand one read's result to the protocol.
-    fn deliver(&mut self, outcome: ReadOutcome) {
-        match outcome {
-            ReadOutcome::Pending | ReadOutcome::Panicked | ReadOutcome::Ran => {}
-            ReadOutcome::Data(data) => self.data_received(data),
-            ReadOutcome::Filled(n) => {
-                self.callback("buffer_updated", move |p, _, _| {
-                    if let AnyProtocol::Buffered(p) = p {
-                        p.buffer_updated(n);
-                    }
-                });
-            }
-            ReadOutcome::EmptyBuffer => {
-                let err = io::Error::other(EMPTY_BUFFER_MSG);
-                call_exception_handler(
-                    &ExceptionContext::new("Fatal error: protocol.get_buffer() call failed.")
-                        .with_error(&err)
-                        .with_peername(self.shared().extra.peer_inet()),
-                );
-                self.fatal(err);
-            }
-            ReadOutcome::Eof => {
-                if self.core.sm.read_eof() {
-                    self.sync_flags();
-                    let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
-                    if keep_open == Some(false) {
-                        self.core.sm.close();
-                    }
-                }
-            }
-            ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            ReadOutcome::Error(e) => self.fatal(e),
-        }
-    }
-
     // ---- start and finish ----------------------------------------------
 
     fn start(&mut self) {
@@ -625,18 +306,6 @@ where
             on_finish(&self.handle);
         }
     }
-}
-
-enum ReadOutcome {
-    Data(Bytes),
-    Filled(usize),
-    Eof,
-    Error(io::Error),
-    EmptyBuffer,
-    Panicked,
-    Pending,
-    /// `get_buffer` ran, and the read that followed found nothing.
-    Ran,
 }
 
 impl<IO> Future for Driver<IO>

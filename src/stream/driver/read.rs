@@ -1,0 +1,222 @@
+//! The stream driver's read side: one read per call, into the thread's read
+//! pool for a plain [`Protocol`](crate::Protocol) (handed over as a zero-copy
+//! slice) or into the buffer a [`BufferedProtocol`](crate::BufferedProtocol)
+//! lends, and the delivery of what it found (data, EOF, an error).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Driver;
+use crate::error::EMPTY_BUFFER_MSG;
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::protocol::AnyProtocol;
+use crate::stream::handle::{CLOSING, LOST};
+use crate::stream::read_pool::{self, Pool};
+
+/// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
+const SIZEHINT: usize = 64 * 1024;
+
+/// For [`BufferedProtocol`](crate::BufferedProtocol)s: wakes the task and
+/// records that the read side was woken, so the driver calls `get_buffer`
+/// only when a read has a chance to succeed. Plain protocols read with the
+/// task's own waker (a read that is not ready costs no system call).
+struct ReadWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// A [`ReadWake`] and the waker made from it, kept for the connection's
+/// life once a buffered protocol first reads (boxed: most connections never
+/// need it, and the driver future stays small).
+pub(super) struct ReadWaker {
+    wake: Arc<ReadWake>,
+    waker: Waker,
+}
+
+pub(super) enum ReadOutcome {
+    Data(Bytes),
+    Filled(usize),
+    Eof,
+    Error(io::Error),
+    EmptyBuffer,
+    Panicked,
+    Pending,
+    /// `get_buffer` ran, and the read that followed found nothing.
+    Ran,
+}
+
+impl<IO> Driver<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    /// One read attempt. Returns whether it made progress (data, EOF or an
+    /// error); `false` means the I/O has nothing now.
+    #[inline(always)]
+    pub(super) fn read_once(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> bool {
+        let outcome = match &mut self.protocol {
+            AnyProtocol::Stream(_) => {
+                let Some(io) = self.io.as_mut() else {
+                    return false;
+                };
+                match pool.poll_read(io, cx) {
+                    Poll::Ready(Ok(data)) if data.is_empty() => ReadOutcome::Eof,
+                    Poll::Ready(Ok(data)) => {
+                        if self.still_deliverable() {
+                            // The hot path, kept out of `deliver`.
+                            self.data_received(data);
+                            return true;
+                        }
+                        ReadOutcome::Data(data)
+                    }
+                    Poll::Ready(Err(e)) => ReadOutcome::Error(e),
+                    Poll::Pending => return false,
+                }
+            }
+            AnyProtocol::Buffered(_) => self.read_buffered(cx),
+        };
+        self.read_done(outcome)
+    }
+
+    /// One read of a [`BufferedProtocol`](crate::BufferedProtocol): into
+    /// the buffer `get_buffer` returns, and only once the read side was
+    /// woken (see [`ReadWake`]).
+    #[inline(never)]
+    fn read_buffered(&mut self, cx: &mut Context<'_>) -> ReadOutcome {
+        let ReadWaker { wake, waker } = &**self.read_wake.get_or_insert_with(|| {
+            let wake = Arc::new(ReadWake {
+                woken: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            });
+            let waker = Waker::from(wake.clone());
+            Box::new(ReadWaker { wake, waker })
+        });
+        wake.task.register(cx.waker());
+        if !wake.woken.swap(false, Ordering::AcqRel) {
+            return ReadOutcome::Pending;
+        }
+        let waker = waker.clone();
+        let mut rcx = Context::from_waker(&waker);
+        let outcome = self.callback("get_buffer", |p, io, _| {
+            let AnyProtocol::Buffered(p) = p else {
+                return ReadOutcome::Pending;
+            };
+            let Some(io) = io.as_mut() else {
+                return ReadOutcome::Pending;
+            };
+            let buf = p.get_buffer(SIZEHINT);
+            if buf.capacity() == buf.len() {
+                return ReadOutcome::EmptyBuffer;
+            }
+            match read_pool::poll_read_buf(io, &mut rcx, buf) {
+                Poll::Ready(Ok(0)) => ReadOutcome::Eof,
+                Poll::Ready(Ok(n)) => ReadOutcome::Filled(n),
+                Poll::Ready(Err(e)) => ReadOutcome::Error(e),
+                Poll::Pending => ReadOutcome::Pending,
+            }
+        });
+        if !matches!(outcome, Some(ReadOutcome::Pending)) {
+            // Not known to be drained: the next pass reads again.
+            if let Some(read_waker) = &self.read_wake {
+                read_waker.wake.woken.store(true, Ordering::Release);
+            }
+        }
+        match outcome {
+            // `get_buffer` ran and may have asked for something (a write, a
+            // close): one more pass settles it. `woken` stays clear, so that
+            // pass does not call `get_buffer` again.
+            Some(ReadOutcome::Pending) => ReadOutcome::Ran,
+            other => other.unwrap_or(ReadOutcome::Panicked),
+        }
+    }
+
+    /// Act on a read's result other than data delivered on the hot path:
+    /// deliver it, or stash it if reading was paused from another thread
+    /// meanwhile. Returns whether the read made progress.
+    #[inline(never)]
+    pub(super) fn read_done(&mut self, outcome: ReadOutcome) -> bool {
+        match outcome {
+            ReadOutcome::Pending => false,
+            ReadOutcome::Panicked | ReadOutcome::Ran => true,
+            outcome if !self.may_deliver() => {
+                // Paused or closed from another thread while we read.
+                if !self.shared().has(CLOSING | LOST) {
+                    self.stash = Some(Box::new(outcome));
+                }
+                true
+            }
+            outcome => {
+                self.deliver(outcome);
+                true
+            }
+        }
+    }
+
+    #[inline]
+    fn data_received(&mut self, data: Bytes) {
+        self.callback("data_received", move |p, _, _| {
+            if let AnyProtocol::Stream(p) = p {
+                p.data_received(data);
+            }
+        });
+    }
+
+    /// Deliver the read result kept back while reading was paused.
+    #[cold]
+    pub(super) fn deliver_stash(&mut self) {
+        if let Some(stashed) = self.stash.take() {
+            self.deliver(*stashed);
+        }
+    }
+
+    /// Hand one read's result to the protocol.
+    pub(super) fn deliver(&mut self, outcome: ReadOutcome) {
+        match outcome {
+            ReadOutcome::Pending | ReadOutcome::Panicked | ReadOutcome::Ran => {}
+            ReadOutcome::Data(data) => self.data_received(data),
+            ReadOutcome::Filled(n) => {
+                self.callback("buffer_updated", move |p, _, _| {
+                    if let AnyProtocol::Buffered(p) = p {
+                        p.buffer_updated(n);
+                    }
+                });
+            }
+            ReadOutcome::EmptyBuffer => {
+                let err = io::Error::other(EMPTY_BUFFER_MSG);
+                call_exception_handler(
+                    &ExceptionContext::new("Fatal error: protocol.get_buffer() call failed.")
+                        .with_error(&err)
+                        .with_peername(self.shared().extra.peer_inet()),
+                );
+                self.fatal(err);
+            }
+            ReadOutcome::Eof => {
+                if self.core.sm.read_eof() {
+                    self.sync_flags();
+                    let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
+                    if keep_open == Some(false) {
+                        self.core.sm.close();
+                    }
+                }
+            }
+            ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            ReadOutcome::Error(e) => self.fatal(e),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The stream driver's write side: flushing the queue (one write for what a
+//! callback wrote, a vectored write for more) and `settle`, which runs the
+//! state machine's events and finishes closes and half-closes.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Driver, Lost};
+use crate::stream::state::{Event, StreamState};
+
+/// At most this many buffers go into one vectored write.
+const MAX_IOV: usize = 64;
+
+impl<IO> Driver<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Write as much of the queue as the I/O takes now. Returns `true` if
+    /// the I/O cannot take more now (the task will be woken when it can).
+    #[inline(always)]
+    pub(super) fn flush(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.core.sm.queued() > 0 {
+            match self.poll_write_queue(cx) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    let sent = self.core.sm.consume(n);
+                    self.handle.shared.release(sent);
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Ok(_)) => {
+                    self.fatal(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fatal(e);
+                    return true;
+                }
+                Poll::Pending => return true,
+            }
+        }
+        false
+    }
+
+    /// One write attempt: the only queued chunk as it is (the common case:
+    /// one callback wrote one buffer), or several in one vectored write.
+    #[inline]
+    pub(super) fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Pending;
+        };
+        match self.core.sm.single_chunk() {
+            Some(chunk) => Pin::new(io).poll_write(cx, chunk),
+            None => Self::poll_write_vectored(io, &self.core.sm, cx),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_write_vectored(
+        io: &mut IO,
+        sm: &StreamState,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut bufs = [IoSlice::new(&[]); MAX_IOV];
+        let n = sm.chunks(&mut bufs);
+        Pin::new(io).poll_write_vectored(cx, &bufs[..n])
+    }
+
+    /// Run events, write, finish closes and half-closes, until nothing is
+    /// left to do without waiting. Returns [`Lost`] once `connection_lost` is
+    /// due (only the general case can find that).
+    #[inline(always)]
+    pub(super) fn settle(&mut self, cx: &mut Context<'_>) -> Option<Lost> {
+        if !self.core.sm.only_writes() {
+            return self.settle_busy(cx, false);
+        }
+        if self.core.sm.queued() > 0 {
+            // The common case: a callback wrote and nothing else happened.
+            // Unless blocked, the flush sent everything (or lost the
+            // connection, which makes the state busy).
+            let blocked = self.flush(cx);
+            if blocked || !self.core.sm.only_writes() {
+                return self.settle_busy(cx, blocked);
+            }
+        }
+        None
+    }
+
+    /// The general case of [`settle`](Self::settle). `blocked`: a write
+    /// attempt already found the I/O full in this pass, so trying again is
+    /// pointless (the task is woken when there is room). Returns [`Lost`]
+    /// when `connection_lost` is due.
+    pub(super) fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> Option<Lost> {
+        loop {
+            while let Some(event) = self.core.sm.poll_event() {
+                match event {
+                    Event::PauseWriting => {
+                        self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
+                    }
+                    Event::ResumeWriting => {
+                        self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
+                    }
+                    Event::ShutdownWrite => self.core.sm.start_shutdown(),
+                    Event::Lost(exc) => {
+                        self.sync_flags();
+                        return Some(Lost(exc));
+                    }
+                }
+            }
+            if self.core.sm.queued() > 0 {
+                if !blocked {
+                    blocked = self.flush(cx);
+                }
+                self.core.sm.check_pause();
+                if self.core.sm.has_events() {
+                    continue;
+                }
+            }
+            if self.core.sm.queued() == 0 {
+                // Only now: `resume_writing` (run above) may have written more.
+                self.core.sm.drained();
+                if self.core.sm.has_events() {
+                    continue;
+                }
+            }
+            if self.core.sm.is_shutting_down() {
+                self.poll_shutdown(cx);
+            }
+            self.sync_flags();
+            if !self.core.sm.has_events() {
+                // `Lost` is the last event: once taken, nothing else is due.
+                return None;
+            }
+        }
+    }
+
+    pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) {
+        let Some(io) = self.io.as_mut() else { return };
+        match Pin::new(io).poll_shutdown(cx) {
+            Poll::Ready(Ok(())) => self.core.sm.shutdown_done(),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
+                // The peer is already gone; the read side will tell.
+                self.core.sm.shutdown_done();
+            }
+            Poll::Ready(Err(e)) => {
+                self.core.sm.shutdown_done();
+                self.fatal(e);
+            }
+            Poll::Pending => {}
+        }
+    }
+}
