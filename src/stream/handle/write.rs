@@ -1,0 +1,256 @@
+//! [`Transport`]'s write side (asyncio's `WriteTransport`): `write` and its
+//! lean in-callback path, `writelines`, `write_eof`, the buffer size and the
+//! watermarks.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{CLOSING, CURRENT, Command, Core, EOF_WRITTEN, LOST, Transport};
+use crate::TransportError;
+use crate::context;
+use crate::stream::state::WriteOutcome;
+
+impl Transport {
+    /// Queue `data` for sending (asyncio's `write`). Never blocks. Empty data
+    /// is ignored. After the connection is lost the data is dropped and
+    /// counted ([`Transport::dropped_writes`]), never an error. After
+    /// [`write_eof`](Self::write_eof) it is an error and nothing is queued.
+    ///
+    /// Pass a received `Bytes` to echo it without a copy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.write(&b"ping"[..]).unwrap();
+    /// t.write(vec![1u8, 2, 3]).unwrap();
+    /// t.write_eof();
+    /// assert!(t.write("late").is_err());
+    /// # }
+    /// ```
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), TransportError> {
+        self.write_bytes(data.into())
+    }
+
+    /// [`write`](Self::write) after the conversion. The common case is kept
+    /// lean: a non-empty write inside one of this transport's callbacks,
+    /// with nothing unusual going on, goes straight into the write queue.
+    #[inline]
+    fn write_bytes(&self, data: Bytes) -> Result<(), TransportError> {
+        let shared = &*self.shared;
+        if shared.flags.load(Ordering::Acquire) & (EOF_WRITTEN | LOST) != 0 || data.is_empty() {
+            return self.write_unusual(data);
+        }
+        let len = data.len();
+        match context::with_frame(&CURRENT, shared.id, data, Core::write) {
+            // Inside a callback, on the task's thread: counted before
+            // `write` returns, and before the task can send any of it.
+            Ok(WriteOutcome::Queued) => shared.add_buffered_here(len),
+            Ok(WriteOutcome::Dropped) => shared.count_dropped_write(),
+            Ok(WriteOutcome::Empty) => {}
+            Err(data) => self.write_outside(data),
+        }
+        Ok(())
+    }
+
+    /// A write from outside the callbacks: counted, then sent to the task.
+    #[inline(never)]
+    fn write_outside(&self, data: Bytes) {
+        self.shared.add_buffered(data.len());
+        self.send_outside(Command::Write(data));
+    }
+
+    /// An empty write, or one after `write_eof()` or the connection's loss.
+    #[cold]
+    fn write_unusual(&self, data: Bytes) -> Result<(), TransportError> {
+        let flags = self.shared.flags.load(Ordering::Acquire);
+        if flags & EOF_WRITTEN != 0 {
+            return Err(TransportError::WriteAfterEof);
+        }
+        if !data.is_empty() && flags & LOST != 0 {
+            self.shared.count_dropped_write();
+        }
+        Ok(())
+    }
+
+    /// Queue several buffers at once (asyncio's `writelines`): they go out in
+    /// one vectored write, and flow control applies as for
+    /// [`write`](Self::write). Empty chunks are skipped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.writelines([&b"GET / HTTP/1.1\r\n"[..], b"", b"\r\n"]).unwrap();
+    /// assert_eq!(t.get_write_buffer_size() <= 18, true);
+    /// # }
+    /// ```
+    pub fn writelines<I>(&self, chunks: I) -> Result<(), TransportError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let flags = self.shared.flags.load(Ordering::Acquire);
+        if flags & EOF_WRITTEN != 0 {
+            return Err(TransportError::WriteAfterEof);
+        }
+        let chunks: Vec<Bytes> = chunks
+            .into_iter()
+            .map(Into::into)
+            .filter(|c: &Bytes| !c.is_empty())
+            .collect();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if flags & LOST != 0 {
+            self.shared.count_dropped_write();
+            return Ok(());
+        }
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        self.shared.add_buffered(total);
+        self.send(Command::WriteMany(chunks));
+        Ok(())
+    }
+
+    /// Half-close: shut down the write half once the buffer is flushed
+    /// (asyncio's `write_eof`). Data is still received afterwards. Later
+    /// writes are errors. A no-op when closing or already done.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(t.can_write_eof());
+    /// t.write_eof();
+    /// t.write_eof(); // idempotent
+    /// # }
+    /// ```
+    pub fn write_eof(&self) {
+        if self.shared.has(CLOSING | EOF_WRITTEN | LOST) {
+            return;
+        }
+        self.shared.set(EOF_WRITTEN);
+        self.send(Command::WriteEof);
+    }
+
+    /// Whether [`write_eof`](Self::write_eof) is supported: `true` for TCP,
+    /// Unix streams and any I/O whose shutdown half-closes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(t.can_write_eof());
+    /// # }
+    /// ```
+    pub fn can_write_eof(&self) -> bool {
+        self.shared.can_write_eof
+    }
+
+    /// Bytes written and not yet handed to the kernel, exact the moment
+    /// [`write`](Self::write) returns, from any thread.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.write(vec![0u8; 1000]).unwrap();
+    /// assert_eq!(t.get_write_buffer_size(), 1000);
+    /// # }
+    /// ```
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.shared.buffer_size()
+    }
+
+    /// The watermarks as `(low, high)`, low first as in asyncio.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert_eq!(t.get_write_buffer_limits(), (16384, 65536));
+    /// # }
+    /// ```
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.shared.limits()
+    }
+
+    /// Set the watermarks (asyncio's `set_write_buffer_limits(high, low)`):
+    /// neither → 64 KiB / 16 KiB; only `high` → `low = high / 4`; only `low`
+    /// → `high = 4 * low`; `low > high` → an error and nothing changes.
+    /// Effective at once: going strictly over the new high pauses the protocol.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.set_write_buffer_limits(Some(1000), None).unwrap();
+    /// assert_eq!(t.get_write_buffer_limits(), (250, 1000));
+    /// assert!(t.set_write_buffer_limits(Some(10), Some(20)).is_err());
+    /// # }
+    /// ```
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), TransportError> {
+        let limits = self.shared.set_limits(high, low)?;
+        self.send(Command::SetLimits(limits));
+        Ok(())
+    }
+
+    /// Close gracefully (asyncio's `close`): stop reading, flush the write
+    /// buffer, then deliver `connection_lost(None)`. Idempotent; a no-op
+    /// after the connection is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.close();
+    /// assert!(t.is_closing());
+    /// t.closed().await;
+    /// t.close(); // silent no-op
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        if self.shared.has(CLOSING | LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Close);
+    }
+
+    /// Close at once (asyncio's `abort`): drop the write buffer and deliver
+    /// `connection_lost(None)`. A no-op after the connection is lost.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// t.abort();
+    /// t.closed().await;
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        if self.shared.has(LOST) {
+            return;
+        }
+        self.shared.set(CLOSING);
+        self.send(Command::Abort);
+    }
+
+    /// Whether the transport is closing or closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// assert!(!t.is_closing());
+    /// # }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shared.has(CLOSING | LOST)
+    }
+}
