@@ -11,18 +11,22 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::exception::{ExceptionContext, call_exception_handler};
-use crate::stream::driver::{FinishHook, OnFinish};
+use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
-use crate::tcp::spawn_tcp;
-use crate::{AnyProtocol, IntoProtocol, WriteLimits};
+use crate::{AnyProtocol, IntoProtocol};
+
+mod accept;
+mod options;
+
+use accept::accept_loop;
+pub use options::{ServerHosts, ServerOptions};
 
 /// How long accepting pauses after EMFILE and the like (asyncio's
 /// `ACCEPT_RETRY_DELAY`).
@@ -31,105 +35,6 @@ use crate::{AnyProtocol, IntoProtocol, WriteLimits};
 /// assert_eq!(tokio_transports::ACCEPT_RETRY_DELAY, std::time::Duration::from_secs(1));
 /// ```
 pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
-
-/// Options for [`create_server`] (asyncio's keyword arguments).
-///
-/// ```
-/// use tokio_transports::ServerOptions;
-/// let opts = ServerOptions { backlog: 1024, reuse_port: true, ..ServerOptions::default() };
-/// assert!(opts.start_serving);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    /// `listen()` backlog (asyncio: 100).
-    pub backlog: u32,
-    /// `SO_REUSEADDR` (asyncio: on, on POSIX).
-    pub reuse_address: bool,
-    /// `SO_REUSEPORT` (asyncio: off).
-    pub reuse_port: bool,
-    /// `SO_KEEPALIVE` on accepted sockets (asyncio 3.13's `keep_alive`).
-    pub keep_alive: bool,
-    /// Listen at once (asyncio: true). If false, the sockets are only bound
-    /// until [`Server::start_serving`] or [`Server::serve_forever`].
-    pub start_serving: bool,
-    /// `TCP_NODELAY` on accepted sockets (asyncio: on).
-    pub nodelay: bool,
-    /// Initial write-buffer watermarks of accepted connections.
-    pub write_limits: WriteLimits,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            backlog: 100,
-            reuse_address: true,
-            reuse_port: false,
-            keep_alive: false,
-            start_serving: true,
-            nodelay: true,
-            write_limits: WriteLimits::default(),
-        }
-    }
-}
-
-/// The host or hosts [`create_server`] binds: a `&str`/`String` (`""` for
-/// every interface), several of them, or `None` for every interface.
-///
-/// ```
-/// use tokio_transports::ServerHosts;
-/// assert_eq!("127.0.0.1".into_hosts(), vec!["127.0.0.1".to_string()]);
-/// assert_eq!(["127.0.0.1", "::1"].into_hosts().len(), 2);
-/// assert_eq!(None::<&str>.into_hosts(), Vec::<String>::new());
-/// ```
-pub trait ServerHosts {
-    /// The host names; empty means every interface.
-    ///
-    /// ```
-    /// use tokio_transports::ServerHosts;
-    /// assert!("".into_hosts().is_empty());
-    /// ```
-    fn into_hosts(self) -> Vec<String>;
-}
-
-impl ServerHosts for &str {
-    fn into_hosts(self) -> Vec<String> {
-        if self.is_empty() {
-            Vec::new()
-        } else {
-            vec![self.to_string()]
-        }
-    }
-}
-
-impl ServerHosts for String {
-    fn into_hosts(self) -> Vec<String> {
-        self.as_str().into_hosts()
-    }
-}
-
-impl ServerHosts for Option<&str> {
-    fn into_hosts(self) -> Vec<String> {
-        self.map(|h| h.into_hosts()).unwrap_or_default()
-    }
-}
-
-impl ServerHosts for &[&str] {
-    fn into_hosts(self) -> Vec<String> {
-        self.iter().flat_map(|h| h.into_hosts()).collect()
-    }
-}
-
-impl<const N: usize> ServerHosts for [&str; N] {
-    fn into_hosts(self) -> Vec<String> {
-        self.as_slice().into_hosts()
-    }
-}
-
-impl ServerHosts for Vec<String> {
-    fn into_hosts(self) -> Vec<String> {
-        self.into_iter().filter(|h| !h.is_empty()).collect()
-    }
-}
 
 /// Hashes transport ids (distinct integers from a counter) by one
 /// multiplication instead of SipHash.
@@ -586,104 +491,4 @@ impl Server {
     pub fn clients(&self) -> Vec<Transport> {
         self.inner.lock().clients.values().cloned().collect()
     }
-}
-
-fn is_resource_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
-    )
-}
-
-/// errno values (Linux) without a libc dependency.
-mod libc_errno {
-    pub const ENOMEM: i32 = 12;
-    pub const ENFILE: i32 = 23;
-    pub const EMFILE: i32 = 24;
-    pub const ENOBUFS: i32 = 105;
-}
-
-async fn accept_loop(server: Weak<Inner>, listener: Arc<TcpListener>, addr: SocketAddr) {
-    loop {
-        let accepted = listener.accept().await;
-        let Some(inner) = server.upgrade() else {
-            return;
-        };
-        match accepted {
-            Ok((stream, peer)) => accept_one(&inner, stream, peer),
-            Err(_) if inner.lock().closed => return,
-            Err(e) if is_resource_error(&e) => {
-                call_exception_handler(
-                    &ExceptionContext::new("socket.accept() out of system resource")
-                        .with_error(&e)
-                        .with_sockname(Some(addr)),
-                );
-                drop(inner);
-                // One retry after the delay, however many errors the batch had.
-                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(e) => {
-                call_exception_handler(
-                    &ExceptionContext::new("socket.accept() failed")
-                        .with_error(&e)
-                        .with_sockname(Some(addr)),
-                );
-                drop(inner);
-                // Do not spin on a persistent error.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAddr) {
-    let opts = &inner.options;
-    if opts.keep_alive {
-        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    }
-    let factory = inner.factory.clone();
-    let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (factory)())) {
-        Ok(p) => p,
-        Err(_) => {
-            let err = io::Error::other("protocol_factory() panicked");
-            call_exception_handler(
-                &ExceptionContext::new("Error on transport creation for incoming connection")
-                    .with_error(&err)
-                    .with_peername(Some(peer)),
-            );
-            return;
-        }
-    };
-    let on_finish = inner
-        .detach
-        .get_or_init(|| {
-            let weak = Arc::downgrade(inner);
-            let hook: FinishHook = Box::new(move |t: &Transport| {
-                if let Some(inner) = weak.upgrade() {
-                    let mut st = inner.lock();
-                    st.clients.remove(&t.id());
-                    // Only `wait_closed` cares, and only once the server is closed.
-                    if st.closed && st.clients.is_empty() {
-                        drop(st);
-                        inner.changed.notify_waiters();
-                    }
-                }
-            });
-            Arc::new(hook)
-        })
-        .clone();
-    // Attach before `connection_made` runs: hold the lock across the spawn,
-    // so the task cannot finish (and detach) before it is attached.
-    let mut st = inner.lock();
-    let (transport, _started) = spawn_tcp(
-        stream,
-        protocol,
-        opts.nodelay,
-        opts.write_limits,
-        Some(peer),
-        Some(on_finish),
-        false,
-    );
-    st.clients.insert(transport.id(), transport);
 }

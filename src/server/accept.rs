@@ -1,0 +1,116 @@
+//! The accept loop of one listening socket: accept, pause a moment after
+//! EMFILE and the like (as CPython does), and hand each connection its
+//! protocol and transport, attached to the server before `connection_made`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::{ACCEPT_RETRY_DELAY, Inner};
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::stream::driver::FinishHook;
+use crate::stream::handle::Transport;
+use crate::tcp::spawn_tcp;
+
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM)
+    )
+}
+
+/// errno values (Linux) without a libc dependency.
+mod libc_errno {
+    pub const ENOMEM: i32 = 12;
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
+    pub const ENOBUFS: i32 = 105;
+}
+
+pub(super) async fn accept_loop(server: Weak<Inner>, listener: Arc<TcpListener>, addr: SocketAddr) {
+    loop {
+        let accepted = listener.accept().await;
+        let Some(inner) = server.upgrade() else {
+            return;
+        };
+        match accepted {
+            Ok((stream, peer)) => accept_one(&inner, stream, peer),
+            Err(_) if inner.lock().closed => return,
+            Err(e) if is_resource_error(&e) => {
+                call_exception_handler(
+                    &ExceptionContext::new("socket.accept() out of system resource")
+                        .with_error(&e)
+                        .with_sockname(Some(addr)),
+                );
+                drop(inner);
+                // One retry after the delay, however many errors the batch had.
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            Err(e) => {
+                call_exception_handler(
+                    &ExceptionContext::new("socket.accept() failed")
+                        .with_error(&e)
+                        .with_sockname(Some(addr)),
+                );
+                drop(inner);
+                // Do not spin on a persistent error.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let opts = &inner.options;
+    if opts.keep_alive {
+        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+    }
+    let factory = inner.factory.clone();
+    let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (factory)())) {
+        Ok(p) => p,
+        Err(_) => {
+            let err = io::Error::other("protocol_factory() panicked");
+            call_exception_handler(
+                &ExceptionContext::new("Error on transport creation for incoming connection")
+                    .with_error(&err)
+                    .with_peername(Some(peer)),
+            );
+            return;
+        }
+    };
+    let on_finish = inner
+        .detach
+        .get_or_init(|| {
+            let weak = Arc::downgrade(inner);
+            let hook: FinishHook = Box::new(move |t: &Transport| {
+                if let Some(inner) = weak.upgrade() {
+                    let mut st = inner.lock();
+                    st.clients.remove(&t.id());
+                    // Only `wait_closed` cares, and only once the server is closed.
+                    if st.closed && st.clients.is_empty() {
+                        drop(st);
+                        inner.changed.notify_waiters();
+                    }
+                }
+            });
+            Arc::new(hook)
+        })
+        .clone();
+    // Attach before `connection_made` runs: hold the lock across the spawn,
+    // so the task cannot finish (and detach) before it is attached.
+    let mut st = inner.lock();
+    let (transport, _started) = spawn_tcp(
+        stream,
+        protocol,
+        opts.nodelay,
+        opts.write_limits,
+        Some(peer),
+        Some(on_finish),
+        false,
+    );
+    st.clients.insert(transport.id(), transport);
+}
