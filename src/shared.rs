@@ -83,6 +83,34 @@ impl Common {
         self.flags.fetch_or(bits, Ordering::AcqRel);
     }
 
+    /// `close()`'s part here, the same for every kind of transport: mark
+    /// the transport closing and return whether its task must be told
+    /// (`false` once closing or lost: `close()` is then a silent no-op).
+    pub(crate) fn mark_closing(&self) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        self.set(flags::CLOSING);
+        true
+    }
+
+    /// `abort()`'s part here: as [`mark_closing`](Self::mark_closing), but
+    /// an abort after `close()` still goes to the task (it drops the buffer);
+    /// only a lost transport ignores it.
+    pub(crate) fn mark_aborting(&self) -> bool {
+        if self.has(LOST) {
+            return false;
+        }
+        self.set(flags::CLOSING);
+        true
+    }
+
+    /// asyncio's `is_closing()`: closing, or already lost.
+    #[inline]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.has(flags::CLOSING | LOST)
+    }
+
     pub(crate) fn clear(&self, bits: u8) {
         self.flags.fetch_and(!bits, Ordering::AcqRel);
     }

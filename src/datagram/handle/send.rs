@@ -178,11 +178,9 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
-        if self.shared.has(CLOSING | LOST) {
-            return;
+        if self.shared.mark_closing() {
+            self.send(Command::Close);
         }
-        self.shared.set(CLOSING);
-        self.send(Command::Close);
     }
 
     /// Close at once (asyncio's `abort`): drop the queued datagrams and
@@ -198,11 +196,9 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn abort(&self) {
-        if self.shared.has(LOST) {
-            return;
+        if self.shared.mark_aborting() {
+            self.send(Command::Abort);
         }
-        self.shared.set(CLOSING);
-        self.send(Command::Abort);
     }
 
     /// Whether the endpoint is closing or closed.
@@ -215,6 +211,6 @@ impl DatagramTransport {
     /// # Ok(()) }
     /// ```
     pub fn is_closing(&self) -> bool {
-        self.shared.has(CLOSING | LOST)
+        self.shared.is_closing()
     }
 }

@@ -16,7 +16,6 @@ use super::Driver;
 use crate::error::EMPTY_BUFFER_MSG;
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::protocol::AnyProtocol;
-use crate::stream::handle::{CLOSING, LOST};
 use crate::stream::read_pool::{self, Pool};
 
 /// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
@@ -156,7 +155,7 @@ where
             ReadOutcome::Panicked | ReadOutcome::Ran => true,
             outcome if !self.may_deliver() => {
                 // Paused or closed from another thread while we read.
-                if !self.shared().has(CLOSING | LOST) {
+                if !self.shared().is_closing() {
                     self.stash = Some(Box::new(outcome));
                 }
                 true

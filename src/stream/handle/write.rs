@@ -215,11 +215,9 @@ impl Transport {
     /// # }
     /// ```
     pub fn close(&self) {
-        if self.shared.has(CLOSING | LOST) {
-            return;
+        if self.shared.mark_closing() {
+            self.send(Command::Close);
         }
-        self.shared.set(CLOSING);
-        self.send(Command::Close);
     }
 
     /// Close at once (asyncio's `abort`): drop the write buffer and deliver
@@ -234,11 +232,9 @@ impl Transport {
     /// # }
     /// ```
     pub fn abort(&self) {
-        if self.shared.has(LOST) {
-            return;
+        if self.shared.mark_aborting() {
+            self.send(Command::Abort);
         }
-        self.shared.set(CLOSING);
-        self.send(Command::Abort);
     }
 
     /// Whether the transport is closing or closed.
@@ -251,6 +247,6 @@ impl Transport {
     /// # }
     /// ```
     pub fn is_closing(&self) -> bool {
-        self.shared.has(CLOSING | LOST)
+        self.shared.is_closing()
     }
 }
