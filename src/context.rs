@@ -89,6 +89,12 @@ pub(crate) fn scope<F: 'static, R>(
 
 /// If this thread is inside a callback of transport `id`, run `f` on that
 /// driver's frame with `arg`; otherwise hand `arg` back.
+///
+/// While `f` runs, the slot is cleared (and restored afterwards, also when
+/// `f` unwinds), so code that `f` runs and that calls back into the same
+/// transport (a `Bytes` dropped in `f` runs its owner's `Drop`, which may be
+/// user code) finds no frame and takes the channel: the frame is never
+/// reachable twice.
 #[inline]
 pub(crate) fn with_frame<F: 'static, A, R>(
     slot: &'static LocalKey<Slot<F>>,
@@ -96,17 +102,40 @@ pub(crate) fn with_frame<F: 'static, A, R>(
     arg: A,
     f: impl FnOnce(&mut F, A) -> R,
 ) -> Result<R, A> {
-    let frame = slot.with(|s| (s.id.get() == id).then(|| s.frame.get()));
+    /// Puts the slot's values back, also when `f` unwinds.
+    struct Restore<F: 'static> {
+        slot: &'static LocalKey<Slot<F>>,
+        id: usize,
+        frame: *mut F,
+    }
+    impl<F> Drop for Restore<F> {
+        #[inline]
+        fn drop(&mut self) {
+            self.slot.with(|s| {
+                s.id.set(self.id);
+                s.frame.set(self.frame);
+            });
+        }
+    }
+    let frame = slot.with(|s| {
+        (s.id.get() == id).then(|| {
+            s.id.set(0);
+            s.frame.replace(std::ptr::null_mut())
+        })
+    });
     let Some(frame) = frame else {
         return Err(arg);
     };
-    // SAFETY: the slot holds `id` only while `scope(slot, id, frame, _)`
+    let _restore = Restore { slot, id, frame };
+    // SAFETY: the slot held `id` only while `scope(slot, id, frame, _)`
     // runs its callback on this thread (ids are never 0, and the guard
     // restores the outer values when the callback ends or unwinds), and
     // the pointer came from the `&mut F` that `scope` was given for
     // exactly that time. Neither `scope` nor its caller touches the frame
-    // while the callback runs, and `f` cannot reach this slot's frame again
-    // (a nested scope installs its own), so this is the only access to it.
+    // while the callback runs. The slot is cleared until `_restore` drops,
+    // after `f` returns or unwinds, so nothing `f` runs (a nested scope
+    // installs its own frame; a nested `with_frame` for `id` finds none)
+    // can reach this frame again: this is the only access to it.
     let frame = unsafe { &mut *frame };
     Ok(f(frame, arg))
 }
@@ -144,6 +173,63 @@ mod tests {
         });
         assert_eq!(cmds, vec![1]);
         assert_eq!(try_push(&SLOT, 7, 3), Some(3), "outside any callback");
+    }
+
+    #[test]
+    fn the_frame_is_unreachable_while_with_frame_works_on_it() {
+        let mut cmds = Vec::new();
+        scope(&SLOT, 5, &mut cmds, || {
+            let nested = with_frame(&SLOT, 5, 1, |frame, v| {
+                frame.push(v);
+                // Code run here (a `Drop`, say) that calls the same
+                // transport gets no second `&mut` to the frame.
+                try_push(&SLOT, 5, 2)
+            });
+            assert_eq!(nested, Ok(Some(2)), "the nested call is handed back");
+            assert_eq!(try_push(&SLOT, 5, 3), None, "restored afterwards");
+            let r = std::panic::catch_unwind(|| {
+                let _ = with_frame(&SLOT, 5, (), |_, _| panic!("boom"));
+            });
+            assert!(r.is_err());
+            assert_eq!(try_push(&SLOT, 5, 4), None, "restored after a panic too");
+        });
+        assert_eq!(cmds, vec![1, 3, 4]);
+    }
+
+    /// The case: a `Bytes` whose owner's `Drop` calls the same
+    /// transport, dropped while `with_frame` works on the frame.
+    #[test]
+    fn a_bytes_owner_dropped_inside_with_frame_takes_the_channel() {
+        thread_local! { static BYTES: Slot<Vec<bytes::Bytes>> = const { Slot::new() }; }
+        struct Owner(std::sync::Arc<std::sync::Mutex<Option<bool>>>);
+        impl AsRef<[u8]> for Owner {
+            fn as_ref(&self) -> &[u8] {
+                b"owned"
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                let handed_back = try_push(&BYTES, 9, bytes::Bytes::from_static(b"x")).is_some();
+                *self.0.lock().unwrap() = Some(handed_back);
+            }
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let owned = bytes::Bytes::from_owner(Owner(seen.clone()));
+        let mut frame = Vec::new();
+        scope(&BYTES, 9, &mut frame, || {
+            let r = with_frame(&BYTES, 9, owned, |frame, data| {
+                frame.push(bytes::Bytes::from_static(b"first"));
+                drop(data);
+                frame.len()
+            });
+            assert_eq!(r.ok(), Some(1));
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(true),
+            "the owner's write went to the channel"
+        );
+        assert_eq!(frame.len(), 1);
     }
 
     #[test]

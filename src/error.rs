@@ -93,5 +93,11 @@ impl CallbackPanicked {
     }
 }
 
+/// The error `connection_lost` gets when the connection's task is dropped
+/// before the connection finished (its runtime shut down or was dropped, or
+/// the task was aborted).
+pub(crate) const TASK_DROPPED_MSG: &str =
+    "the transport's task was dropped before the connection finished (runtime shut down)";
+
 /// The message asyncio uses when `get_buffer` returns no room.
 pub(crate) const EMPTY_BUFFER_MSG: &str = "get_buffer() returned an empty buffer";

@@ -131,6 +131,10 @@ impl Extra {
         self.peername.as_ref().and_then(SocketAddress::as_inet)
     }
 
+    pub(crate) fn sock_inet(&self) -> Option<SocketAddr> {
+        self.sockname.as_ref().and_then(SocketAddress::as_inet)
+    }
+
     pub(crate) fn clear_fd(&self) {
         *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }

@@ -41,6 +41,7 @@ mod datagram;
 mod error;
 mod exception;
 mod extra;
+mod flow;
 mod inbox;
 mod limits;
 mod protocol;

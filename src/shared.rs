@@ -96,13 +96,13 @@ impl Common {
 
     /// `abort()`'s part here: as [`mark_closing`](Self::mark_closing), but
     /// an abort after `close()` still goes to the task (it drops the buffer);
-    /// only a lost transport ignores it.
+    /// only a lost transport ignores it. As in asyncio, the transport is lost
+    /// the moment `abort()` returns, from any thread: the write buffer size
+    /// reads 0 and later writes are dropped and counted; the task discards
+    /// the buffer when the command reaches it.
     pub(crate) fn mark_aborting(&self) -> bool {
-        if self.has(LOST) {
-            return false;
-        }
-        self.set(flags::CLOSING);
-        true
+        let before = self.flags.fetch_or(flags::CLOSING | LOST, Ordering::AcqRel);
+        before & LOST == 0
     }
 
     /// asyncio's `is_closing()`: closing, or already lost.
@@ -140,9 +140,20 @@ impl Common {
     /// Bytes accepted by `write` (or `sendto`) and not yet sent: exact from
     /// any thread once the call that added them has returned. (Two loads: a
     /// reader racing with the task's sends and another thread's writes may
-    /// see a total between the values before and after them.)
+    /// see a total between the values before and after them.) 0 once the
+    /// transport is lost: nothing more will be sent (the task releases the
+    /// counted bytes as it discards them).
     #[inline]
     pub(crate) fn buffer_size(&self) -> usize {
+        if self.has(LOST) {
+            return 0;
+        }
+        self.counted()
+    }
+
+    /// The counters' total, lost or not.
+    #[inline]
+    fn counted(&self) -> usize {
         self.buffered_here.load(Ordering::Acquire) + self.buffered.load(Ordering::Acquire)
     }
 
@@ -170,12 +181,14 @@ impl Common {
     /// Whether the write buffer is strictly over the high watermark.
     #[inline]
     pub(crate) fn over_high(&self) -> bool {
-        self.buffer_size() > self.high.load(Ordering::Relaxed)
+        self.counted() > self.high.load(Ordering::Relaxed)
     }
 
-    /// Count one write dropped because the transport is lost, and report it
-    /// once the count reaches the threshold.
+    /// Count one write (one `write`, `writelines` or `sendto` call) dropped
+    /// because the transport is lost, and report it once the count reaches
+    /// the threshold. A later `drain()` reports the loss.
     pub(crate) fn count_dropped_write(&self) {
+        self.set(DISCARDED);
         let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
             call_exception_handler(
@@ -206,12 +219,10 @@ impl Common {
     }
 
     /// Wake `drain()` callers if the buffer is at or below the low
-    /// watermark, or the transport is lost.
+    /// watermark (a lost transport wakes them in [`finish`](Self::finish)).
     #[inline]
     pub(crate) fn notify_drained(&self) {
-        if self.drain_waiters.load(Ordering::Acquire) > 0
-            && (self.buffer_size() <= self.low() || self.has(LOST))
-        {
+        if self.drain_waiters.load(Ordering::Acquire) > 0 && self.counted() <= self.low() {
             self.drained.notify_waiters();
         }
     }
@@ -225,8 +236,10 @@ impl Common {
         }
     }
 
-    /// Resolves when the buffer is at or below the low watermark; an error
-    /// if the transport was lost with data unsent. `poke` must wake the
+    /// Resolves when the buffer is at or below the low watermark. Once the
+    /// transport is lost it waits for the task to finish (by then every
+    /// write is either sent or counted as dropped) and resolves to an error
+    /// if any write was not delivered. `poke` must wake the
     /// task so that it calls [`notify_drained`](Self::notify_drained) (the
     /// inbox's `poke`): the task lowers `buffered_here` with a plain store,
     /// which the CPU may order after its check for waiters, so a waiter that
@@ -254,8 +267,9 @@ impl Common {
     }
 
     fn drained_now(&self) -> Option<io::Result<()>> {
-        if self.has(LOST) {
-            return Some(if self.has(DISCARDED) {
+        let flags = self.flags.load(Ordering::Acquire);
+        if flags & FINISHED != 0 {
+            return Some(if flags & DISCARDED != 0 {
                 Err(io::Error::new(
                     io::ErrorKind::ConnectionReset,
                     "connection lost with data unsent",
@@ -264,7 +278,12 @@ impl Common {
                 Ok(())
             });
         }
-        (self.buffer_size() <= self.low()).then_some(Ok(()))
+        if flags & LOST != 0 {
+            // Writes may still be on their way to the task, to be counted
+            // as dropped when it finishes: wait for that.
+            return None;
+        }
+        (self.counted() <= self.low()).then_some(Ok(()))
     }
 
     /// Resolves once `connection_lost` has run and the I/O is released.

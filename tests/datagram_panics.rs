@@ -144,7 +144,7 @@ async fn a_panic_in_pause_writing_is_reported_and_not_fatal() {
     }
     assert!(matches!(probe.next().await, Ev::PauseWriting(_)));
     assert!(!t.is_closing());
-    assert_eq!(cap.reports()[0].0, "protocol.pause_writing() call failed.");
+    assert_eq!(cap.reports()[0].0, "protocol.pause_writing() failed");
     // The flag flipped all the same: resume_writing follows the drain.
     let mut got = 0;
     while got < 20 {

@@ -24,8 +24,8 @@ use tokio::io::Ready;
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::handle::{
-    CLOSING, CURRENT, Command, DatagramTransport, LOST, PROTOCOL_SWAP, READ_DONE, READ_PAUSED,
-    Shared,
+    CLOSING, CURRENT, Command, DISCARDED, DatagramTransport, LOST, PROTOCOL_SWAP, READ_DONE,
+    READ_PAUSED, Shared,
 };
 use super::protocol::DatagramProtocol;
 use super::socket::{
@@ -33,8 +33,8 @@ use super::socket::{
 };
 use super::state::{Datagram, DatagramState, Event, Phase, Queued, ReadState, cost};
 use crate::context;
-use crate::error::CallbackPanicked;
-use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::error::{CallbackPanicked, TASK_DROPPED_MSG};
+use crate::flow::{self, Kind, OnPanic};
 use crate::inbox::Registered;
 
 /// Datagrams received per poll before the task yields to its neighbours.
@@ -72,20 +72,14 @@ fn report_panic(
     name: &'static str,
     payload: &(dyn Any + Send),
 ) -> CallbackPanicked {
-    let err = CallbackPanicked::from_payload(name, payload);
-    let text = if name == "connection_made" {
-        format!("Fatal error: protocol.{name}() call failed.")
-    } else {
-        format!("protocol.{name}() call failed.")
-    };
-    let sockname = shared.extra.sockname.as_ref().and_then(|a| a.as_inet());
-    call_exception_handler(
-        &ExceptionContext::new(&text)
-            .with_error(&err)
-            .with_peername(shared.extra.peer_inet())
-            .with_sockname(sockname),
-    );
-    err
+    let extra = &shared.extra;
+    flow::report_panic(
+        Kind::Datagram,
+        name,
+        payload,
+        extra.peer_inet(),
+        extra.sock_inet(),
+    )
 }
 
 /// One endpoint's task.
@@ -194,16 +188,27 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// asyncio's policy: a failing `connection_made` is fatal here (as for
-    /// stream transports); failures in `datagram_received`, `error_received`,
-    /// `pause_writing`, `resume_writing` and `connection_lost` are reported
-    /// and change nothing else.
+    /// asyncio's policy (see [`flow::on_panic`]): a failing
+    /// `connection_made` is fatal here (as for stream transports); failures
+    /// in `datagram_received`, `error_received`, `pause_writing`,
+    /// `resume_writing` and `connection_lost` are reported and change
+    /// nothing else.
     fn on_panic(&mut self, name: &'static str, payload: Box<dyn Any + Send>) {
         let err = report_panic(self.shared(), name, &*payload);
-        if name == "connection_made" {
-            let discarded = self.sm.abort(Some(io::Error::other(err)));
-            self.shared().release(discarded);
+        if flow::on_panic(Kind::Datagram, name) == OnPanic::Fatal {
+            self.abort(Some(io::Error::other(err)));
         }
+    }
+
+    /// Drop the queue and lose the endpoint (once); a later `drain()`
+    /// reports discarded datagrams.
+    fn abort(&mut self, exc: Option<io::Error>) {
+        let discarded = self.sm.abort(exc);
+        self.sync_flags();
+        if discarded > 0 {
+            self.shared().set(DISCARDED);
+        }
+        self.shared().release(discarded);
     }
 
     /// Apply the commands sent from outside the callbacks (one atomic load
@@ -254,10 +259,7 @@ impl<S: Socket> Driver<S> {
             Command::Send(data, to) => self.send_or_queue(data, to),
             Command::SendFailed(e) => self.sm.error(e),
             Command::Close => self.sm.close(),
-            Command::Abort => {
-                let discarded = self.sm.abort(None);
-                self.shared().release(discarded);
-            }
+            Command::Abort => self.abort(None),
             Command::PauseReading => self.sm.pause_reading(),
             Command::ResumeReading => self.sm.resume_reading(),
             Command::SetLimits(limits) => self.sm.set_limits(limits),
@@ -515,6 +517,32 @@ impl<S: Socket> Driver<S> {
         self.stage = Stage::Finished;
         let exc = self.lost.take().flatten();
         self.callback("connection_lost", move |p, _| p.connection_lost(exc));
+        self.release();
+    }
+
+    /// The task is dropped before the endpoint finished (its runtime shut
+    /// down or was dropped, or the task was aborted): as for stream
+    /// transports, discard the queue, deliver `connection_lost` with
+    /// [`TASK_DROPPED_MSG`] if `connection_made` ran (not while the thread
+    /// is already panicking), then release everything.
+    #[cold]
+    fn abandon(&mut self) {
+        let was_running = self.stage == Stage::Running;
+        self.stage = Stage::Finished;
+        self.abort(None);
+        if was_running && !std::thread::panicking() {
+            let err = io::Error::other(TASK_DROPPED_MSG);
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                self.callback("connection_lost", move |p, _| p.connection_lost(Some(err)))
+            }));
+        }
+        self.release();
+    }
+
+    /// The shared side of the end: refuse further commands, count the
+    /// datagrams still in the inbox as dropped, release the socket (its fd
+    /// first, under the lock `with_socket` takes) and wake every waiter.
+    fn release(&mut self) {
         // Whatever is still in the inbox will never be sent.
         for cmd in self.handle.shared.inbox.close() {
             if let Command::Send(data, _) = cmd {
@@ -530,6 +558,14 @@ impl<S: Socket> Driver<S> {
         self.direct_sock = None;
         self.sock = None;
         shared.finish();
+    }
+}
+
+impl<S: Socket> Drop for Driver<S> {
+    fn drop(&mut self) {
+        if self.stage != Stage::Finished {
+            self.abandon();
+        }
     }
 }
 

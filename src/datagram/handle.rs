@@ -52,7 +52,7 @@ pub(crate) enum Command {
 /// A closure run on the protocol by [`DatagramTransport::with_protocol`].
 pub(crate) type ProtocolFn = Box<dyn FnOnce(&mut dyn DatagramProtocol) + Send>;
 
-pub(crate) use crate::shared::flags::{CLOSING, FINISHED, LOST, READ_DONE, READ_PAUSED};
+pub(crate) use crate::shared::flags::{CLOSING, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED};
 /// `set_protocol()` was called and the task has not switched yet.
 pub(crate) const PROTOCOL_SWAP: u8 = crate::shared::flags::KIND_0;
 

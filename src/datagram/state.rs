@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::WriteLimits;
 use crate::extra::SocketAddress;
+use crate::flow::FlowControl;
 
 /// What every queued datagram adds to the write buffer size on top of its
 /// length, as in CPython (`_header_size = 8`), so that a flood of empty
@@ -84,8 +85,8 @@ pub(crate) struct DatagramState {
     queue: VecDeque<Datagram>,
     /// Sum of [`cost`] over the queue.
     queued: usize,
-    limits: WriteLimits,
-    write_paused: bool,
+    /// The watermarks and the paused-writing flag (shared logic).
+    flow: FlowControl,
     phase: Phase,
     read: ReadState,
     events: VecDeque<Event>,
@@ -96,8 +97,7 @@ impl DatagramState {
         DatagramState {
             queue: VecDeque::new(),
             queued: 0,
-            limits,
-            write_paused: false,
+            flow: FlowControl::new(limits),
             phase: Phase::Open,
             read: ReadState::Reading,
             events: VecDeque::new(),
@@ -139,7 +139,7 @@ impl DatagramState {
 
     #[cfg(test)]
     fn is_write_paused(&self) -> bool {
-        self.write_paused
+        self.flow.is_paused()
     }
 
     #[cfg(test)]
@@ -200,15 +200,13 @@ impl DatagramState {
     /// Emit `PauseWriting` if the queue is strictly over the high watermark
     /// and the protocol is not paused yet.
     pub(crate) fn check_pause(&mut self) {
-        if self.phase != Phase::Lost && !self.write_paused && self.queued > self.limits.high {
-            self.write_paused = true;
+        if self.phase != Phase::Lost && self.flow.pause_due(self.queued) {
             self.events.push_back(Event::PauseWriting);
         }
     }
 
     fn maybe_resume(&mut self) {
-        if self.write_paused && self.queued <= self.limits.low && self.phase != Phase::Lost {
-            self.write_paused = false;
+        if self.phase != Phase::Lost && self.flow.resume_due(self.queued) {
             self.events.push_back(Event::ResumeWriting);
         }
     }
@@ -216,7 +214,7 @@ impl DatagramState {
     /// New watermarks, effective at once: may pause (never resumes by
     /// itself, as in asyncio; the next send does).
     pub(crate) fn set_limits(&mut self, limits: WriteLimits) {
-        self.limits = limits;
+        self.flow.set_limits(limits);
         self.check_pause();
     }
 
@@ -263,16 +261,21 @@ impl DatagramState {
         let discarded = self.queued;
         self.queue.clear();
         self.queued = 0;
+        // An abort drops the buffer without a drain: a flow-control call
+        // not delivered yet is moot (asyncio's would have run inside the
+        // `sendto` that caused it).
+        self.events
+            .retain(|e| !matches!(e, Event::PauseWriting | Event::ResumeWriting));
         self.lose(exc);
         discarded
     }
 
+    /// `connection_lost` is due after the events already due: a
+    /// `resume_writing` earned by the flush of a closing endpoint is still
+    /// delivered first, as in asyncio (and as for stream transports).
     fn lose(&mut self, exc: Option<io::Error>) {
         self.phase = Phase::Lost;
         self.read = ReadState::Stopped;
-        // Nothing but `connection_lost` may follow.
-        self.events
-            .retain(|e| !matches!(e, Event::PauseWriting | Event::ResumeWriting));
         self.events.push_back(Event::Lost(exc));
     }
 }
@@ -394,6 +397,19 @@ mod tests {
         assert!(!sm.can_send_now());
         sm.close();
         assert!(events(&mut sm).is_empty(), "close twice is a no-op");
+    }
+
+    #[test]
+    fn a_paused_endpoint_closed_gets_resume_writing_before_lost() {
+        let mut sm = DatagramState::new(limits(10, 0));
+        sm.enqueue(dg(20));
+        sm.check_pause();
+        assert_eq!(events(&mut sm), ["pause"]);
+        sm.close();
+        assert!(events(&mut sm).is_empty(), "still flushing");
+        assert_eq!(sm.sent(), 28);
+        sm.drained();
+        assert_eq!(events(&mut sm), ["resume", "lost"]);
     }
 
     #[test]

@@ -32,8 +32,8 @@ use super::handle::{
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
 use crate::context;
-use crate::error::CallbackPanicked;
-use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::error::TASK_DROPPED_MSG;
+use crate::flow::{self, Kind, OnPanic};
 use crate::inbox::Registered;
 use crate::protocol::AnyProtocol;
 
@@ -79,10 +79,9 @@ pub(crate) struct Driver<IO> {
     on_finish: Option<OnFinish>,
 }
 
-impl<IO> Driver<IO>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
+// What needs no I/O (callbacks, commands, start and finish) is in a block
+// without bounds, so that `Drop` can use it.
+impl<IO> Driver<IO> {
     pub(crate) fn new(
         io: IO,
         handle: Transport,
@@ -139,18 +138,16 @@ where
         }
     }
 
+    /// asyncio's rule (see [`flow::on_panic`]): reported, and fatal unless
+    /// the callback was `pause_writing`, `resume_writing` or
+    /// `connection_lost`.
     fn on_panic(&mut self, name: &'static str, payload: Box<dyn Any + Send>) {
-        let err = CallbackPanicked::from_payload(name, &*payload);
-        let text = format!("Fatal error: protocol.{name}() call failed.");
-        call_exception_handler(
-            &ExceptionContext::new(&text)
-                .with_error(&err)
-                .with_peername(self.shared().extra.peer_inet()),
-        );
-        if name == "connection_lost" {
-            return;
+        let extra = &self.shared().extra;
+        let (peer, sock) = (extra.peer_inet(), extra.sock_inet());
+        let err = flow::report_panic(Kind::Stream, name, &*payload, peer, sock);
+        if flow::on_panic(Kind::Stream, name) == OnPanic::Fatal {
+            self.fatal(io::Error::other(err));
         }
-        self.fatal(io::Error::other(err));
     }
 
     #[inline]
@@ -171,9 +168,10 @@ where
         }
     }
 
-    /// Apply the commands sent from outside the callbacks.
+    /// Apply the commands sent from outside the callbacks. Returns whether
+    /// the inbox had anything (a command or a poke).
     #[inline]
-    fn apply_inbox(&mut self) {
+    fn apply_inbox(&mut self) -> bool {
         // Callbacks' commands are applied as each callback returns, so the
         // list is empty here unless the inbox had something.
         debug_assert!(self.core.commands.is_empty());
@@ -181,7 +179,9 @@ where
             // A `drain()` waiter may have poked us (see `Common::drain`).
             self.shared().notify_drained();
             self.apply_scratch();
+            return true;
         }
+        false
     }
 
     // ---- commands ------------------------------------------------------
@@ -189,11 +189,7 @@ where
     fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::Write(data) => self.enqueue(data),
-            Command::WriteMany(chunks) => {
-                for data in chunks {
-                    self.enqueue(data);
-                }
-            }
+            Command::WriteMany(chunks) => self.enqueue_many(chunks),
             Command::WriteEof => self.core.sm.write_eof(),
             Command::Close => self.core.sm.close(),
             Command::Abort => self.lose(None),
@@ -212,6 +208,19 @@ where
         if self.core.sm.write(data) == WriteOutcome::Dropped {
             self.forget_bytes(len);
             self.shared().count_dropped_write();
+        }
+    }
+
+    /// One `writelines` call: queued whole, or dropped and counted as one
+    /// write (the rule the handle follows too).
+    fn enqueue_many(&mut self, chunks: Vec<Bytes>) {
+        if !self.core.sm.accepts_writes() {
+            self.forget_bytes(chunks.iter().map(Bytes::len).sum());
+            self.shared().count_dropped_write();
+            return;
+        }
+        for data in chunks {
+            self.core.sm.write(data);
         }
     }
 
@@ -289,13 +298,25 @@ where
         self.callback("connection_lost", move |p, _, _| {
             p.base_mut().connection_lost(exc)
         });
-        // Whatever is still in the channel will never be sent.
+        self.release();
+    }
+
+    /// The shared side of the end, after `connection_lost`: refuse further
+    /// commands, count every write still in the channel as dropped (it
+    /// raced with the loss: `write` returned `Ok`, so it must not vanish
+    /// silently), release the I/O (its fd first, under the lock that
+    /// `with_socket` takes), wake every waiter, and detach from the server.
+    /// Commands still in the channel are dropped: a `with_protocol` waiter
+    /// gets `None`.
+    fn release(&mut self) {
         for cmd in self.handle.shared.inbox.close() {
-            match cmd {
-                Command::Write(d) => self.forget_bytes(d.len()),
-                Command::WriteMany(v) => self.forget_bytes(v.iter().map(Bytes::len).sum()),
-                _ => {}
-            }
+            let unsent = match cmd {
+                Command::Write(d) => d.len(),
+                Command::WriteMany(v) => v.iter().map(Bytes::len).sum(),
+                _ => continue,
+            };
+            self.forget_bytes(unsent);
+            self.shared().count_dropped_write();
         }
         self.core.commands.clear();
         let shared = &self.handle.shared;
@@ -304,6 +325,40 @@ where
         shared.finish();
         if let Some(on_finish) = self.on_finish.take() {
             on_finish(&self.handle);
+        }
+    }
+
+    /// The task is dropped before the connection finished: its runtime shut
+    /// down (or was dropped), or the task was aborted. Do what `finish`
+    /// does, so that no handle is left waiting or lending a closed fd:
+    /// discard the write buffer (a later `drain()` reports it), deliver
+    /// `connection_lost` with [`TASK_DROPPED_MSG`] if `connection_made` ran
+    /// (not while the thread is already panicking, and a failure in it is
+    /// swallowed), then release everything.
+    #[cold]
+    fn abandon(&mut self) {
+        let was_running = self.stage == Stage::Running;
+        self.stage = Stage::Finished;
+        self.lose(None);
+        if was_running && !std::thread::panicking() {
+            let err = io::Error::other(TASK_DROPPED_MSG);
+            // `callback` catches the protocol's panics; this also covers the
+            // context's thread-local being gone (a runtime dropped while the
+            // thread exits).
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                self.callback("connection_lost", move |p, _, _| {
+                    p.base_mut().connection_lost(Some(err))
+                })
+            }));
+        }
+        self.release();
+    }
+}
+
+impl<IO> Drop for Driver<IO> {
+    fn drop(&mut self) {
+        if self.stage != Stage::Finished {
+            self.abandon();
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::{Buf, Bytes};
 
 use super::queues::ChunkQueue;
 use crate::WriteLimits;
+use crate::flow::FlowControl;
 
 /// Where the connection as a whole is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +76,8 @@ pub(crate) enum WriteOutcome {
 pub(crate) struct StreamState {
     queue: ChunkQueue,
     queued: usize,
-    limits: WriteLimits,
-    write_paused: bool,
+    /// The watermarks and the paused-writing flag (shared logic).
+    flow: FlowControl,
     phase: Phase,
     read: ReadState,
     write_side: WriteSide,
@@ -110,8 +111,7 @@ impl StreamState {
         StreamState {
             queue: ChunkQueue::default(),
             queued: 0,
-            limits,
-            write_paused: false,
+            flow: FlowControl::new(limits),
             phase: Phase::Open,
             read: ReadState::Reading,
             write_side: WriteSide::Open,
@@ -151,12 +151,12 @@ impl StreamState {
 
     #[cfg(test)]
     pub(crate) fn is_write_paused(&self) -> bool {
-        self.write_paused
+        self.flow.is_paused()
     }
 
     #[cfg(test)]
     pub(crate) fn limits(&self) -> WriteLimits {
-        self.limits
+        self.flow.limits()
     }
 
     /// Nothing to act on but the queued writes, if any: no event, open,
@@ -236,7 +236,7 @@ impl StreamState {
         if data.is_empty() {
             return WriteOutcome::Empty;
         }
-        if self.phase == Phase::Lost || self.write_side != WriteSide::Open {
+        if !self.accepts_writes() {
             return WriteOutcome::Dropped;
         }
         self.queued += data.len();
@@ -244,12 +244,17 @@ impl StreamState {
         WriteOutcome::Queued
     }
 
+    /// Whether a write would be queued now (not lost, write half open).
+    #[inline]
+    pub(crate) fn accepts_writes(&self) -> bool {
+        self.phase != Phase::Lost && self.write_side == WriteSide::Open
+    }
+
     /// Emit `PauseWriting` if the queue is strictly over the high watermark
     /// and the protocol is not paused yet.
     #[inline]
     pub(crate) fn check_pause(&mut self) {
-        if self.phase != Phase::Lost && !self.write_paused && self.queued > self.limits.high {
-            self.write_paused = true;
+        if self.phase != Phase::Lost && self.flow.pause_due(self.queued) {
             self.push_event(Event::PauseWriting);
         }
     }
@@ -257,7 +262,7 @@ impl StreamState {
     /// New watermarks, effective at once: may pause (never resumes by itself,
     /// as in asyncio; the next drain does).
     pub(crate) fn set_limits(&mut self, limits: WriteLimits) {
-        self.limits = limits;
+        self.flow.set_limits(limits);
         self.check_pause();
     }
 
@@ -304,8 +309,7 @@ impl StreamState {
                 n = 0;
             }
         }
-        if self.write_paused && self.queued <= self.limits.low && self.phase != Phase::Lost {
-            self.write_paused = false;
+        if self.phase != Phase::Lost && self.flow.resume_due(self.queued) {
             self.push_event(Event::ResumeWriting);
         }
         sent

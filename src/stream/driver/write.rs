@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Driver, Lost};
-use crate::stream::state::{Event, StreamState};
+use crate::stream::state::{Event, Phase, StreamState};
 
 /// At most this many buffers go into one vectored write.
 const MAX_IOV: usize = 64;
@@ -118,6 +118,13 @@ where
                 }
             }
             if self.core.sm.queued() == 0 {
+                // Writes made while a close flushes are still sent: before
+                // the close completes, take what reached the channel since
+                // the last look. (A write that reaches it later is counted
+                // as dropped when the task finishes.)
+                if self.core.sm.phase() == Phase::Closing && self.apply_inbox() {
+                    continue;
+                }
                 // Only now: `resume_writing` (run above) may have written more.
                 self.core.sm.drained();
                 if self.core.sm.has_events() {
