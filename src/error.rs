@@ -16,8 +16,10 @@ use std::io;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// `write`/`writelines` after `write_eof` (asyncio: `RuntimeError`).
+    /// `write` after `write_eof` (asyncio: `RuntimeError`).
     WriteAfterEof,
+    /// `writelines` after `write_eof` (asyncio: `RuntimeError`).
+    WritelinesAfterEof,
     /// `set_write_buffer_limits` with `low > high` (asyncio: `ValueError`).
     InvalidLimits {
         /// The high watermark that was asked for (or derived).
@@ -33,6 +35,9 @@ impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportError::WriteAfterEof => f.write_str("Cannot call write() after write_eof()"),
+            TransportError::WritelinesAfterEof => {
+                f.write_str("Cannot call writelines() after write_eof()")
+            }
             TransportError::InvalidLimits { high, low } => {
                 write!(f, "high ({high}) must be >= low ({low}) must be >= 0")
             }
@@ -46,7 +51,9 @@ impl std::error::Error for TransportError {}
 impl From<TransportError> for io::Error {
     fn from(e: TransportError) -> io::Error {
         let kind = match e {
-            TransportError::WriteAfterEof => io::ErrorKind::BrokenPipe,
+            TransportError::WriteAfterEof | TransportError::WritelinesAfterEof => {
+                io::ErrorKind::BrokenPipe
+            }
             TransportError::InvalidLimits { .. } => io::ErrorKind::InvalidInput,
             TransportError::Unsupported(_) => io::ErrorKind::Unsupported,
         };

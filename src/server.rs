@@ -16,16 +16,17 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::{AnyProtocol, IntoProtocol};
 
 mod accept;
+mod listener;
 mod options;
 
-use accept::accept_loop;
+use accept::{CloseOnDrop, accept_loop};
+use listener::{BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
 
 /// How long accepting pauses after EMFILE and the like (asyncio's
@@ -59,27 +60,11 @@ impl Hasher for IdHasher {
 
 type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
 
-enum Listener {
-    /// Bound, not listening yet (`start_serving = false`).
-    Bound(socket2::Socket, SocketAddr),
-    /// Listening, with its accept task.
-    Listening {
-        listener: Arc<TcpListener>,
-        addr: SocketAddr,
-        task: JoinHandle<()>,
-    },
-}
-
-impl Listener {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Listener::Bound(_, a) | Listener::Listening { addr: a, .. } => *a,
-        }
-    }
-}
-
 struct State {
     listeners: Vec<Listener>,
+    /// Listening and bound sockets whose fd is still open (see
+    /// [`listener`]).
+    open_sockets: usize,
     closed: bool,
     serving_forever: bool,
     clients: HashMap<usize, Transport, BuildHasherDefault<IdHasher>>,
@@ -113,7 +98,7 @@ impl Inner {
             if let Listener::Listening { listener, task, .. } = l {
                 // Stop listening now: new connects are refused from here on,
                 // even before the accept task is gone.
-                let _ = socket2::SockRef::from(&*listener).shutdown(Shutdown::Read);
+                let _ = socket2::SockRef::from(&listener.listener).shutdown(Shutdown::Read);
                 task.abort();
             }
         }
@@ -212,7 +197,7 @@ where
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
-        bound.push(Listener::Bound(sock, local));
+        bound.push((sock, local));
     }
     if bound.is_empty() {
         if let Some(e) = unavailable {
@@ -225,7 +210,8 @@ where
             factory,
             options: options.clone(),
             state: Mutex::new(State {
-                listeners: bound,
+                listeners: Vec::with_capacity(bound.len()),
+                open_sockets: 0,
                 closed: false,
                 serving_forever: false,
                 clients: HashMap::default(),
@@ -234,6 +220,15 @@ where
             detach: OnceLock::new(),
         }),
     };
+    {
+        let weak = Arc::downgrade(&server.inner);
+        let mut st = server.inner.lock();
+        for (sock, addr) in bound {
+            let signal = ClosedSignal::new(weak.clone(), &mut st.open_sockets);
+            st.listeners
+                .push(Listener::Bound(BoundSocket { sock, signal }, addr));
+        }
+    }
     if options.start_serving {
         server.start_serving().await?;
     }
@@ -324,36 +319,43 @@ impl Server {
         let backlog = i32::try_from(self.inner.options.backlog).unwrap_or(i32::MAX);
         let listeners = std::mem::take(&mut st.listeners);
         let mut result = Ok(());
+        // A socket that failed is reported closed after the lock is let go
+        // (its signal takes the lock).
+        let mut failed = Vec::new();
         for l in listeners {
             let next = match l {
-                Listener::Bound(sock, addr) if result.is_ok() => {
-                    match sock
-                        .listen(backlog)
-                        .and_then(|_| TcpListener::from_std(sock.into()))
-                    {
-                        Ok(listener) => {
-                            let listener = Arc::new(listener);
-                            let task = tokio::spawn(accept_loop(
-                                Arc::downgrade(&self.inner),
-                                listener.clone(),
-                                addr,
-                            ));
-                            Listener::Listening {
-                                listener,
-                                addr,
-                                task,
-                            }
-                        }
-                        Err(e) => {
-                            result = Err(e);
-                            continue;
+                Listener::Bound(BoundSocket { sock, signal }, addr) if result.is_ok() => match sock
+                    .listen(backlog)
+                    .and_then(|_| TcpListener::from_std(sock.into()))
+                {
+                    Ok(listener) => {
+                        let listener = Arc::new(ListeningSocket {
+                            listener,
+                            _signal: signal,
+                        });
+                        let task = tokio::spawn(accept_loop(
+                            CloseOnDrop(Arc::downgrade(&self.inner)),
+                            listener.clone(),
+                            addr,
+                        ));
+                        Listener::Listening {
+                            listener,
+                            addr,
+                            task,
                         }
                     }
-                }
+                    Err(e) => {
+                        result = Err(e);
+                        failed.push(signal);
+                        continue;
+                    }
+                },
                 other => other,
             };
             st.listeners.push(next);
         }
+        drop(st);
+        drop(failed);
         result
     }
 
@@ -436,7 +438,7 @@ impl Server {
             changed.as_mut().enable();
             {
                 let st = self.inner.lock();
-                if st.closed && st.clients.is_empty() {
+                if st.closed && st.clients.is_empty() && st.open_sockets == 0 {
                     return;
                 }
             }

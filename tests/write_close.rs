@@ -120,7 +120,12 @@ async fn write_eof_half_closes() {
         Err(TransportError::WriteAfterEof),
         "write after write_eof"
     );
-    assert_eq!(t.writelines(["x", "y"]), Err(TransportError::WriteAfterEof));
+    let err = t.writelines(["x", "y"]).unwrap_err();
+    assert_eq!(err, TransportError::WritelinesAfterEof);
+    assert_eq!(
+        err.to_string(),
+        "Cannot call writelines() after write_eof()"
+    );
     assert_eq!(t.write(""), Err(TransportError::WriteAfterEof));
     assert_eq!(
         t.get_write_buffer_size(),

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
+use super::listener::ListeningSocket;
 use super::{ACCEPT_RETRY_DELAY, Inner};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::stream::driver::FinishHook;
@@ -30,9 +29,33 @@ mod libc_errno {
     pub const ENOBUFS: i32 = 105;
 }
 
-pub(super) async fn accept_loop(server: Weak<Inner>, listener: Arc<TcpListener>, addr: SocketAddr) {
+/// Closes the server if its accept task is dropped before the server
+/// closed it: the runtime shut down (or was dropped), so nothing can accept
+/// any more. The server then reads as closed, its sockets close, and
+/// `wait_closed` can resolve once the connections (dropped with the same
+/// runtime) have detached.
+/// Passed to [`accept_loop`] as an argument, so that a task dropped before
+/// its first poll (a runtime dropped right after `start_serving`) drops it
+/// too.
+pub(super) struct CloseOnDrop(pub(super) Weak<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.close();
+        }
+    }
+}
+
+pub(super) async fn accept_loop(
+    close: CloseOnDrop,
+    listener: Arc<ListeningSocket>,
+    addr: SocketAddr,
+) {
+    let server = close.0.clone();
+    let _close = close;
     loop {
-        let accepted = listener.accept().await;
+        let accepted = listener.listener.accept().await;
         let Some(inner) = server.upgrade() else {
             return;
         };

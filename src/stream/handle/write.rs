@@ -93,7 +93,7 @@ impl Transport {
     {
         let flags = self.shared.flags.load(Ordering::Acquire);
         if flags & EOF_WRITTEN != 0 {
-            return Err(TransportError::WriteAfterEof);
+            return Err(TransportError::WritelinesAfterEof);
         }
         let chunks: Vec<Bytes> = chunks
             .into_iter()
