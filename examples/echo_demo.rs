@@ -202,11 +202,9 @@ async fn main() -> io::Result<()> {
 
     // 1. Server and client.
     let (accepted_tx, mut accepted_rx) = unbounded_channel();
-    let server_options = ServerOptions {
+    let server_options = ServerOptions::default()
         // High enough that echoing the bulk data never pauses the server.
-        write_limits: WriteLimits::new(Some(4 * BULK), None)?,
-        ..ServerOptions::default()
-    };
+        .write_limits(WriteLimits::new(Some(4 * BULK), None)?);
     let server = create_server(
         move || ServerProtocol {
             transport: None,

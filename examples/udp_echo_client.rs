@@ -123,10 +123,7 @@ async fn main() -> io::Result<()> {
             message,
             transport: None,
         },
-        DatagramOptions {
-            remote_addr: Some((host, port).into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().remote_addr((host, port)),
     )
     .await?;
 

@@ -290,7 +290,7 @@ impl Server {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_server, ServerOptions};
-    /// let opts = ServerOptions { start_serving: false, ..ServerOptions::default() };
+    /// let opts = ServerOptions::default().start_serving(false);
     /// let server = create_server(|| (), "127.0.0.1", 0, opts).await?;
     /// assert!(!server.is_serving());
     /// server.start_serving().await?;

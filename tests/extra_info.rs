@@ -82,11 +82,7 @@ async fn socket_options_from_the_options() {
         reg.factory("server", Config::default()),
         "127.0.0.1",
         0,
-        ServerOptions {
-            nodelay: false,
-            keep_alive: true,
-            ..ServerOptions::default()
-        },
+        ServerOptions::default().nodelay(false).keep_alive(true),
     )
     .await
     .unwrap();
@@ -95,10 +91,7 @@ async fn socket_options_from_the_options() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            nodelay: false,
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().nodelay(false),
     )
     .await
     .unwrap();

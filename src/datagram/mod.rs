@@ -145,17 +145,22 @@ pub enum AddressFamily {
 /// `sock=` is [`create_datagram_endpoint_from_socket`], so a socket plus
 /// addresses cannot be asked for).
 ///
+/// Start from [`DatagramOptions::default()`] and chain the setters, each
+/// named after its field; the fields stay public to read or assign (assign
+/// `None` to clear an address). The struct is `#[non_exhaustive]`, so
+/// options added later do not break your code, and a struct literal cannot
+/// be written outside the crate.
+///
 /// ```
 /// use tokio_transports::{AddressFamily, DatagramOptions};
-/// let opts = DatagramOptions {
-///     local_addr: Some(("0.0.0.0", 9999).into()),
-///     family: AddressFamily::Inet,
-///     reuse_port: true,
-///     ..DatagramOptions::default()
-/// };
+/// let opts = DatagramOptions::default()
+///     .local_addr(("0.0.0.0", 9999))
+///     .family(AddressFamily::Inet)
+///     .reuse_port(true);
 /// assert!(opts.remote_addr.is_none());
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DatagramOptions {
     /// Bind the socket to this address (port 0: an ephemeral port). A stale
     /// Unix socket file at the path is removed first, as asyncio does.
@@ -175,6 +180,85 @@ pub struct DatagramOptions {
     pub allow_broadcast: bool,
     /// Initial write-buffer watermarks.
     pub write_limits: WriteLimits,
+}
+
+impl DatagramOptions {
+    /// Set [`local_addr`](DatagramOptions#structfield.local_addr): a
+    /// `(host, port)` pair, a `SocketAddr`, or a Unix socket path.
+    ///
+    /// ```
+    /// use tokio_transports::{DatagramAddr, DatagramOptions};
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
+    /// assert_eq!(opts.local_addr, Some(DatagramAddr::Host("127.0.0.1".into(), 0)));
+    /// ```
+    pub fn local_addr(mut self, addr: impl Into<DatagramAddr>) -> Self {
+        self.local_addr = Some(addr.into());
+        self
+    }
+
+    /// Set [`remote_addr`](DatagramOptions#structfield.remote_addr): the
+    /// socket is connected to it (unless `allow_broadcast`).
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use tokio_transports::{DatagramAddr, DatagramOptions};
+    /// let opts = DatagramOptions::default().remote_addr(Path::new("/tmp/echo.sock"));
+    /// assert_eq!(opts.remote_addr, Some(DatagramAddr::Unix("/tmp/echo.sock".into())));
+    /// ```
+    pub fn remote_addr(mut self, addr: impl Into<DatagramAddr>) -> Self {
+        self.remote_addr = Some(addr.into());
+        self
+    }
+
+    /// Set [`family`](DatagramOptions#structfield.family).
+    ///
+    /// ```
+    /// use tokio_transports::{AddressFamily, DatagramOptions};
+    /// let opts = DatagramOptions::default().family(AddressFamily::Inet6);
+    /// assert_eq!(opts.family, AddressFamily::Inet6);
+    /// ```
+    pub fn family(mut self, family: AddressFamily) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Set [`reuse_port`](DatagramOptions#structfield.reuse_port)
+    /// (`SO_REUSEPORT`).
+    ///
+    /// ```
+    /// let opts = tokio_transports::DatagramOptions::default().reuse_port(true);
+    /// assert!(opts.reuse_port);
+    /// ```
+    pub fn reuse_port(mut self, reuse_port: bool) -> Self {
+        self.reuse_port = reuse_port;
+        self
+    }
+
+    /// Set [`allow_broadcast`](DatagramOptions#structfield.allow_broadcast)
+    /// (`SO_BROADCAST`, and `remote_addr` is not connected).
+    ///
+    /// ```
+    /// let opts = tokio_transports::DatagramOptions::default().allow_broadcast(true);
+    /// assert!(opts.allow_broadcast);
+    /// ```
+    pub fn allow_broadcast(mut self, allow_broadcast: bool) -> Self {
+        self.allow_broadcast = allow_broadcast;
+        self
+    }
+
+    /// Set [`write_limits`](DatagramOptions#structfield.write_limits), the
+    /// initial watermarks.
+    ///
+    /// ```
+    /// use tokio_transports::{DatagramOptions, WriteLimits};
+    /// let opts = DatagramOptions::default().write_limits(WriteLimits::new(Some(4096), None)?);
+    /// assert_eq!(opts.write_limits.low(), 1024);
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn write_limits(mut self, write_limits: WriteLimits) -> Self {
+        self.write_limits = write_limits;
+        self
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -207,10 +291,8 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 ///     }
 /// }
 ///
-/// let server = create_datagram_endpoint(Echo::default, DatagramOptions {
-///     local_addr: Some(("127.0.0.1", 0).into()),
-///     ..Default::default()
-/// }).await?;
+/// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
+/// let server = create_datagram_endpoint(Echo::default, opts).await?;
 /// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
 /// client.send_to(b"Hello World!", server.sockname().unwrap()).await?;
 /// let mut buf = [0u8; 64];

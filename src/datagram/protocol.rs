@@ -177,7 +177,7 @@ pub trait DatagramProtocol: Send + 'static {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use tokio_transports::{DatagramOptions, create_datagram_endpoint};
-/// let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+/// let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
 /// let t = create_datagram_endpoint(|| (), opts).await?;
 /// t.sendto("fire and forget", None)?;
 /// # Ok(()) }
