@@ -90,7 +90,7 @@ async fn main() -> io::Result<()> {
     let (rsock, mut wsock) = UnixStream::pair()?;
 
     // Register the socket to wait for data.
-    let transport = connect_unix_stream(rsock, MyProtocol::default()).await?;
+    let transport = connect_unix_stream(MyProtocol::default, rsock).await?;
 
     // Simulate the reception of data from the network.
     wsock.write_all(b"abc")?;

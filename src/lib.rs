@@ -54,7 +54,7 @@ pub use datagram::{
     DatagramTransport, IntoDatagramSocket, create_datagram_endpoint,
     create_datagram_endpoint_from_socket,
 };
-pub use error::{CallbackPanicked, TransportError};
+pub use error::{AddressAction, AddressError, CallbackPanicked, TransportError, raw_os_error};
 pub use exception::{
     ExceptionContext, ExceptionHandler, call_exception_handler, default_exception_handler,
     set_exception_handler,

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::error::{AddressError, current_runtime};
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::{AnyProtocol, IntoProtocol};
@@ -161,8 +162,16 @@ impl std::fmt::Debug for Server {
 /// the factory once per accepted connection; a panicking factory drops that
 /// connection only and is reported to the exception handler.
 ///
-/// Binding errors name the address (`error while attempting to bind on
-/// address ...`) and close every socket already bound.
+/// # Errors
+///
+/// A failed `bind()` closes every socket already bound and keeps the OS
+/// error's kind, with a message naming the address (`error while attempting
+/// to bind on address ('127.0.0.1', 8888): Address already in use (os error
+/// 98)`). The OS error is the returned error's `source()` and an
+/// [`AddressError`] its payload; [`raw_os_error`](crate::raw_os_error) gives
+/// the code (`err.raw_os_error()` itself is `None`: an `io::Error` cannot
+/// hold both a message and a code). Called outside a tokio runtime: an
+/// error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -181,6 +190,7 @@ where
     F: Fn() -> P + Send + Sync + 'static,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let mut hosts = hosts.into_hosts();
     if hosts.is_empty() {
         hosts = vec!["0.0.0.0".to_string(), "::".to_string()];
@@ -242,12 +252,6 @@ where
 
 fn bind(addr: SocketAddr, options: &ServerOptions) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let wrap = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("error while attempting to bind on address {addr}: {e}"),
-        )
-    };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if options.reuse_address {
         sock.set_reuse_address(true)?;
@@ -259,7 +263,8 @@ fn bind(addr: SocketAddr, options: &ServerOptions) -> io::Result<socket2::Socket
         sock.set_only_v6(true)?;
     }
     sock.set_nonblocking(true)?;
-    sock.bind(&addr.into()).map_err(wrap)?;
+    sock.bind(&addr.into())
+        .map_err(|e| AddressError::bind(addr, e))?;
     Ok(sock)
 }
 

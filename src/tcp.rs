@@ -15,6 +15,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
 use crate::stream::handle::Transport;
 use crate::stream::{StreamConfig, spawn_stream, started};
@@ -189,9 +190,19 @@ impl IntoTcpStream for std::net::TcpStream {
 ///
 /// Every resolved address is tried in turn (or staggered, with
 /// `happy_eyeballs_delay`); the factory is called only once a connection
-/// succeeded; the function returns once `connection_made` has run. When every
-/// attempt fails the error is the single error, or one error listing all of
-/// them (`Multiple exceptions: ...`).
+/// succeeded; the function returns once `connection_made` has run.
+///
+/// # Errors
+///
+/// When every attempt fails, the single error, or one error listing all of
+/// them (`Multiple exceptions: ...`, which has no OS error code, as in
+/// asyncio). A failed `connect()` or `bind()` (of `local_addr`) keeps its
+/// kind and names the address (`connect call failed ('127.0.0.1', 8888):
+/// Connection refused (os error 111)`); the OS error is its `source()`, an
+/// [`AddressError`] its payload, and [`raw_os_error`](crate::raw_os_error)
+/// gives the code (`err.raw_os_error()` itself is `None`: an `io::Error`
+/// cannot hold both a message and a code). Called outside a tokio runtime:
+/// an error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -212,6 +223,7 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let connect = connect_any(host, port, &options);
     let stream = match options.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
@@ -234,7 +246,8 @@ where
 
 /// Wrap an already connected TCP socket, std or tokio (asyncio's
 /// `create_connection(sock=...)`, the reference's "connecting existing
-/// sockets" example).
+/// sockets" example). Returns once `connection_made` has run; an error
+/// outside a tokio runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -252,6 +265,7 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let stream = sock.into_tokio_stream()?;
     start_tcp(
         stream,
@@ -440,17 +454,14 @@ async fn connect_one(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<
         TcpSocket::new_v6()?
     };
     if let Some(local) = local {
-        socket.bind(local).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("error while attempting to bind on address {local}: {e}"),
-            )
-        })?;
+        socket
+            .bind(local)
+            .map_err(|e| AddressError::bind(local, e))?;
     }
     socket
         .connect(addr)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("connect call failed {addr}: {e}")))
+        .map_err(|e| AddressError::connect(addr, e))
 }
 
 fn combine_errors(mut errors: Vec<io::Error>) -> io::Error {

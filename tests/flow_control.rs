@@ -28,7 +28,7 @@ async fn gated(reg: &Registry, cfg: Config) -> (Transport, Log, Gate, tokio::io:
     let (io, gate, feed) = GateIo::new();
     let rec = reg.recorder("io", cfg);
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     (t, log, gate, feed)
 }
 

@@ -46,6 +46,7 @@ pub use protocol::DatagramProtocol;
 pub use socket::{DatagramSocket, IntoDatagramSocket};
 
 use crate::WriteLimits;
+use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
 use driver::Driver;
 use handle::{Family, Shared, SharedConfig};
@@ -275,7 +276,11 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// error is returned if none works. The checks are CPython's: no address
 /// and no `family` → `unexpected address family`; a Unix path with an IP
 /// family, or addresses of two families → an `InvalidInput` error; no family
-/// in common → `can not get address information`.
+/// in common → `can not get address information`. A failed `bind()` keeps
+/// the OS error's kind and names the address; the OS error is its
+/// `source()` and [`raw_os_error`](crate::raw_os_error) gives the code (see
+/// [`AddressError`](crate::AddressError)). Called outside a tokio runtime: an
+/// error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -311,6 +316,7 @@ where
     F: FnOnce() -> P,
     P: DatagramProtocol,
 {
+    current_runtime()?;
     let (sock, remote) = open(&options).await?;
     start(
         sock,
@@ -326,7 +332,8 @@ where
 /// end of `UnixDatagram::pair()`), or a `socket2::Socket` of type
 /// `SOCK_DGRAM` (anything else: `A datagram socket was expected`). A
 /// connected socket's peer becomes the default target of `sendto`. Returns
-/// once `connection_made` has run.
+/// once `connection_made` has run; an error (not a panic) outside a tokio
+/// runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -348,6 +355,7 @@ where
     F: FnOnce() -> P,
     P: DatagramProtocol,
 {
+    current_runtime()?;
     let sock = sock.into_datagram_socket()?;
     let remote = match &sock {
         DatagramSocket::Udp(s) => s.peer_addr().ok().map(SocketAddress::Inet),
@@ -508,13 +516,6 @@ fn new_socket(
     Ok(s)
 }
 
-fn bind_error(addr: impl fmt::Display, e: io::Error) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("error while attempting to bind on address {addr}: {e}"),
-    )
-}
-
 fn open_udp(
     domain: Domain,
     local: Option<SocketAddr>,
@@ -524,7 +525,7 @@ fn open_udp(
     let s = new_socket(domain, Some(Protocol::UDP), o)?;
     if let Some(local) = local {
         s.bind(&local.into())
-            .map_err(|e| bind_error(SocketAddress::Inet(local), e))?;
+            .map_err(|e| AddressError::bind(local, e))?;
     }
     let connect = !o.allow_broadcast;
     if let (Some(remote), true) = (remote, connect) {
@@ -546,7 +547,7 @@ fn open_unix(
     if let Some(local) = &local {
         remove_stale_socket(local);
         s.bind(&SockAddr::unix(local)?)
-            .map_err(|e| bind_error(format!("'{}'", local.display()), e))?;
+            .map_err(|e| AddressError::bind(SocketAddress::Unix(Some(local.clone())), e))?;
     }
     let connect = !o.allow_broadcast;
     if let (Some(remote), true) = (&remote, connect) {

@@ -22,7 +22,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.write(&b"ping"[..]).unwrap();
     /// t.write(vec![1u8, 2, 3]).unwrap();
     /// t.write_eof();
@@ -81,7 +81,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.writelines([&b"GET / HTTP/1.1\r\n"[..], b"", b"\r\n"]).unwrap();
     /// assert_eq!(t.get_write_buffer_size() <= 18, true);
     /// # }
@@ -120,7 +120,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(t.can_write_eof());
     /// t.write_eof();
     /// t.write_eof(); // idempotent
@@ -140,7 +140,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(t.can_write_eof());
     /// # }
     /// ```
@@ -154,7 +154,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.write(vec![0u8; 1000]).unwrap();
     /// assert_eq!(t.get_write_buffer_size(), 1000);
     /// # }
@@ -168,7 +168,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert_eq!(t.get_write_buffer_limits(), (16384, 65536));
     /// # }
     /// ```
@@ -184,7 +184,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.set_write_buffer_limits(Some(1000), None).unwrap();
     /// assert_eq!(t.get_write_buffer_limits(), (250, 1000));
     /// assert!(t.set_write_buffer_limits(Some(10), Some(20)).is_err());
@@ -207,7 +207,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.close();
     /// assert!(t.is_closing());
     /// t.closed().await;
@@ -226,7 +226,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.abort();
     /// t.closed().await;
     /// # }
@@ -242,7 +242,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(!t.is_closing());
     /// # }
     /// ```
