@@ -53,8 +53,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
-use bytes::Bytes;
-use tokio_transports::{BaseProtocol, Protocol, Transport, connect_unix_stream};
+use tokio_transports::{BaseProtocol, Bytes, Protocol, Transport, connect_unix_stream};
 
 #[derive(Default)]
 struct MyProtocol {

@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_transports::{
-    BaseProtocol, ConnectOptions, ExceptionContext, Protocol, ServerOptions, Transport,
+    BaseProtocol, Bytes, ConnectOptions, ExceptionContext, Protocol, ServerOptions, Transport,
     WriteLimits, create_connection, create_server, set_exception_handler,
 };
 

@@ -59,9 +59,9 @@
 
 use std::io;
 
-use bytes::Bytes;
 use tokio_transports::{
-    DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
+    Bytes, DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress,
+    create_datagram_endpoint,
 };
 
 mod common;

@@ -48,9 +48,9 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio_transports::{
-    DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
+    Bytes, DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress,
+    create_datagram_endpoint,
 };
 
 mod common;

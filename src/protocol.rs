@@ -152,7 +152,7 @@ impl<T: Any> AsAny for T {
 /// zero-copy [`Bytes`] slices of the transport's read buffer.
 ///
 /// ```
-/// use bytes::Bytes;
+/// use tokio_transports::Bytes;
 /// use tokio_transports::{BaseProtocol, Protocol, Transport};
 ///
 /// /// Echoes everything back.
@@ -172,7 +172,7 @@ pub trait Protocol: BaseProtocol {
     /// carry no meaning: a message may arrive in several calls.
     ///
     /// ```
-    /// use bytes::Bytes;
+    /// use tokio_transports::Bytes;
     /// use tokio_transports::{BaseProtocol, Protocol};
     /// struct Count(usize);
     /// impl BaseProtocol for Count {}
@@ -207,7 +207,7 @@ pub trait Protocol: BaseProtocol {
 /// in between, then reports how many bytes it appended with `buffer_updated`.
 ///
 /// ```
-/// use bytes::BytesMut;
+/// use tokio_transports::BytesMut;
 /// use tokio_transports::{BaseProtocol, BufferedProtocol};
 ///
 /// struct Collect(BytesMut);
@@ -231,7 +231,7 @@ pub trait BufferedProtocol: BaseProtocol {
     /// with `connection_lost(Some(..))` saying `get_buffer() returned an empty buffer`.
     ///
     /// ```
-    /// use bytes::BytesMut;
+    /// use tokio_transports::BytesMut;
     /// use tokio_transports::{BaseProtocol, BufferedProtocol};
     /// struct P(BytesMut);
     /// impl BaseProtocol for P {}
@@ -249,7 +249,7 @@ pub trait BufferedProtocol: BaseProtocol {
     /// last `get_buffer` returned.
     ///
     /// ```
-    /// use bytes::BytesMut;
+    /// use tokio_transports::BytesMut;
     /// use tokio_transports::{BaseProtocol, BufferedProtocol};
     /// struct Lines(BytesMut);
     /// impl BaseProtocol for Lines {}
@@ -268,7 +268,7 @@ pub trait BufferedProtocol: BaseProtocol {
     /// Same as [`Protocol::eof_received`].
     ///
     /// ```
-    /// use bytes::BytesMut;
+    /// use tokio_transports::BytesMut;
     /// use tokio_transports::{BaseProtocol, BufferedProtocol};
     /// struct P(BytesMut);
     /// impl BaseProtocol for P {}
@@ -319,7 +319,7 @@ impl AnyProtocol {
     /// Box a buffered protocol.
     ///
     /// ```
-    /// # use bytes::BytesMut;
+    /// # use tokio_transports::BytesMut;
     /// # use tokio_transports::{AnyProtocol, BaseProtocol, BufferedProtocol};
     /// # struct P(BytesMut); impl BaseProtocol for P {}
     /// # impl BufferedProtocol for P {
@@ -415,7 +415,7 @@ impl std::fmt::Debug for AnyProtocol {
 /// expected (a plain [`Protocol`] needs no wrapper).
 ///
 /// ```
-/// use bytes::BytesMut;
+/// use tokio_transports::BytesMut;
 /// use tokio_transports::{BaseProtocol, Buffered, BufferedProtocol, IntoProtocol};
 /// struct P(BytesMut); impl BaseProtocol for P {}
 /// impl BufferedProtocol for P {

@@ -284,7 +284,7 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// use bytes::Bytes;
+/// use tokio_transports::Bytes;
 /// use tokio_transports::*;
 ///
 /// #[derive(Default)]

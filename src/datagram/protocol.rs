@@ -52,7 +52,7 @@ use crate::extra::SocketAddress;
 /// address comes with each datagram.
 ///
 /// ```
-/// use bytes::Bytes;
+/// use tokio_transports::Bytes;
 /// use tokio_transports::{DatagramProtocol, DatagramTransport, SocketAddress};
 ///
 /// /// The reference's UDP echo server.
@@ -95,7 +95,7 @@ pub trait DatagramProtocol: Send + 'static {
     /// datagrams for long.
     ///
     /// ```
-    /// use bytes::Bytes;
+    /// use tokio_transports::Bytes;
     /// use tokio_transports::{DatagramProtocol, SocketAddress};
     /// struct Log;
     /// impl DatagramProtocol for Log {
