@@ -430,6 +430,12 @@ impl Transport {
     /// a stream writer's `drain`). An error if the connection was lost with
     /// data still unsent.
     ///
+    /// This is the flow control for a writer outside the protocol's
+    /// callbacks (another task): await it between writes. Watching a flag
+    /// set by [`pause_writing`](crate::BaseProtocol::pause_writing) instead
+    /// lets such a writer overshoot the high watermark by far, since
+    /// `pause_writing` runs on the connection's task, later.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, mut b) = tokio::io::duplex(1 << 20);

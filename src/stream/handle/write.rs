@@ -19,6 +19,29 @@ impl Transport {
     ///
     /// Pass a received `Bytes` to echo it without a copy.
     ///
+    /// # When the data goes out, and flow control
+    ///
+    /// `write` never touches the socket itself (asyncio's tries to send at
+    /// once when its buffer is empty). Data written inside one of this
+    /// transport's callbacks is sent right after the callback returns, in
+    /// one vectored write; data written from anywhere else is sent by the
+    /// connection's task as soon as it runs. Until then the bytes count in
+    /// [`get_write_buffer_size`](Self::get_write_buffer_size): inside a
+    /// callback, after `write(100_000)` the size reads at least 100,000 where
+    /// CPython would often read 0, and it may be far over the high watermark
+    /// with no `pause_writing` to follow (the task may send it all at once).
+    /// `pause_writing` comes only if, after that send, more than the high
+    /// watermark is still unsent.
+    ///
+    /// So never build flow control on the size. Inside callbacks, react to
+    /// [`pause_writing`](crate::BaseProtocol::pause_writing) and
+    /// [`resume_writing`](crate::BaseProtocol::resume_writing); a protocol
+    /// that pauses itself on a size check waits for a `resume_writing` that
+    /// never comes. Outside callbacks, await [`drain`](Self::drain): a task
+    /// that only watches a flag set by `pause_writing` keeps writing until the
+    /// connection's task has run the callback, and can buffer many times the
+    /// high watermark meanwhile (70 to 117 times in one test run).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
@@ -150,6 +173,19 @@ impl Transport {
 
     /// Bytes written and not yet handed to the kernel, exact the moment
     /// [`write`](Self::write) returns, from any thread.
+    ///
+    /// **Not a flow-control signal.** Inside a callback it counts everything
+    /// the callback has written so far, which is sent only after the
+    /// callback returns: it can be over the high watermark without any
+    /// `pause_writing`, now or later (the task may send it all at once; in
+    /// CPython, whose `write()` tries the socket first, the same size would
+    /// often be 0). A protocol that pauses itself when this size exceeds the
+    /// high watermark and waits for `resume_writing` deadlocks, since
+    /// `resume_writing` only follows a `pause_writing`. Use
+    /// [`pause_writing`](crate::BaseProtocol::pause_writing) /
+    /// [`resume_writing`](crate::BaseProtocol::resume_writing) inside
+    /// callbacks and [`drain`](Self::drain) outside them. Read the size for
+    /// statistics and tests.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
