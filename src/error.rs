@@ -99,6 +99,18 @@ impl CallbackPanicked {
 pub(crate) const EMPTY_BUFFER_MSG: &str = "get_buffer() returned an empty buffer";
 
 /// Which call an [`AddressError`] comes from.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{AddressAction, AddressError, ServerOptions, create_server};
+/// let first = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+/// let port = first.sockets()[0].port();
+/// let opts = ServerOptions::default().reuse_address(false);
+/// let err = create_server(|| (), "127.0.0.1", port, opts).await.unwrap_err();
+/// let detail = err.get_ref().and_then(|e| e.downcast_ref::<AddressError>()).unwrap();
+/// assert_eq!(detail.action(), AddressAction::Bind);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AddressAction {
