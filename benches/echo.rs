@@ -192,11 +192,9 @@ impl Protocol for Echo {
 
 /// Start our server on the current (server-thread) runtime.
 async fn start_ours() -> (Server, u16) {
-    let options = ServerOptions {
+    let options = ServerOptions::default()
         // tokio's TcpListener::bind uses 1024 too.
-        backlog: 1024,
-        ..ServerOptions::default()
-    };
+        .backlog(1024);
     let server = tokio_transports::create_server(Echo::default, "127.0.0.1", 0, options)
         .await
         .expect("create_server");

@@ -113,10 +113,7 @@ async fn start_ours(echoed: Arc<AtomicU64>) -> (DatagramTransport, SocketAddr) {
             transport: None,
             echoed,
         },
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", 0).into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().local_addr(("127.0.0.1", 0)),
     )
     .await
     .expect("create_datagram_endpoint");

@@ -41,9 +41,9 @@
 
 use std::io;
 
-use bytes::BytesMut;
 use tokio_transports::{
-    BaseProtocol, Buffered, BufferedProtocol, ExtraInfo, ServerOptions, Transport, create_server,
+    BaseProtocol, Buffered, BufferedProtocol, BytesMut, ExtraInfo, ServerOptions, Transport,
+    create_server,
 };
 
 mod common;

@@ -53,8 +53,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
-use bytes::Bytes;
-use tokio_transports::{BaseProtocol, Protocol, Transport, connect_unix_stream};
+use tokio_transports::{BaseProtocol, Bytes, Protocol, Transport, connect_unix_stream};
 
 #[derive(Default)]
 struct MyProtocol {
@@ -90,7 +89,7 @@ async fn main() -> io::Result<()> {
     let (rsock, mut wsock) = UnixStream::pair()?;
 
     // Register the socket to wait for data.
-    let transport = connect_unix_stream(rsock, MyProtocol::default()).await?;
+    let transport = connect_unix_stream(MyProtocol::default, rsock).await?;
 
     // Simulate the reception of data from the network.
     wsock.write_all(b"abc")?;

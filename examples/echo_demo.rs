@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio_transports::{
-    BaseProtocol, ConnectOptions, ExceptionContext, Protocol, ServerOptions, Transport,
+    BaseProtocol, Bytes, ConnectOptions, ExceptionContext, Protocol, ServerOptions, Transport,
     WriteLimits, create_connection, create_server, set_exception_handler,
 };
 
@@ -202,11 +201,9 @@ async fn main() -> io::Result<()> {
 
     // 1. Server and client.
     let (accepted_tx, mut accepted_rx) = unbounded_channel();
-    let server_options = ServerOptions {
+    let server_options = ServerOptions::default()
         // High enough that echoing the bulk data never pauses the server.
-        write_limits: WriteLimits::new(Some(4 * BULK), None)?,
-        ..ServerOptions::default()
-    };
+        .write_limits(WriteLimits::new(Some(4 * BULK), None)?);
     let server = create_server(
         move || ServerProtocol {
             transport: None,

@@ -54,8 +54,9 @@
 
 use std::io;
 
-use bytes::Bytes;
-use tokio_transports::{BaseProtocol, ConnectOptions, Protocol, Transport, create_connection};
+use tokio_transports::{
+    BaseProtocol, Bytes, ConnectOptions, Protocol, Transport, create_connection,
+};
 
 mod common;
 use common::py_repr;

@@ -46,9 +46,8 @@
 
 use std::io;
 
-use bytes::Bytes;
 use tokio_transports::{
-    BaseProtocol, ExtraInfo, Protocol, ServerOptions, Transport, create_server,
+    BaseProtocol, Bytes, ExtraInfo, Protocol, ServerOptions, Transport, create_server,
 };
 
 mod common;

@@ -59,9 +59,9 @@
 
 use std::io;
 
-use bytes::Bytes;
 use tokio_transports::{
-    DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
+    Bytes, DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress,
+    create_datagram_endpoint,
 };
 
 mod common;
@@ -123,10 +123,7 @@ async fn main() -> io::Result<()> {
             message,
             transport: None,
         },
-        DatagramOptions {
-            remote_addr: Some((host, port).into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().remote_addr((host, port)),
     )
     .await?;
 

@@ -48,9 +48,9 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio_transports::{
-    DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress, create_datagram_endpoint,
+    Bytes, DatagramOptions, DatagramProtocol, DatagramTransport, SocketAddress,
+    create_datagram_endpoint,
 };
 
 mod common;
@@ -101,10 +101,7 @@ async fn main() -> io::Result<()> {
     // One protocol instance will be created to serve all client requests.
     let transport = create_datagram_endpoint(
         EchoServerProtocol::default,
-        DatagramOptions {
-            local_addr: Some((host, port).into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().local_addr((host, port)),
     )
     .await?;
     println!("Starting UDP server");

@@ -11,8 +11,7 @@
 //! from any thread.
 //!
 //! ```no_run
-//! use bytes::Bytes;
-//! use tokio_transports::{BaseProtocol, Protocol, ServerOptions, Transport};
+//! use tokio_transports::{BaseProtocol, Bytes, Protocol, ServerOptions, Transport};
 //!
 //! #[derive(Default)]
 //! struct Echo(Option<Transport>);
@@ -30,6 +29,9 @@
 //! server.serve_forever().await
 //! # }
 //! ```
+//!
+//! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
+//! project needs only this crate and `tokio`.
 //!
 //! See `docs/asyncio-parity.md` for every asyncio item and its Rust
 //! counterpart, and `docs/architecture.md` for how a byte travels.
@@ -50,12 +52,24 @@ mod shared;
 mod stream;
 mod tcp;
 
+/// The byte buffers of this crate's API, re-exported so that a project needs
+/// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a
+/// `BufferedProtocol`'s `get_buffer` returns a `&mut` [`BytesMut`].
+///
+/// ```
+/// use tokio_transports::{Bytes, BytesMut};
+/// let mut buf = BytesMut::with_capacity(64);
+/// buf.extend_from_slice(b"hello");
+/// let frozen: Bytes = buf.freeze();
+/// assert_eq!(&frozen[..], b"hello");
+/// ```
+pub use bytes::{Bytes, BytesMut};
 pub use datagram::{
     AddressFamily, DatagramAddr, DatagramError, DatagramOptions, DatagramProtocol, DatagramSocket,
     DatagramTransport, IntoDatagramSocket, create_datagram_endpoint,
     create_datagram_endpoint_from_socket,
 };
-pub use error::{CallbackPanicked, TransportError};
+pub use error::{AddressAction, AddressError, CallbackPanicked, TransportError, raw_os_error};
 pub use exception::{
     ExceptionContext, ExceptionHandler, call_exception_handler, default_exception_handler,
     set_exception_handler,

@@ -6,24 +6,29 @@ use crate::TransportError;
 /// The default high watermark: 64 KiB, as in CPython and uvloop.
 ///
 /// ```
-/// assert_eq!(tokio_transports::WriteLimits::default().high, tokio_transports::DEFAULT_HIGH_WATER);
+/// assert_eq!(tokio_transports::WriteLimits::default().high(), tokio_transports::DEFAULT_HIGH_WATER);
 /// ```
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
-/// A pair of write-buffer watermarks. `pause_writing` fires when the buffer goes
-/// strictly over `high`; `resume_writing` when it drains to `low` or below.
+/// A valid pair of write-buffer watermarks (`low <= high`). `pause_writing`
+/// fires when the buffer goes strictly over `high`; `resume_writing` when it
+/// drains to `low` or below.
+///
+/// The fields are private, so an invalid pair cannot be built: a
+/// `WriteLimits` comes from [`WriteLimits::new`] (asyncio's defaults and
+/// check) or [`Default`] (64 KiB / 16 KiB).
 ///
 /// ```
 /// use tokio_transports::WriteLimits;
 /// let l = WriteLimits::default();
-/// assert_eq!((l.low, l.high), (16 * 1024, 64 * 1024));
+/// assert_eq!((l.low(), l.high()), (16 * 1024, 64 * 1024));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteLimits {
     /// The low watermark, in bytes.
-    pub low: usize,
+    pub(crate) low: usize,
     /// The high watermark, in bytes.
-    pub high: usize,
+    pub(crate) high: usize,
 }
 
 impl Default for WriteLimits {
@@ -36,14 +41,19 @@ impl Default for WriteLimits {
 }
 
 impl WriteLimits {
-    /// asyncio's rules: neither given → 64 KiB / 16 KiB; only `high` →
-    /// `low = high / 4`; only `low` → `high = 4 * low`; `low > high` → an error.
+    /// asyncio's rules (`set_write_buffer_limits(high, low)`, high first):
+    /// neither given → 64 KiB / 16 KiB; only `high` → `low = high / 4`; only
+    /// `low` → `high = 4 * low`; `low > high` →
+    /// [`TransportError::InvalidLimits`].
     ///
     /// ```
     /// use tokio_transports::{TransportError, WriteLimits};
-    /// assert_eq!(WriteLimits::new(Some(1000), None).unwrap(), WriteLimits { low: 250, high: 1000 });
-    /// assert_eq!(WriteLimits::new(None, Some(16385)).unwrap(), WriteLimits { low: 16385, high: 65540 });
-    /// assert!(matches!(WriteLimits::new(Some(1), Some(2)), Err(TransportError::InvalidLimits { .. })));
+    /// let l = WriteLimits::new(Some(1000), None)?;
+    /// assert_eq!((l.low(), l.high()), (250, 1000));
+    /// let l = WriteLimits::new(None, Some(16385))?;
+    /// assert_eq!((l.low(), l.high()), (16385, 65540));
+    /// assert!(matches!(WriteLimits::new(Some(10), Some(1_000_000)), Err(TransportError::InvalidLimits { .. })));
+    /// # Ok::<(), TransportError>(())
     /// ```
     pub fn new(high: Option<usize>, low: Option<usize>) -> Result<Self, TransportError> {
         let high = match (high, low) {
@@ -56,5 +66,27 @@ impl WriteLimits {
             return Err(TransportError::InvalidLimits { high, low });
         }
         Ok(WriteLimits { low, high })
+    }
+
+    /// The low watermark, in bytes: `resume_writing` fires when the buffer
+    /// drains to it or below.
+    ///
+    /// ```
+    /// assert_eq!(tokio_transports::WriteLimits::new(Some(100), None)?.low(), 25);
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn low(&self) -> usize {
+        self.low
+    }
+
+    /// The high watermark, in bytes: `pause_writing` fires when the buffer
+    /// goes strictly over it.
+    ///
+    /// ```
+    /// assert_eq!(tokio_transports::WriteLimits::new(None, Some(25))?.high(), 100);
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn high(&self) -> usize {
+        self.high
     }
 }

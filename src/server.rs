@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::error::{AddressError, current_runtime};
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::{AnyProtocol, IntoProtocol};
@@ -146,8 +147,16 @@ impl std::fmt::Debug for Server {
 /// the factory once per accepted connection; a panicking factory drops that
 /// connection only and is reported to the exception handler.
 ///
-/// Binding errors name the address (`error while attempting to bind on
-/// address ...`) and close every socket already bound.
+/// # Errors
+///
+/// A failed `bind()` closes every socket already bound and keeps the OS
+/// error's kind, with a message naming the address (`error while attempting
+/// to bind on address ('127.0.0.1', 8888): Address already in use (os error
+/// 98)`). The OS error is the returned error's `source()` and an
+/// [`AddressError`] its payload; [`raw_os_error`](crate::raw_os_error) gives
+/// the code (`err.raw_os_error()` itself is `None`: an `io::Error` cannot
+/// hold both a message and a code). Called outside a tokio runtime: an
+/// error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -166,6 +175,7 @@ where
     F: Fn() -> P + Send + Sync + 'static,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let mut hosts = hosts.into_hosts();
     if hosts.is_empty() {
         hosts = vec!["0.0.0.0".to_string(), "::".to_string()];
@@ -237,12 +247,6 @@ where
 
 fn bind(addr: SocketAddr, options: &ServerOptions) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let wrap = |e: io::Error| {
-        io::Error::new(
-            e.kind(),
-            format!("error while attempting to bind on address {addr}: {e}"),
-        )
-    };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if options.reuse_address {
         sock.set_reuse_address(true)?;
@@ -254,7 +258,8 @@ fn bind(addr: SocketAddr, options: &ServerOptions) -> io::Result<socket2::Socket
         sock.set_only_v6(true)?;
     }
     sock.set_nonblocking(true)?;
-    sock.bind(&addr.into()).map_err(wrap)?;
+    sock.bind(&addr.into())
+        .map_err(|e| AddressError::bind(addr, e))?;
     Ok(sock)
 }
 
@@ -285,7 +290,7 @@ impl Server {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_server, ServerOptions};
-    /// let opts = ServerOptions { start_serving: false, ..ServerOptions::default() };
+    /// let opts = ServerOptions::default().start_serving(false);
     /// let server = create_server(|| (), "127.0.0.1", 0, opts).await?;
     /// assert!(!server.is_serving());
     /// server.start_serving().await?;

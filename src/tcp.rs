@@ -15,6 +15,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
 use crate::stream::handle::Transport;
 use crate::stream::{StreamConfig, spawn_stream, started};
@@ -22,17 +23,25 @@ use crate::{IntoProtocol, WriteLimits};
 
 /// Options for [`create_connection`] (asyncio's keyword arguments).
 ///
+/// Start from [`ConnectOptions::default()`] (asyncio's defaults) and chain
+/// the setters, each named after its field; the fields stay public to read
+/// or assign (assign `None` to clear an optional one). The struct is
+/// `#[non_exhaustive]`, so options added later do not break your code, and a
+/// struct literal cannot be written outside the crate.
+///
 /// ```
 /// use std::time::Duration;
-/// use tokio_transports::ConnectOptions;
-/// let opts = ConnectOptions {
-///     happy_eyeballs_delay: Some(Duration::from_millis(250)),
-///     connect_timeout: Some(Duration::from_secs(5)),
-///     ..ConnectOptions::default()
-/// };
+/// use tokio_transports::{ConnectOptions, WriteLimits};
+/// let opts = ConnectOptions::default()
+///     .happy_eyeballs_delay(Duration::from_millis(250))
+///     .connect_timeout(Duration::from_secs(5))
+///     .write_limits(WriteLimits::new(Some(1000), None)?);
 /// assert!(opts.nodelay);
+/// assert_eq!(opts.connect_timeout, Some(Duration::from_secs(5)));
+/// # Ok::<(), tokio_transports::TransportError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Bind the socket to this local address before connecting.
     pub local_addr: Option<SocketAddr>,
@@ -60,6 +69,85 @@ impl Default for ConnectOptions {
             nodelay: true,
             write_limits: WriteLimits::default(),
         }
+    }
+}
+
+impl ConnectOptions {
+    /// Set [`local_addr`](ConnectOptions#structfield.local_addr): bind to
+    /// this address before connecting.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    /// let opts = tokio_transports::ConnectOptions::default().local_addr(local);
+    /// assert_eq!(opts.local_addr, Some(local));
+    /// ```
+    pub fn local_addr(mut self, local_addr: SocketAddr) -> Self {
+        self.local_addr = Some(local_addr);
+        self
+    }
+
+    /// Set [`happy_eyeballs_delay`](ConnectOptions#structfield.happy_eyeballs_delay)
+    /// (RFC 8305).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = tokio_transports::ConnectOptions::default().happy_eyeballs_delay(Duration::from_millis(250));
+    /// assert_eq!(opts.happy_eyeballs_delay, Some(Duration::from_millis(250)));
+    /// ```
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.happy_eyeballs_delay = Some(delay);
+        self
+    }
+
+    /// Set [`interleave`](ConnectOptions#structfield.interleave): how many
+    /// addresses of the first family come before the families alternate.
+    ///
+    /// ```
+    /// let opts = tokio_transports::ConnectOptions::default().interleave(2);
+    /// assert_eq!(opts.interleave, Some(2));
+    /// ```
+    pub fn interleave(mut self, interleave: usize) -> Self {
+        self.interleave = Some(interleave);
+        self
+    }
+
+    /// Set [`connect_timeout`](ConnectOptions#structfield.connect_timeout),
+    /// for all attempts together.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = tokio_transports::ConnectOptions::default().connect_timeout(Duration::from_secs(5));
+    /// assert_eq!(opts.connect_timeout, Some(Duration::from_secs(5)));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Set [`nodelay`](ConnectOptions#structfield.nodelay) (`TCP_NODELAY`).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ConnectOptions::default().nodelay(false);
+    /// assert!(!opts.nodelay);
+    /// ```
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Set [`write_limits`](ConnectOptions#structfield.write_limits), the
+    /// initial watermarks.
+    ///
+    /// ```
+    /// use tokio_transports::{ConnectOptions, WriteLimits};
+    /// let opts = ConnectOptions::default().write_limits(WriteLimits::new(None, Some(100))?);
+    /// assert_eq!((opts.write_limits.low(), opts.write_limits.high()), (100, 400));
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn write_limits(mut self, write_limits: WriteLimits) -> Self {
+        self.write_limits = write_limits;
+        self
     }
 }
 
@@ -102,9 +190,19 @@ impl IntoTcpStream for std::net::TcpStream {
 ///
 /// Every resolved address is tried in turn (or staggered, with
 /// `happy_eyeballs_delay`); the factory is called only once a connection
-/// succeeded; the function returns once `connection_made` has run. When every
-/// attempt fails the error is the single error, or one error listing all of
-/// them (`Multiple exceptions: ...`).
+/// succeeded; the function returns once `connection_made` has run.
+///
+/// # Errors
+///
+/// When every attempt fails, the single error, or one error listing all of
+/// them (`Multiple exceptions: ...`, which has no OS error code, as in
+/// asyncio). A failed `connect()` or `bind()` (of `local_addr`) keeps its
+/// kind and names the address (`connect call failed ('127.0.0.1', 8888):
+/// Connection refused (os error 111)`); the OS error is its `source()`, an
+/// [`AddressError`] its payload, and [`raw_os_error`](crate::raw_os_error)
+/// gives the code (`err.raw_os_error()` itself is `None`: an `io::Error`
+/// cannot hold both a message and a code). Called outside a tokio runtime:
+/// an error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -125,6 +223,7 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let connect = connect_any(host, port, &options);
     let stream = match options.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
@@ -147,7 +246,8 @@ where
 
 /// Wrap an already connected TCP socket, std or tokio (asyncio's
 /// `create_connection(sock=...)`, the reference's "connecting existing
-/// sockets" example).
+/// sockets" example). Returns once `connection_made` has run; an error
+/// outside a tokio runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -165,6 +265,7 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
+    current_runtime()?;
     let stream = sock.into_tokio_stream()?;
     start_tcp(
         stream,
@@ -353,17 +454,14 @@ async fn connect_one(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<
         TcpSocket::new_v6()?
     };
     if let Some(local) = local {
-        socket.bind(local).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("error while attempting to bind on address {local}: {e}"),
-            )
-        })?;
+        socket
+            .bind(local)
+            .map_err(|e| AddressError::bind(local, e))?;
     }
     socket
         .connect(addr)
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("connect call failed {addr}: {e}")))
+        .map_err(|e| AddressError::connect(addr, e))
 }
 
 fn combine_errors(mut errors: Vec<io::Error>) -> io::Error {

@@ -332,7 +332,7 @@ fn acts_in_get_buffer(close: bool) -> Buffered<ActsInGetBuffer> {
 #[tokio::test]
 async fn a_write_in_get_buffer_goes_out_though_the_read_finds_nothing() {
     let (a, mut b) = tokio::io::duplex(1024);
-    let _t = connect_io(a, acts_in_get_buffer(false)).await;
+    let _t = connect_io(|| acts_in_get_buffer(false), a).await.unwrap();
     let mut got = [0u8; 5];
     tokio::time::timeout(Duration::from_secs(10), b.read_exact(&mut got))
         .await
@@ -344,7 +344,7 @@ async fn a_write_in_get_buffer_goes_out_though_the_read_finds_nothing() {
 #[tokio::test]
 async fn a_close_in_get_buffer_completes_though_the_read_finds_nothing() {
     let (a, _b) = tokio::io::duplex(1024);
-    let t = connect_io(a, acts_in_get_buffer(true)).await;
+    let t = connect_io(|| acts_in_get_buffer(true), a).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), t.closed())
         .await
         .expect("close() from get_buffer never reached connection_lost");

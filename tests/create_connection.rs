@@ -76,10 +76,7 @@ async fn binds_to_local_addr() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            local_addr: Some(local),
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().local_addr(local),
     )
     .await
     .unwrap();
@@ -100,10 +97,7 @@ async fn local_addr_errors() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            local_addr: Some("[::1]:0".parse().unwrap()),
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().local_addr("[::1]:0".parse().unwrap()),
     )
     .await
     .unwrap_err();
@@ -114,10 +108,7 @@ async fn local_addr_errors() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            local_addr: Some(busy),
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().local_addr(busy),
     )
     .await
     .unwrap_err();
@@ -154,10 +145,7 @@ async fn connect_timeout_against_a_full_backlog() {
         },
         "127.0.0.1",
         addr.port(),
-        ConnectOptions {
-            connect_timeout: Some(limit),
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().connect_timeout(limit),
     )
     .await
     .unwrap_err();
@@ -171,10 +159,7 @@ async fn connect_timeout_against_a_full_backlog() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         listener.local_addr().unwrap().port(),
-        ConnectOptions {
-            connect_timeout: Some(Duration::from_secs(10)),
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().connect_timeout(Duration::from_secs(10)),
     )
     .await
     .unwrap();
@@ -188,10 +173,7 @@ async fn happy_eyeballs_single_family() {
     for host in ["127.0.0.1", "::1"] {
         let listener = TcpListener::bind((host, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let opts = ConnectOptions {
-            happy_eyeballs_delay: Some(Duration::from_millis(250)),
-            ..ConnectOptions::default()
-        };
+        let opts = ConnectOptions::default().happy_eyeballs_delay(Duration::from_millis(250));
         let t = create_connection(
             reg.factory("client", Config::default()),
             host,
@@ -230,9 +212,10 @@ async fn happy_eyeballs_localhost_finds_the_family_that_listens() {
             reg.factory("client", Config::default()),
             "localhost",
             port,
-            ConnectOptions {
-                happy_eyeballs_delay: delay,
-                ..ConnectOptions::default()
+            {
+                let mut opts = ConnectOptions::default();
+                opts.happy_eyeballs_delay = delay;
+                opts
             },
         )
         .await

@@ -22,17 +22,11 @@ use tokio_transports::{
 };
 
 fn local(port: u16) -> DatagramOptions {
-    DatagramOptions {
-        local_addr: Some(("127.0.0.1", port).into()),
-        ..DatagramOptions::default()
-    }
+    DatagramOptions::default().local_addr(("127.0.0.1", port))
 }
 
 fn remote(addr: SocketAddr) -> DatagramOptions {
-    DatagramOptions {
-        remote_addr: Some(addr.into()),
-        ..DatagramOptions::default()
-    }
+    DatagramOptions::default().remote_addr(addr)
 }
 
 async fn close_and_check(t: &DatagramTransport, mut probe: Probe) -> Vec<Ev> {
@@ -802,10 +796,7 @@ async fn unix_path_endpoints_have_typed_addresses() {
     let (factory, server_probe) = recorder(Some(echo()));
     let server = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            local_addr: Some(server_path.clone().into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().local_addr(server_path.clone()),
     )
     .await
     .unwrap();
@@ -821,12 +812,10 @@ async fn unix_path_endpoints_have_typed_addresses() {
     let (factory, mut probe) = recorder(None);
     let client = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            local_addr: Some(client_path.as_path().into()),
-            remote_addr: Some(server_path.as_path().into()),
-            family: AddressFamily::Unix,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(client_path.as_path())
+            .remote_addr(server_path.as_path())
+            .family(AddressFamily::Unix),
     )
     .await
     .unwrap();
@@ -864,10 +853,7 @@ async fn unix_path_endpoints_have_typed_addresses() {
     let (factory, probe) = recorder(None);
     let again = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            local_addr: Some(server_path.clone().into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().local_addr(server_path.clone()),
     )
     .await
     .unwrap();
@@ -876,15 +862,9 @@ async fn unix_path_endpoints_have_typed_addresses() {
     // A regular file is not removed: the bind fails.
     let file = dir.path("regular");
     std::fs::write(&file, b"keep me").unwrap();
-    let err = create_datagram_endpoint(
-        || (),
-        DatagramOptions {
-            local_addr: Some(file.clone().into()),
-            ..DatagramOptions::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = create_datagram_endpoint(|| (), DatagramOptions::default().local_addr(file.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     assert!(
         err.to_string().contains("error while attempting to bind"),
@@ -901,10 +881,7 @@ async fn an_unbound_unix_client_is_unnamed() {
     let (factory, probe) = recorder(None);
     let client = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            remote_addr: Some(path.clone().into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().remote_addr(path.clone()),
     )
     .await
     .unwrap();
@@ -958,11 +935,9 @@ async fn creation_errors_match_cpythons_checks() {
     let path: std::path::PathBuf = "/tmp/nonexistent-dir-xyz/s.sock".into();
     let e = create_datagram_endpoint(
         || (),
-        DatagramOptions {
-            local_addr: Some(path.clone().into()),
-            family: AddressFamily::Inet,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(path.clone())
+            .family(AddressFamily::Inet),
     )
     .await
     .unwrap_err();
@@ -970,11 +945,9 @@ async fn creation_errors_match_cpythons_checks() {
 
     let e = create_datagram_endpoint(
         || (),
-        DatagramOptions {
-            local_addr: Some(path.clone().into()),
-            remote_addr: Some(v4(9).into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(path.clone())
+            .remote_addr(v4(9)),
     )
     .await
     .unwrap_err();
@@ -982,11 +955,9 @@ async fn creation_errors_match_cpythons_checks() {
 
     let e = create_datagram_endpoint(
         || (),
-        DatagramOptions {
-            remote_addr: Some(v4(9).into()),
-            family: AddressFamily::Unix,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .remote_addr(v4(9))
+            .family(AddressFamily::Unix),
     )
     .await
     .unwrap_err();
@@ -995,11 +966,9 @@ async fn creation_errors_match_cpythons_checks() {
     // No family in common between the two addresses.
     let e = create_datagram_endpoint(
         || (),
-        DatagramOptions {
-            local_addr: Some(v4(0).into()),
-            remote_addr: Some("[::1]:9".parse::<SocketAddr>().unwrap().into()),
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(v4(0))
+            .remote_addr("[::1]:9".parse::<SocketAddr>().unwrap()),
     )
     .await
     .unwrap_err();
@@ -1008,11 +977,9 @@ async fn creation_errors_match_cpythons_checks() {
     // An address of the wrong family for `family`.
     let e = create_datagram_endpoint(
         || (),
-        DatagramOptions {
-            local_addr: Some(("127.0.0.1", 0).into()),
-            family: AddressFamily::Inet6,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(("127.0.0.1", 0))
+            .family(AddressFamily::Inet6),
     )
     .await
     .unwrap_err();
@@ -1040,15 +1007,9 @@ async fn creation_errors_match_cpythons_checks() {
     assert!(invalid(e).starts_with("A datagram socket was expected"));
 
     // A missing Unix peer.
-    let e = create_datagram_endpoint(
-        || (),
-        DatagramOptions {
-            remote_addr: Some(path.into()),
-            ..DatagramOptions::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let e = create_datagram_endpoint(|| (), DatagramOptions::default().remote_addr(path))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
 }
 
@@ -1058,10 +1019,7 @@ async fn a_family_without_addresses_gives_an_unbound_socket() {
     let (factory, probe) = recorder(None);
     let t = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            family: AddressFamily::Inet,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().family(AddressFamily::Inet),
     )
     .await
     .unwrap();
@@ -1077,10 +1035,7 @@ async fn a_family_without_addresses_gives_an_unbound_socket() {
     let (factory, probe) = recorder(None);
     let t = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            family: AddressFamily::Unix,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default().family(AddressFamily::Unix),
     )
     .await
     .unwrap();
@@ -1093,11 +1048,9 @@ async fn host_names_are_resolved() {
     let (factory, probe) = recorder(Some(echo()));
     let server = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            local_addr: Some(("localhost", 0).into()),
-            family: AddressFamily::Inet,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(("localhost", 0))
+            .family(AddressFamily::Inet),
     )
     .await
     .unwrap();
@@ -1107,10 +1060,7 @@ async fn host_names_are_resolved() {
 
 #[tokio::test]
 async fn reuse_port_lets_endpoints_share_an_address() {
-    let reuse = |port| DatagramOptions {
-        reuse_port: true,
-        ..local(port)
-    };
+    let reuse = |port| local(port).reuse_port(true);
     let (f1, p1) = recorder(None);
     let first = create_datagram_endpoint(f1, reuse(0)).await.unwrap();
     let port = first.sockname().unwrap().port();
@@ -1133,11 +1083,9 @@ async fn allow_broadcast_sets_so_broadcast_and_does_not_connect() {
     let (factory, probe) = recorder(None);
     let t = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            remote_addr: Some(peer_addr.into()),
-            allow_broadcast: true,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .remote_addr(peer_addr)
+            .allow_broadcast(true),
     )
     .await
     .unwrap();
@@ -1227,11 +1175,9 @@ async fn ipv6_loopback_addresses_print_like_python() {
     let (factory, server_probe) = recorder(Some(echo()));
     let server = create_datagram_endpoint(
         factory,
-        DatagramOptions {
-            local_addr: Some(("::1", 0).into()),
-            family: AddressFamily::Inet6,
-            ..DatagramOptions::default()
-        },
+        DatagramOptions::default()
+            .local_addr(("::1", 0))
+            .family(AddressFamily::Inet6),
     )
     .await
     .unwrap();

@@ -10,7 +10,8 @@
 //!
 //! The example binaries are the ones `cargo test` builds next to this test
 //! (`<target>/debug/examples/`). Without `python3` the Python sessions are
-//! skipped with a note, unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON=1`.
+//! skipped, and a note on stderr says so (visible in a plain `cargo test`),
+//! unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON=1` makes that a failure.
 //!
 //! A server is ready once its socket shows up in `/proc/net/udp` (the
 //! Python server prints "Starting UDP server" before it binds, so the line

@@ -82,11 +82,7 @@ async fn socket_options_from_the_options() {
         reg.factory("server", Config::default()),
         "127.0.0.1",
         0,
-        ServerOptions {
-            nodelay: false,
-            keep_alive: true,
-            ..ServerOptions::default()
-        },
+        ServerOptions::default().nodelay(false).keep_alive(true),
     )
     .await
     .unwrap();
@@ -95,10 +91,7 @@ async fn socket_options_from_the_options() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            nodelay: false,
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().nodelay(false),
     )
     .await
     .unwrap();
@@ -148,7 +141,7 @@ async fn ipv6_addresses() {
 async fn unix_pair_and_in_memory_pipe() {
     let reg = Registry::new();
     let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    let t = connect_unix_stream(a, reg.recorder("unix", Config::default()))
+    let t = connect_unix_stream(|| reg.recorder("unix", Config::default()), a)
         .await
         .unwrap();
     assert_eq!(t.peer_address(), Some(&SocketAddress::Unix(None)));
@@ -167,7 +160,9 @@ async fn unix_pair_and_in_memory_pipe() {
     assert_eq!(t.get_extra_info("socket"), None);
 
     let (io, _other) = tokio::io::duplex(64);
-    let p = connect_io(io, reg.recorder("pipe", Config::default())).await;
+    let p = connect_io(|| reg.recorder("pipe", Config::default()), io)
+        .await
+        .unwrap();
     assert_eq!(p.get_extra_info("peername"), None);
     assert_eq!(p.get_extra_info("sockname"), None);
     assert_eq!(p.get_extra_info("socket"), None);

@@ -398,7 +398,7 @@ async fn panic_in_pause_writing_is_reported_and_the_connection_goes_on() {
         }),
     );
     let log = rec.log();
-    let t = tokio_transports::connect_io(io, rec).await;
+    let t = tokio_transports::connect_io(|| rec, io).await.unwrap();
     t.set_write_buffer_limits(Some(10), None).unwrap();
     t.write(vec![1u8; 20]).unwrap();
     let report = exc
@@ -437,7 +437,7 @@ async fn panic_in_resume_writing_is_reported_and_the_connection_goes_on() {
         }),
     );
     let log = rec.log();
-    let t = tokio_transports::connect_io(io, rec).await;
+    let t = tokio_transports::connect_io(|| rec, io).await.unwrap();
     t.set_write_buffer_limits(Some(10), None).unwrap(); // low = 2
     t.write(vec![1u8; 20]).unwrap();
     log.wait_event("pause_writing", Ev::is_pw).await;

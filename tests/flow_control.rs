@@ -28,7 +28,7 @@ async fn gated(reg: &Registry, cfg: Config) -> (Transport, Log, Gate, tokio::io:
     let (io, gate, feed) = GateIo::new();
     let rec = reg.recorder("io", cfg);
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     (t, log, gate, feed)
 }
 
@@ -91,15 +91,12 @@ async fn default_limits_and_derivations() {
 #[tokio::test]
 async fn initial_limits_come_from_the_options() {
     let reg = Registry::new();
-    let limits = WriteLimits { low: 10, high: 20 };
+    let limits = WriteLimits::new(Some(20), Some(10)).unwrap();
     let server = create_server(
         reg.factory("server", Config::default()),
         "127.0.0.1",
         0,
-        ServerOptions {
-            write_limits: limits,
-            ..ServerOptions::default()
-        },
+        ServerOptions::default().write_limits(limits),
     )
     .await
     .unwrap();
@@ -108,10 +105,7 @@ async fn initial_limits_come_from_the_options() {
         reg.factory("client", Config::default()),
         "127.0.0.1",
         port,
-        ConnectOptions {
-            write_limits: WriteLimits { low: 1, high: 2 },
-            ..ConnectOptions::default()
-        },
+        ConnectOptions::default().write_limits(WriteLimits::new(Some(2), Some(1)).unwrap()),
     )
     .await
     .unwrap();

@@ -21,7 +21,7 @@ const CHUNK: usize = 100;
 /// A client connected to a raw tokio peer that reads everything until EOF
 /// and reports how many bytes it got.
 async fn client_and_counting_peer(
-    protocol: impl BaseProtocol + Protocol + Send + 'static,
+    protocol: impl Protocol + 'static,
 ) -> (Transport, tokio::task::JoinHandle<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -293,8 +293,7 @@ fn transports_of_a_runtime_shut_down_in_the_background_are_finished() {
         .unwrap();
         let (peer, _) = listener.accept().await.unwrap();
         let probe = lost.clone();
-        let mut opts = DatagramOptions::default();
-        opts.local_addr = Some(("127.0.0.1", 0).into());
+        let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
         let d = create_datagram_endpoint(move || LostProbe(probe.clone()), opts)
             .await
             .unwrap();

@@ -11,7 +11,9 @@
 //!
 //! The example binaries are the ones `cargo test` builds next to this test
 //! (`<target>/debug/examples/`). Without `python3` the Python tests are
-//! skipped with a note, unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON=1` (CI sets it).
+//! skipped: they pass without running, and a note on stderr says so (visible
+//! in a plain `cargo test`), unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON=1` (CI
+//! sets it) makes that a failure.
 //!
 //! Waiting is event-driven: a client run ends when the process exits; the only
 //! retry is "is the server listening yet", a client refused with

@@ -121,10 +121,7 @@ async fn start_serving_false_binds_but_refuses_until_started() {
         reg.factory("server", Config::echo()),
         "127.0.0.1",
         0,
-        ServerOptions {
-            start_serving: false,
-            ..ServerOptions::default()
-        },
+        ServerOptions::default().start_serving(false),
     )
     .await
     .unwrap();
@@ -311,10 +308,7 @@ async fn serve_forever_starts_serving() {
         reg.factory("server", Config::echo()),
         "127.0.0.1",
         0,
-        ServerOptions {
-            start_serving: false,
-            ..ServerOptions::default()
-        },
+        ServerOptions::default().start_serving(false),
     )
     .await
     .unwrap();

@@ -236,13 +236,16 @@ async fn many_sequential_connections_each_keep_the_contract() {
 async fn unix_stream_pair_contract() {
     let reg = Registry::new();
     let (a, b) = tokio::net::UnixStream::pair().unwrap();
-    let ta = connect_unix_stream(a, reg.recorder("a", Config::echo()))
+    let ta = connect_unix_stream(|| reg.recorder("a", Config::echo()), a)
         .await
         .unwrap();
     let blog = reg.log("b");
-    let tb = connect_unix_stream(b, Buffered(Recorder::new(blog.clone(), Config::default())))
-        .await
-        .unwrap();
+    let tb = connect_unix_stream(
+        || Buffered(Recorder::new(blog.clone(), Config::default())),
+        b,
+    )
+    .await
+    .unwrap();
     let alog = reg.named("a")[0].clone();
     assert!(
         alog.events().contains(&Ev::Made),
@@ -267,7 +270,7 @@ async fn duplex_pipe_contract() {
     let (a, mut b) = tokio::io::duplex(4096);
     let rec = reg.recorder("io", Config::echo());
     let log = rec.log();
-    let t = connect_io(a, rec).await;
+    let t = connect_io(|| rec, a).await.unwrap();
     assert!(log.events().contains(&Ev::Made));
     assert_eq!(t.peername(), None);
     b.write_all(b"through the pipe").await.unwrap();

@@ -32,7 +32,7 @@ async fn writelines_is_one_vectored_write_and_skips_empty_chunks() {
     let (io, gate, _feed) = GateIo::new();
     let rec = reg.recorder("io", Config::default());
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     t.writelines([
         &b"GET / HTTP/1.1\r\n"[..],
         b"",
@@ -81,7 +81,7 @@ async fn writes_made_in_one_callback_go_out_in_one_vectored_write() {
         }),
     );
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     feed.write_all(b"go").await.unwrap();
     log.wait_received(2).await;
     barrier(&t).await;
@@ -153,7 +153,7 @@ async fn write_eof_waits_for_the_buffer_to_drain() {
     let (io, gate, _feed) = GateIo::new();
     let rec = reg.recorder("io", Config::default());
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     t.write("0123456789").unwrap();
     t.write_eof();
     barrier(&t).await;
@@ -366,7 +366,7 @@ async fn many_chunks_go_out_in_order_in_several_vectored_writes() {
     let (io, gate, _feed) = GateIo::new();
     let rec = reg.recorder("io", Config::default());
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     let chunks: Vec<Vec<u8>> = (0..200u32)
         .map(|i| vec![i as u8; 1 + i as usize % 3])
         .collect();
@@ -390,7 +390,7 @@ async fn peer_eof_during_a_pending_write_eof_flushes_then_closes() {
     let (io, gate, feed) = GateIo::new();
     let rec = reg.recorder("io", Config::default());
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     t.write("0123456789").unwrap();
     t.write_eof();
     drop(feed); // the peer's EOF: eof_received returns false, close() begins
@@ -419,7 +419,7 @@ async fn resume_writing_may_write_after_close_and_it_is_flushed() {
         }),
     );
     let log = rec.log();
-    let t = connect_io(io, rec).await;
+    let t = connect_io(|| rec, io).await.unwrap();
     t.set_write_buffer_limits(Some(10), Some(0)).unwrap();
     t.write(vec![1u8; 20]).unwrap();
     log.wait_event("pause_writing", Ev::is_pw).await;

@@ -183,7 +183,7 @@ impl From<DatagramError> for io::Error {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use tokio_transports::{create_datagram_endpoint, DatagramOptions};
 /// let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-/// let opts = DatagramOptions { remote_addr: Some(peer.local_addr()?.into()), ..Default::default() };
+/// let opts = DatagramOptions::default().remote_addr(peer.local_addr()?);
 /// let t = create_datagram_endpoint(|| (), opts).await?;
 /// t.sendto("hello", None)?;
 /// let mut buf = [0u8; 16];
@@ -228,7 +228,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert_eq!(t.id(), t.clone().id());
     /// # Ok(()) }
@@ -244,7 +244,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert!(t.is_reading());
     /// t.pause_reading();
@@ -262,7 +262,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.pause_reading();
     /// t.pause_reading();
@@ -283,7 +283,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.pause_reading();
     /// t.resume_reading();
@@ -307,7 +307,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// struct Next;
     /// impl tokio_transports::DatagramProtocol for Next {}
@@ -326,7 +326,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert_eq!(t.with_protocol(|_p| 42).await, Some(42));
     /// t.abort();
@@ -354,7 +354,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// use tokio_transports::{create_datagram_endpoint, DatagramOptions, ExtraInfo, SocketAddress};
-    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// assert!(matches!(t.get_extra_info("sockname"), Some(ExtraInfo::Address(SocketAddress::Inet(_)))));
     /// assert_eq!(t.get_extra_info("peername"), None); // not connected
@@ -378,7 +378,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// assert_eq!(t.peername(), Some("127.0.0.1:9".parse().unwrap()));
     /// # Ok(()) }
@@ -392,7 +392,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// assert_ne!(t.sockname().unwrap().port(), 0);
     /// # Ok(()) }
@@ -438,11 +438,9 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions, SocketAddress};
-    /// let opts = DatagramOptions {
-    ///     remote_addr: Some(("127.0.0.1", 9).into()),
-    ///     allow_broadcast: true,
-    ///     ..Default::default()
-    /// };
+    /// let opts = DatagramOptions::default()
+    ///     .remote_addr(("127.0.0.1", 9))
+    ///     .allow_broadcast(true);
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// assert_eq!(t.peername(), None); // not connected
     /// assert_eq!(t.remote_address(), Some(&SocketAddress::Inet("127.0.0.1:9".parse().unwrap())));
@@ -459,7 +457,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// t.with_socket(|s| s.set_recv_buffer_size(1 << 20)).unwrap()?;
     /// assert_eq!(t.with_socket(|s| s.broadcast().unwrap()), Some(false));
@@ -478,7 +476,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// # let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// t.abort();
     /// t.closed().await;
@@ -497,7 +495,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// # let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// for _ in 0..100 {
     ///     t.sendto(vec![0u8; 1000], None)?;
@@ -517,7 +515,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.close();
     /// t.closed().await;
@@ -532,7 +530,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert!(!t.is_closed());
     /// t.abort();

@@ -46,6 +46,7 @@ pub use protocol::DatagramProtocol;
 pub use socket::{DatagramSocket, IntoDatagramSocket};
 
 use crate::WriteLimits;
+use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
 use driver::Driver;
 use handle::{Family, Shared, SharedConfig};
@@ -145,17 +146,22 @@ pub enum AddressFamily {
 /// `sock=` is [`create_datagram_endpoint_from_socket`], so a socket plus
 /// addresses cannot be asked for).
 ///
+/// Start from [`DatagramOptions::default()`] and chain the setters, each
+/// named after its field; the fields stay public to read or assign (assign
+/// `None` to clear an address). The struct is `#[non_exhaustive]`, so
+/// options added later do not break your code, and a struct literal cannot
+/// be written outside the crate.
+///
 /// ```
 /// use tokio_transports::{AddressFamily, DatagramOptions};
-/// let opts = DatagramOptions {
-///     local_addr: Some(("0.0.0.0", 9999).into()),
-///     family: AddressFamily::Inet,
-///     reuse_port: true,
-///     ..DatagramOptions::default()
-/// };
+/// let opts = DatagramOptions::default()
+///     .local_addr(("0.0.0.0", 9999))
+///     .family(AddressFamily::Inet)
+///     .reuse_port(true);
 /// assert!(opts.remote_addr.is_none());
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct DatagramOptions {
     /// Bind the socket to this address (port 0: an ephemeral port). A stale
     /// Unix socket file at the path is removed first, as asyncio does.
@@ -177,6 +183,85 @@ pub struct DatagramOptions {
     pub write_limits: WriteLimits,
 }
 
+impl DatagramOptions {
+    /// Set [`local_addr`](DatagramOptions#structfield.local_addr): a
+    /// `(host, port)` pair, a `SocketAddr`, or a Unix socket path.
+    ///
+    /// ```
+    /// use tokio_transports::{DatagramAddr, DatagramOptions};
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
+    /// assert_eq!(opts.local_addr, Some(DatagramAddr::Host("127.0.0.1".into(), 0)));
+    /// ```
+    pub fn local_addr(mut self, addr: impl Into<DatagramAddr>) -> Self {
+        self.local_addr = Some(addr.into());
+        self
+    }
+
+    /// Set [`remote_addr`](DatagramOptions#structfield.remote_addr): the
+    /// socket is connected to it (unless `allow_broadcast`).
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use tokio_transports::{DatagramAddr, DatagramOptions};
+    /// let opts = DatagramOptions::default().remote_addr(Path::new("/tmp/echo.sock"));
+    /// assert_eq!(opts.remote_addr, Some(DatagramAddr::Unix("/tmp/echo.sock".into())));
+    /// ```
+    pub fn remote_addr(mut self, addr: impl Into<DatagramAddr>) -> Self {
+        self.remote_addr = Some(addr.into());
+        self
+    }
+
+    /// Set [`family`](DatagramOptions#structfield.family).
+    ///
+    /// ```
+    /// use tokio_transports::{AddressFamily, DatagramOptions};
+    /// let opts = DatagramOptions::default().family(AddressFamily::Inet6);
+    /// assert_eq!(opts.family, AddressFamily::Inet6);
+    /// ```
+    pub fn family(mut self, family: AddressFamily) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Set [`reuse_port`](DatagramOptions#structfield.reuse_port)
+    /// (`SO_REUSEPORT`).
+    ///
+    /// ```
+    /// let opts = tokio_transports::DatagramOptions::default().reuse_port(true);
+    /// assert!(opts.reuse_port);
+    /// ```
+    pub fn reuse_port(mut self, reuse_port: bool) -> Self {
+        self.reuse_port = reuse_port;
+        self
+    }
+
+    /// Set [`allow_broadcast`](DatagramOptions#structfield.allow_broadcast)
+    /// (`SO_BROADCAST`, and `remote_addr` is not connected).
+    ///
+    /// ```
+    /// let opts = tokio_transports::DatagramOptions::default().allow_broadcast(true);
+    /// assert!(opts.allow_broadcast);
+    /// ```
+    pub fn allow_broadcast(mut self, allow_broadcast: bool) -> Self {
+        self.allow_broadcast = allow_broadcast;
+        self
+    }
+
+    /// Set [`write_limits`](DatagramOptions#structfield.write_limits), the
+    /// initial watermarks.
+    ///
+    /// ```
+    /// use tokio_transports::{DatagramOptions, WriteLimits};
+    /// let opts = DatagramOptions::default().write_limits(WriteLimits::new(Some(4096), None)?);
+    /// assert_eq!(opts.write_limits.low(), 1024);
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn write_limits(mut self, write_limits: WriteLimits) -> Self {
+        self.write_limits = write_limits;
+        self
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg.into())
 }
@@ -191,11 +276,15 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// error is returned if none works. The checks are CPython's: no address
 /// and no `family` → `unexpected address family`; a Unix path with an IP
 /// family, or addresses of two families → an `InvalidInput` error; no family
-/// in common → `can not get address information`.
+/// in common → `can not get address information`. A failed `bind()` keeps
+/// the OS error's kind and names the address; the OS error is its
+/// `source()` and [`raw_os_error`](crate::raw_os_error) gives the code (see
+/// [`AddressError`](crate::AddressError)). Called outside a tokio runtime: an
+/// error, not a panic.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// use bytes::Bytes;
+/// use tokio_transports::Bytes;
 /// use tokio_transports::*;
 ///
 /// #[derive(Default)]
@@ -207,10 +296,8 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 ///     }
 /// }
 ///
-/// let server = create_datagram_endpoint(Echo::default, DatagramOptions {
-///     local_addr: Some(("127.0.0.1", 0).into()),
-///     ..Default::default()
-/// }).await?;
+/// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
+/// let server = create_datagram_endpoint(Echo::default, opts).await?;
 /// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
 /// client.send_to(b"Hello World!", server.sockname().unwrap()).await?;
 /// let mut buf = [0u8; 64];
@@ -229,6 +316,7 @@ where
     F: FnOnce() -> P,
     P: DatagramProtocol,
 {
+    current_runtime()?;
     let (sock, remote) = open(&options).await?;
     start(
         sock,
@@ -244,7 +332,8 @@ where
 /// end of `UnixDatagram::pair()`), or a `socket2::Socket` of type
 /// `SOCK_DGRAM` (anything else: `A datagram socket was expected`). A
 /// connected socket's peer becomes the default target of `sendto`. Returns
-/// once `connection_made` has run.
+/// once `connection_made` has run; an error (not a panic) outside a tokio
+/// runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -266,6 +355,7 @@ where
     F: FnOnce() -> P,
     P: DatagramProtocol,
 {
+    current_runtime()?;
     let sock = sock.into_datagram_socket()?;
     let remote = match &sock {
         DatagramSocket::Udp(s) => s.peer_addr().ok().map(SocketAddress::Inet),
@@ -426,13 +516,6 @@ fn new_socket(
     Ok(s)
 }
 
-fn bind_error(addr: impl fmt::Display, e: io::Error) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("error while attempting to bind on address {addr}: {e}"),
-    )
-}
-
 fn open_udp(
     domain: Domain,
     local: Option<SocketAddr>,
@@ -442,7 +525,7 @@ fn open_udp(
     let s = new_socket(domain, Some(Protocol::UDP), o)?;
     if let Some(local) = local {
         s.bind(&local.into())
-            .map_err(|e| bind_error(SocketAddress::Inet(local), e))?;
+            .map_err(|e| AddressError::bind(local, e))?;
     }
     let connect = !o.allow_broadcast;
     if let (Some(remote), true) = (remote, connect) {
@@ -464,7 +547,7 @@ fn open_unix(
     if let Some(local) = &local {
         remove_stale_socket(local);
         s.bind(&SockAddr::unix(local)?)
-            .map_err(|e| bind_error(format!("'{}'", local.display()), e))?;
+            .map_err(|e| AddressError::bind(SocketAddress::Unix(Some(local.clone())), e))?;
     }
     let connect = !o.allow_broadcast;
     if let (Some(remote), true) = (&remote, connect) {

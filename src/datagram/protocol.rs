@@ -52,7 +52,7 @@ use crate::extra::SocketAddress;
 /// address comes with each datagram.
 ///
 /// ```
-/// use bytes::Bytes;
+/// use tokio_transports::Bytes;
 /// use tokio_transports::{DatagramProtocol, DatagramTransport, SocketAddress};
 ///
 /// /// The reference's UDP echo server.
@@ -95,7 +95,7 @@ pub trait DatagramProtocol: Send + 'static {
     /// datagrams for long.
     ///
     /// ```
-    /// use bytes::Bytes;
+    /// use tokio_transports::Bytes;
     /// use tokio_transports::{DatagramProtocol, SocketAddress};
     /// struct Log;
     /// impl DatagramProtocol for Log {
@@ -177,7 +177,7 @@ pub trait DatagramProtocol: Send + 'static {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use tokio_transports::{DatagramOptions, create_datagram_endpoint};
-/// let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+/// let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
 /// let t = create_datagram_endpoint(|| (), opts).await?;
 /// t.sendto("fire and forget", None)?;
 /// # Ok(()) }

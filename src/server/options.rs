@@ -7,12 +7,24 @@ use crate::WriteLimits;
 
 /// Options for [`create_server`] (asyncio's keyword arguments).
 ///
+/// Start from [`ServerOptions::default()`] (asyncio's defaults) and chain
+/// the setters, each named after its field; the fields stay public to read
+/// or assign. The struct is `#[non_exhaustive]`, so options added later do
+/// not break your code, and a struct literal cannot be written outside the
+/// crate. Watermarks are a [`WriteLimits`], which is valid by construction.
+///
 /// ```
-/// use tokio_transports::ServerOptions;
-/// let opts = ServerOptions { backlog: 1024, reuse_port: true, ..ServerOptions::default() };
+/// use tokio_transports::{ServerOptions, WriteLimits};
+/// let opts = ServerOptions::default()
+///     .backlog(1024)
+///     .reuse_port(true)
+///     .write_limits(WriteLimits::new(Some(1000), None)?);
 /// assert!(opts.start_serving);
+/// assert_eq!(opts.backlog, 1024);
+/// # Ok::<(), tokio_transports::TransportError>(())
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// `listen()` backlog (asyncio: 100).
     pub backlog: u32,
@@ -42,6 +54,94 @@ impl Default for ServerOptions {
             nodelay: true,
             write_limits: WriteLimits::default(),
         }
+    }
+}
+
+impl ServerOptions {
+    /// Set [`backlog`](ServerOptions#structfield.backlog), the `listen()`
+    /// backlog.
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().backlog(1024);
+    /// assert_eq!(opts.backlog, 1024);
+    /// ```
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Set [`reuse_address`](ServerOptions#structfield.reuse_address)
+    /// (`SO_REUSEADDR`).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().reuse_address(false);
+    /// assert!(!opts.reuse_address);
+    /// ```
+    pub fn reuse_address(mut self, reuse_address: bool) -> Self {
+        self.reuse_address = reuse_address;
+        self
+    }
+
+    /// Set [`reuse_port`](ServerOptions#structfield.reuse_port)
+    /// (`SO_REUSEPORT`).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().reuse_port(true);
+    /// assert!(opts.reuse_port);
+    /// ```
+    pub fn reuse_port(mut self, reuse_port: bool) -> Self {
+        self.reuse_port = reuse_port;
+        self
+    }
+
+    /// Set [`keep_alive`](ServerOptions#structfield.keep_alive)
+    /// (`SO_KEEPALIVE` on accepted sockets).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().keep_alive(true);
+    /// assert!(opts.keep_alive);
+    /// ```
+    pub fn keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Set [`start_serving`](ServerOptions#structfield.start_serving):
+    /// `false` only binds, until [`Server::start_serving`].
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().start_serving(false);
+    /// assert!(!opts.start_serving);
+    /// ```
+    pub fn start_serving(mut self, start_serving: bool) -> Self {
+        self.start_serving = start_serving;
+        self
+    }
+
+    /// Set [`nodelay`](ServerOptions#structfield.nodelay) (`TCP_NODELAY` on
+    /// accepted sockets).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().nodelay(false);
+    /// assert!(!opts.nodelay);
+    /// ```
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Set [`write_limits`](ServerOptions#structfield.write_limits), the
+    /// initial watermarks of accepted connections.
+    ///
+    /// ```
+    /// use tokio_transports::{ServerOptions, WriteLimits};
+    /// let opts = ServerOptions::default().write_limits(WriteLimits::new(Some(1000), None)?);
+    /// assert_eq!(opts.write_limits.high(), 1000);
+    /// # Ok::<(), tokio_transports::TransportError>(())
+    /// ```
+    pub fn write_limits(mut self, write_limits: WriteLimits) -> Self {
+        self.write_limits = write_limits;
+        self
     }
 }
 

@@ -118,7 +118,7 @@ impl Shared {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let (a, mut b) = tokio::io::duplex(1024);
-/// let t = tokio_transports::connect_io(a, ()).await;
+/// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
 /// t.write("hello").unwrap();
 /// t.close();
 /// t.closed().await;
@@ -174,7 +174,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert_eq!(t.id(), t.clone().id());
     /// # }
     /// ```
@@ -190,7 +190,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(t.is_reading());
     /// t.pause_reading();
     /// assert!(!t.is_reading());
@@ -207,7 +207,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.pause_reading();
     /// t.pause_reading();
     /// t.resume_reading();
@@ -228,7 +228,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.resume_reading();
     /// assert!(t.is_reading());
     /// # }
@@ -256,7 +256,7 @@ impl Transport {
     /// struct Next;
     /// impl BaseProtocol for Next {}
     /// impl Protocol for Next {}
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.set_protocol(Next);
     /// # }
     /// ```
@@ -279,7 +279,7 @@ impl Transport {
     /// impl Protocol for Counter {
     ///     fn data_received(&mut self, _: bytes::Bytes) { self.chunks += 1; }
     /// }
-    /// let t = tokio_transports::connect_io(a, Counter::default()).await;
+    /// let t = tokio_transports::connect_io(Counter::default, a).await.unwrap();
     /// let chunks = t.with_protocol(|p| p.downcast_mut::<Counter>().map(|c| c.chunks)).await;
     /// assert_eq!(chunks, Some(Some(0)));
     /// # }
@@ -328,7 +328,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert_eq!(t.peername(), None); // an in-memory pipe has no address
     /// # }
     /// ```
@@ -341,7 +341,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert_eq!(t.sockname(), None);
     /// # }
     /// ```
@@ -358,7 +358,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    /// let t = tokio_transports::connect_unix_stream(a, ()).await.unwrap();
+    /// let t = tokio_transports::connect_unix_stream(|| (), a).await.unwrap();
     /// assert_eq!(t.peer_address(), Some(&tokio_transports::SocketAddress::Unix(None)));
     /// # }
     /// ```
@@ -371,7 +371,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    /// let t = tokio_transports::connect_unix_stream(a, ()).await.unwrap();
+    /// let t = tokio_transports::connect_unix_stream(|| (), a).await.unwrap();
     /// assert!(t.local_address().is_some());
     /// # }
     /// ```
@@ -415,7 +415,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.abort();
     /// t.closed().await;
     /// t.write("x").unwrap();
@@ -430,10 +430,16 @@ impl Transport {
     /// a stream writer's `drain`). An error if the connection was lost with
     /// data still unsent.
     ///
+    /// This is the flow control for a writer outside the protocol's
+    /// callbacks (another task): await it between writes. Watching a flag
+    /// set by [`pause_writing`](crate::BaseProtocol::pause_writing) instead
+    /// lets such a writer overshoot the high watermark by far, since
+    /// `pause_writing` runs on the connection's task, later.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, mut b) = tokio::io::duplex(1 << 20);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.write(vec![7u8; 100_000]).unwrap();
     /// t.drain().await.unwrap();
     /// assert!(t.get_write_buffer_size() <= 16384);
@@ -449,7 +455,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// drop(b); // the peer goes away: EOF, and the default eof_received closes
     /// t.closed().await;
     /// assert!(t.is_closing());
@@ -464,7 +470,7 @@ impl Transport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
-    /// let t = tokio_transports::connect_io(a, ()).await;
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(!t.is_closed());
     /// t.abort();
     /// t.closed().await;

@@ -19,6 +19,7 @@ use std::io;
 use futures::channel::oneshot;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::error::current_runtime;
 use crate::extra::{Extra, SocketAddress};
 use crate::{IntoProtocol, WriteLimits};
 use driver::{Driver, OnFinish};
@@ -90,33 +91,37 @@ pub(crate) async fn started(rx: Started) -> io::Result<()> {
     }
 }
 
-/// Wrap any `AsyncRead + AsyncWrite` in a stream transport driven by
-/// `protocol`, on the current tokio runtime. Returns once
-/// `connection_made` has run, as asyncio's creation methods do.
+/// Wrap any `AsyncRead + AsyncWrite` in a stream transport driven by the
+/// protocol that `protocol_factory` makes, on the current tokio runtime.
+/// Returns once `connection_made` has run, as asyncio's creation methods do.
 ///
-/// Works with `tokio::io::duplex`, TLS streams, and anything else; addresses
-/// are unknown (`peername()` is `None`).
+/// The shape of every creation function: the factory first, then the I/O,
+/// and an `io::Result`. Works with `tokio::io::duplex`, TLS streams, and
+/// anything else; addresses are unknown (`peername()` is `None`).
 ///
-/// # Panics
-/// Outside a tokio runtime.
+/// # Errors
+///
+/// Called outside a tokio runtime (an error, not tokio's panic), or if the
+/// runtime shuts down before `connection_made`.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let (a, b) = tokio::io::duplex(4096);
-/// let t = tokio_transports::connect_io(a, ()).await;
-/// t.write("over an in-memory pipe").unwrap();
+/// let t = tokio_transports::connect_io(|| (), a).await?;
+/// t.write("over an in-memory pipe")?;
 /// # drop(b);
-/// # }
+/// # Ok(()) }
 /// ```
-pub async fn connect_io<IO>(io: IO, protocol: impl IntoProtocol) -> Transport
+pub async fn connect_io<F, P, IO>(protocol_factory: F, io: IO) -> io::Result<Transport>
 where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (transport, rx) = spawn_stream(io, protocol, StreamConfig::default());
-    // The task only ends before `connection_made` if the runtime is shutting
-    // down; the transport is then already lost, which its methods handle.
-    let _ = started(rx).await;
-    transport
+    current_runtime()?;
+    let (transport, rx) = spawn_stream(io, protocol_factory(), StreamConfig::default());
+    started(rx).await?;
+    Ok(transport)
 }
 
 /// A connected Unix stream socket that [`connect_unix_stream`] takes: a
@@ -153,23 +158,30 @@ impl IntoUnixStream for std::os::unix::net::UnixStream {
     }
 }
 
-/// Wrap a connected Unix stream socket, std or tokio (e.g. one end of a
-/// socketpair: the reference's "connecting existing sockets" example, asyncio's
-/// `create_unix_connection(sock=...)`). Addresses are captured as
-/// [`SocketAddress::Unix`]. Returns once `connection_made` has run.
+/// Wrap a connected Unix stream socket, std or tokio, in a transport driven
+/// by the protocol that `protocol_factory` makes (e.g. one end of a
+/// socketpair: the reference's "connecting existing sockets" example,
+/// asyncio's `create_unix_connection(sock=...)`). Addresses are captured as
+/// [`SocketAddress::Unix`]. Returns once `connection_made` has run; an error
+/// (not a panic) outside a tokio runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let (rsock, _wsock) = std::os::unix::net::UnixStream::pair()?;
-/// let t = tokio_transports::connect_unix_stream(rsock, ()).await?;
+/// let t = tokio_transports::connect_unix_stream(|| (), rsock).await?;
 /// assert!(t.can_write_eof());
 /// # Ok(()) }
 /// ```
-pub async fn connect_unix_stream(
+pub async fn connect_unix_stream<F, P>(
+    protocol_factory: F,
     sock: impl IntoUnixStream,
-    protocol: impl IntoProtocol,
-) -> io::Result<Transport> {
+) -> io::Result<Transport>
+where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
+{
     use std::os::fd::AsRawFd;
+    current_runtime()?;
     let stream = sock.into_tokio_stream()?;
     let extra = Extra::new(
         stream.peer_addr().ok().map(SocketAddress::from),
@@ -180,7 +192,7 @@ pub async fn connect_unix_stream(
         extra,
         ..StreamConfig::default()
     };
-    let (transport, rx) = spawn_stream(stream, protocol, config);
+    let (transport, rx) = spawn_stream(stream, protocol_factory(), config);
     started(rx).await?;
     Ok(transport)
 }

@@ -22,8 +22,9 @@ pub fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
     rx
 }
 
-/// The Python interpreter, or `None` (and a note) to skip; a failure instead
-/// when `TOKIO_TRANSPORTS_REQUIRE_PYTHON` is set.
+/// The Python interpreter, or `None` to skip (with a note on stderr, once
+/// per test binary, visible in a plain `cargo test`); a failure instead when
+/// `TOKIO_TRANSPORTS_REQUIRE_PYTHON` is set.
 pub fn python() -> Option<&'static str> {
     static FOUND: OnceLock<bool> = OnceLock::new();
     let found = *FOUND.get_or_init(|| {
@@ -45,7 +46,18 @@ pub fn python() -> Option<&'static str> {
         !required,
         "python3 (3.7 or later) is required (TOKIO_TRANSPORTS_REQUIRE_PYTHON is set) but was not found"
     );
-    eprintln!("note: python3 (3.7 or later) not found; skipping this test");
+    // Written to the process's stderr itself, not through `eprintln!`, which
+    // the test harness captures (and shows only for failing tests): a plain
+    // `cargo test` must say that these tests passed without running.
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    NOTED.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: python3 (3.7 or later) not found: the Python peer tests in this binary pass without running \
+             (set TOKIO_TRANSPORTS_REQUIRE_PYTHON=1 to make that a failure)"
+        );
+    });
     None
 }
 

@@ -36,7 +36,7 @@ impl DatagramTransport {
     /// use tokio_transports::{create_datagram_endpoint, DatagramError, DatagramOptions, SocketAddress};
     /// let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     /// let to = SocketAddress::Inet(peer.local_addr()?);
-    /// let opts = DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// t.sendto(&b"ping"[..], Some(to.clone()))?;
     /// t.sendto("", Some(to))?; // an empty datagram
@@ -114,7 +114,7 @@ impl DatagramTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
-    /// # let opts = DatagramOptions { remote_addr: Some(("127.0.0.1", 9).into()), ..Default::default() };
+    /// # let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
     /// let t = create_datagram_endpoint(|| (), opts).await?;
     /// t.sendto(vec![0u8; 100], None)?;
     /// t.sendto("", None)?;
@@ -129,7 +129,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert_eq!(t.get_write_buffer_limits(), (16384, 65536));
     /// # Ok(()) }
@@ -146,7 +146,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.set_write_buffer_limits(Some(1000), None)?;
     /// assert_eq!(t.get_write_buffer_limits(), (250, 1000));
@@ -169,7 +169,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.close();
     /// assert!(t.is_closing());
@@ -188,7 +188,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// t.abort();
     /// t.closed().await;
@@ -205,7 +205,7 @@ impl DatagramTransport {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-    /// # let opts = tokio_transports::DatagramOptions { local_addr: Some(("127.0.0.1", 0).into()), ..Default::default() };
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
     /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
     /// assert!(!t.is_closing());
     /// # Ok(()) }
