@@ -483,26 +483,28 @@ async fn run(test: &str, rounds: usize, conns: usize, writers: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writer_threads_racing_close_lose_nothing() {
-    let _serial = stress::SERIAL.lock().await;
-    run(
-        "writer_threads_racing_close_lose_nothing",
-        pick(40, 1000),
-        1,
-        pick(4, 8),
-    )
-    .await;
+#[test]
+fn writer_threads_racing_close_lose_nothing() {
+    stress::serial_run(async {
+        run(
+            "writer_threads_racing_close_lose_nothing",
+            pick(40, 1000),
+            1,
+            pick(4, 8),
+        )
+        .await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_connections_racing_close_at_once_lose_nothing() {
-    let _serial = stress::SERIAL.lock().await;
-    run(
-        "several_connections_racing_close_at_once_lose_nothing",
-        pick(8, 200),
-        pick(6, 12),
-        2,
-    )
-    .await;
+#[test]
+fn several_connections_racing_close_at_once_lose_nothing() {
+    stress::serial_run(async {
+        run(
+            "several_connections_racing_close_at_once_lose_nothing",
+            pick(8, 200),
+            pick(6, 12),
+            2,
+        )
+        .await;
+    });
 }

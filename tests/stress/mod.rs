@@ -116,8 +116,57 @@ pub fn open_fds() -> usize {
     n - 1
 }
 
-/// The open descriptors with what they point to, for a failure message.
+/// The open descriptors, `"fd->target"`, without the one reading them;
+/// IP sockets with their protocol, local address and state. Its length is
+/// the open-fd count at one instant, and two snapshots can be diffed.
+pub fn fd_snapshot() -> Vec<String> {
+    fd_listing()
+        .into_iter()
+        .filter(|e| !(e.contains("->/proc/") && e.ends_with("/fd")))
+        .collect()
+}
+
+/// What `after` has that `before` has not.
+pub fn fd_diff(before: &[String], after: &[String]) -> Vec<String> {
+    after
+        .iter()
+        .filter(|e| !before.contains(e))
+        .cloned()
+        .collect()
+}
+
+/// Sockets of this network namespace by inode: `"tcp 0100007F:9C41 LISTEN"`.
+fn socket_states() -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for proto in ["tcp", "udp", "tcp6", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{proto}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 {
+                let state = match (proto.starts_with("tcp"), f[3]) {
+                    (true, "0A") => "LISTEN",
+                    (true, "01") => "ESTABLISHED",
+                    (true, "06") => "TIME_WAIT",
+                    (true, "07") => "CLOSE",
+                    (true, "08") => "CLOSE_WAIT",
+                    (_, s) => s,
+                };
+                out.insert(
+                    format!("socket:[{}]", f[9]),
+                    format!("{proto} {} {state}", f[1]),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The open descriptors with what they point to (and, for an IP socket,
+/// its protocol, local address and state), for a failure message.
 pub fn fd_listing() -> Vec<String> {
+    let sockets = socket_states();
     let mut out: Vec<String> = std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
         .filter_map(|e| e.ok())
@@ -125,7 +174,10 @@ pub fn fd_listing() -> Vec<String> {
             let target = std::fs::read_link(e.path())
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "?".into());
-            format!("{}->{}", e.file_name().to_string_lossy(), target)
+            match sockets.get(&target) {
+                Some(state) => format!("{}->{target} ({state})", e.file_name().to_string_lossy()),
+                None => format!("{}->{target}", e.file_name().to_string_lossy()),
+            }
         })
         .collect();
     out.sort();
@@ -194,4 +246,20 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The same, for tests that are plain `#[test]` functions.
 pub fn serial_blocking() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.blocking_lock()
+}
+
+/// Run `f` on a fresh multi-thread runtime (two workers, as the machine
+/// CI runs on), holding [`SERIAL`] from before the runtime is built until
+/// after it is dropped: no other test of the binary opens or closes fds
+/// (its runtime's included) meanwhile.
+pub fn serial_run<F: Future>(f: F) -> F::Output {
+    let _serial = serial_blocking();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let out = rt.block_on(f);
+    drop(rt);
+    out
 }
