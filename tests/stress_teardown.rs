@@ -67,6 +67,10 @@ const WAIT: Duration = Duration::from_secs(3);
 const W_CHUNK: usize = 256;
 const W_AFTER: usize = 500;
 const W_MAX: usize = 200_000;
+/// Writes before the teardown at most: then the writer waits for it (a
+/// current-thread runtime is not driven between `block_on`s, so nothing
+/// drains its buffer).
+const W_PRE: usize = 20_000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Teardown {
@@ -101,6 +105,7 @@ struct DgramCase {
 struct WriterThread {
     handle: std::thread::JoinHandle<(usize, usize)>,
     torn_down: Arc<AtomicBool>,
+    go: std::sync::mpsc::Sender<()>,
     reader: std::sync::mpsc::Receiver<std::io::Result<usize>>,
 }
 
@@ -232,6 +237,7 @@ fn build(rt: &Runtime) -> World {
             let _ = rtx.send(r);
         });
         let torn_down = Arc::new(AtomicBool::new(false));
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let handle = {
             let t = t.clone();
@@ -241,6 +247,10 @@ fn build(rt: &Runtime) -> World {
                 let mut after = 0;
                 let mut total = 0;
                 while total < W_MAX && after < W_AFTER {
+                    if total == W_PRE && !torn_down.load(Ordering::Acquire) {
+                        // Wait for the teardown (the timeout only guards).
+                        let _ = go_rx.recv_timeout(Duration::from_secs(30));
+                    }
                     let late = torn_down.load(Ordering::Acquire);
                     t.write(vec![0x3cu8; W_CHUNK]).unwrap();
                     total += 1;
@@ -265,6 +275,7 @@ fn build(rt: &Runtime) -> World {
         let writer = WriterThread {
             handle,
             torn_down,
+            go,
             reader,
         };
 
@@ -516,7 +527,8 @@ fn build_runtime(flavor: Flavor) -> Runtime {
 /// One round: build, tear down, check. Returns the failures.
 fn round(flavor: Flavor, teardown: Teardown, r: usize) -> Failures {
     let mut f = Failures::new(format!("{teardown:?} of a {flavor:?} runtime, round {r}"));
-    let fds_before = open_fds();
+    let snap_before = stress::fd_snapshot();
+    let fds_before = snap_before.len();
     let rt = build_runtime(flavor);
     let fds_runtime = open_fds() - fds_before;
     let World {
@@ -537,6 +549,7 @@ fn round(flavor: Flavor, teardown: Teardown, r: usize) -> Failures {
     }
     let teardown_time = started.elapsed();
     writer.torn_down.store(true, Ordering::Release);
+    let _ = writer.go.send(());
 
     // The handles, from another runtime.
     let check_rt = Builder::new_current_thread().enable_all().build().unwrap();
@@ -634,7 +647,8 @@ fn round(flavor: Flavor, teardown: Teardown, r: usize) -> Failures {
     // shutdown_background the runtime's own fds are closed by its threads at
     // a moment nobody can wait for: allow exactly those.
     drop(peers);
-    let fds_after = open_fds();
+    let snap_after = stress::fd_snapshot();
+    let fds_after = snap_after.len();
     let slack = if teardown == Teardown::ShutdownBackground {
         fds_runtime
     } else {
@@ -643,9 +657,9 @@ fn round(flavor: Flavor, teardown: Teardown, r: usize) -> Failures {
     if fds_after > fds_before + slack {
         f.fail(format!(
             "fds: {fds_before} before the runtime, {fds_live} with everything live, \
-             {fds_after} after the teardown (allowed {slack} over): {} leaked; open now: {:?}",
+             {fds_after} after the teardown (allowed {slack} over): {} leaked: {:?}",
             fds_after - fds_before,
-            stress::fd_listing()
+            stress::fd_diff(&snap_before, &snap_after)
         ));
     }
 
