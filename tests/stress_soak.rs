@@ -303,6 +303,7 @@ struct SoakFigures {
     client_pauses: usize,
     server_pauses: usize,
     syncs: usize,
+    small_buffers: usize,
     endings: [usize; 4],
 }
 
@@ -317,6 +318,7 @@ impl SoakFigures {
         self.client_pauses += o.client_pauses;
         self.server_pauses += o.server_pauses;
         self.syncs += o.syncs;
+        self.small_buffers += o.small_buffers;
         for i in 0..4 {
             self.endings[i] += o.endings[i];
         }
@@ -376,6 +378,20 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
     let slog = ctx.peers.take(&t).await;
     let s = slog.transport();
     let what = format!("connection {id} ({ending:?})");
+    // Half the connections get small kernel buffers and watermarks, so that
+    // pauses back up into the transports' queues (pause_writing).
+    if rng.chance(1, 2) {
+        for tr in [&t, &s] {
+            tr.with_socket(|k| {
+                k.set_send_buffer_size(4096).unwrap();
+                k.set_recv_buffer_size(4096).unwrap();
+            })
+            .expect("open socket");
+            let high = rng.range(1024, 32 * 1024);
+            tr.set_write_buffer_limits(Some(high), None).unwrap();
+        }
+        fig.small_buffers += 1;
+    }
     let mut sent: u64 = 0;
     let mut client_paused = 0usize;
     let mut server_paused = 0usize;
@@ -412,7 +428,7 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
                 fig.server_pauses += 1;
             }
             80..88 if echo && client_paused == 0 && server_paused == 0 => {
-                log.wait_received(sent as usize).await;
+                wait_echo(&what, &t, &log, &s, &slog, sent).await;
                 fig.syncs += 1;
             }
             _ => tokio::task::yield_now().await,
@@ -447,7 +463,7 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
     match ending {
         Ending::WriteEof => t.write_eof(),
         Ending::CloseAfterEcho => {
-            log.wait_received(sent as usize).await;
+            wait_echo(&what, &t, &log, &s, &slog, sent).await;
             t.close();
         }
         Ending::Close => t.close(),
@@ -487,6 +503,33 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
     fig.bytes_down += down.len() as u64;
     fig.endings[ending as usize] += 1;
     fig
+}
+
+/// Wait until the client got the whole echo; on a timeout, say where the
+/// bytes are.
+async fn wait_echo(what: &str, t: &Transport, log: &Log, s: &Transport, slog: &Log, sent: u64) {
+    let done = stress::within(
+        std::time::Duration::from_secs(8),
+        log.wait_until("echo", |e| received_len(e) as u64 >= sent),
+    )
+    .await;
+    if done.is_none() {
+        panic!(
+            "{what}: echo stuck: sent {sent}, server got {}, client got {}; client: buffer {} \
+             reading {} closing {}; server: buffer {} reading {} closing {}; client events \
+             tail {:?}; server events tail {:?}",
+            slog.received().len(),
+            log.received().len(),
+            t.get_write_buffer_size(),
+            t.is_reading(),
+            t.is_closing(),
+            s.get_write_buffer_size(),
+            s.is_reading(),
+            s.is_closing(),
+            log.events().iter().rev().take(6).collect::<Vec<_>>(),
+            slog.events().iter().rev().take(6).collect::<Vec<_>>(),
+        );
+    }
 }
 
 /// How many connections may be open at once: both ends are in this process,
@@ -545,12 +588,13 @@ fn mixed_soak_is_byte_exact() {
         reg.finish().await;
         assert_eq!(fig.connections, conns);
         assert!(fig.client_pauses > 0 && fig.server_pauses > 0 && fig.syncs > 0);
+        assert!(pw > 0, "no pause_writing in the whole soak");
         assert!(fig.endings.iter().all(|&n| n > 0), "{:?}", fig.endings);
         eprintln!(
             "mixed soak: seed {base:#x}, {conns} connections ({concurrent} at a time) in {:?}: \
          {} bytes up, {} bytes echoed down; {} writes, {} writelines ({} empty chunks), \
-         {} client pauses, {} server pauses, {} echo syncs, {pw} pause_writing; endings \
-         [write_eof, close after echo, close, abort] = {:?}",
+         {} client pauses, {} server pauses, {} echo syncs, {} with small buffers, \
+         {pw} pause_writing; endings [write_eof, close after echo, close, abort] = {:?}",
             started.elapsed(),
             fig.bytes_up,
             fig.bytes_down,
@@ -560,6 +604,7 @@ fn mixed_soak_is_byte_exact() {
             fig.client_pauses,
             fig.server_pauses,
             fig.syncs,
+            fig.small_buffers,
             fig.endings,
         );
     });
