@@ -378,13 +378,17 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
     let slog = ctx.peers.take(&t).await;
     let s = slog.transport();
     let what = format!("connection {id} ({ending:?})");
-    // Half the connections get small kernel buffers and watermarks, so that
-    // pauses back up into the transports' queues (pause_writing).
+    // Half the connections get small kernel send buffers and watermarks, so
+    // that pauses back up into the transports' queues (pause_writing). Not
+    // small receive buffers: a receive buffer shrunk below the MSS after the
+    // connection is up (64 KiB on loopback) makes Linux hold the window
+    // closed after the reader drained it, and the sender waits in
+    // zero-window probes with backoff (`ss -ti` shows `timer:(persist..)`):
+    // the kernel's stall, not the transport's.
     if rng.chance(1, 2) {
         for tr in [&t, &s] {
             tr.with_socket(|k| {
                 k.set_send_buffer_size(4096).unwrap();
-                k.set_recv_buffer_size(4096).unwrap();
             })
             .expect("open socket");
             let high = rng.range(1024, 32 * 1024);
