@@ -427,8 +427,12 @@ impl Transport {
     }
 
     /// Resolves when the write buffer is at or below the low watermark (like
-    /// a stream writer's `drain`). An error if the connection was lost with
-    /// data still unsent.
+    /// a stream writer's `drain`). Once the connection is lost, it waits
+    /// until the connection's task has finished (by then every write is
+    /// either sent or counted in [`dropped_writes`](Self::dropped_writes))
+    /// and resolves to an error if anything written was not delivered: data
+    /// discarded by [`abort`](Self::abort) or an error, or a write dropped
+    /// after the loss.
     ///
     /// This is the flow control for a writer outside the protocol's
     /// callbacks (another task): await it between writes. Watching a flag

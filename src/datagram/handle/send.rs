@@ -185,6 +185,8 @@ impl DatagramTransport {
 
     /// Close at once (asyncio's `abort`): drop the queued datagrams and
     /// deliver `connection_lost(None)`. A no-op after the endpoint is lost.
+    /// The endpoint is lost when this returns: the write buffer size is 0
+    /// and later datagrams are dropped and counted.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {

@@ -257,14 +257,21 @@ impl Transport {
     }
 
     /// Close at once (asyncio's `abort`): drop the write buffer and deliver
-    /// `connection_lost(None)`. A no-op after the connection is lost.
+    /// `connection_lost(None)`. A no-op after the connection is lost. As in
+    /// asyncio, the transport is lost when this returns, from any thread:
+    /// [`get_write_buffer_size`](Self::get_write_buffer_size) is 0 and later
+    /// writes are dropped and counted; the connection's task discards the
+    /// buffer when the command reaches it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
     /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
+    /// t.write(vec![0u8; 1000]).unwrap();
     /// t.abort();
+    /// assert_eq!(t.get_write_buffer_size(), 0);
     /// t.closed().await;
+    /// assert!(t.drain().await.is_err(), "the 1000 bytes were discarded");
     /// # }
     /// ```
     pub fn abort(&self) {
