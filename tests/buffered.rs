@@ -349,3 +349,33 @@ async fn a_close_in_get_buffer_completes_though_the_read_finds_nothing() {
         .await
         .expect("close() from get_buffer never reached connection_lost");
 }
+
+/// An idle buffered connection is never asked for a buffer: `get_buffer`
+/// runs only once a read may find something (before, every new connection
+/// got a 64 KiB buffer request on its first poll).
+#[tokio::test]
+async fn get_buffer_waits_until_there_is_something_to_read() {
+    let reg = Registry::new();
+    let (t, log, mut peer) = buffered_client_with_raw_peer(&reg, Config::default()).await;
+    // Two trips through the task: it has polled its read side by now.
+    barrier(&t).await;
+    barrier(&t).await;
+    assert_eq!(
+        log.count(|e| matches!(e, Ev::GetBuffer(_))),
+        0,
+        "{:?}",
+        log.events()
+    );
+    peer.write_all(b"now").await.unwrap();
+    assert_eq!(log.wait_received(3).await, b"now");
+    assert!(log.count(|e| matches!(e, Ev::GetBuffer(_))) >= 1);
+    // Idle again: at most the one extra request made before the read side
+    // found nothing more.
+    let before = log.count(|e| matches!(e, Ev::GetBuffer(_)));
+    barrier(&t).await;
+    barrier(&t).await;
+    assert!(log.count(|e| matches!(e, Ev::GetBuffer(_))) <= before + 1);
+    t.close();
+    log.wait_lost().await;
+    reg.finish().await;
+}

@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use self::read::{ReadOutcome, ReadWaker};
 use super::handle::{
@@ -31,6 +30,7 @@ use super::handle::{
 };
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
+use super::stream_io::StreamIo;
 use crate::context;
 use crate::error::TASK_DROPPED_MSG;
 use crate::flow::{self, Kind, OnPanic};
@@ -365,7 +365,7 @@ impl<IO> Drop for Driver<IO> {
 
 impl<IO> Future for Driver<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: StreamIo,
 {
     type Output = ();
 
@@ -380,7 +380,7 @@ where
 
 impl<IO> Driver<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: StreamIo,
 {
     /// One poll of the task; `pool` is the thread's read buffer, lent for
     /// this poll.

@@ -13,6 +13,7 @@ pub(crate) mod handle;
 pub(crate) mod queues;
 pub(crate) mod read_pool;
 pub(crate) mod state;
+pub(crate) mod stream_io;
 
 use std::io;
 
@@ -25,6 +26,7 @@ use crate::{IntoProtocol, WriteLimits};
 use driver::{Driver, OnFinish};
 use handle::{Shared, Transport};
 use state::StreamState;
+use stream_io::{AnyIo, StreamIo};
 
 /// How to build one stream transport (crate-internal).
 pub(crate) struct StreamConfig {
@@ -58,7 +60,7 @@ pub(crate) fn spawn_stream<IO>(
     config: StreamConfig,
 ) -> (Transport, Started)
 where
-    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    IO: StreamIo,
 {
     let shared = Shared::new(config.extra, config.limits, config.can_write_eof);
     let transport = Transport { shared };
@@ -119,7 +121,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     current_runtime()?;
-    let (transport, rx) = spawn_stream(io, protocol_factory(), StreamConfig::default());
+    let (transport, rx) = spawn_stream(AnyIo(io), protocol_factory(), StreamConfig::default());
     started(rx).await?;
     Ok(transport)
 }

@@ -10,13 +10,13 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Driver;
 use crate::error::EMPTY_BUFFER_MSG;
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::protocol::AnyProtocol;
 use crate::stream::read_pool::{self, Pool};
+use crate::stream::stream_io::StreamIo;
 
 /// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
 const SIZEHINT: usize = 64 * 1024;
@@ -63,7 +63,7 @@ pub(super) enum ReadOutcome {
 
 impl<IO> Driver<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: StreamIo,
 {
     /// One read attempt. Returns whether it made progress (data, EOF or an
     /// error); `false` means the I/O has nothing now.
@@ -112,6 +112,15 @@ where
         }
         let waker = waker.clone();
         let mut rcx = Context::from_waker(&waker);
+        // Ask the protocol for a buffer only when a read may find something:
+        // an idle connection (one that never sent anything, say) holds no
+        // buffer the protocol did not make itself. I/O that cannot tell
+        // (`connect_io`) is always "maybe".
+        if let Some(io) = self.io.as_ref()
+            && io.poll_read_ready(&mut rcx).is_pending()
+        {
+            return ReadOutcome::Pending;
+        }
         let outcome = self.callback("get_buffer", |p, io, _| {
             let AnyProtocol::Buffered(p) = p else {
                 return ReadOutcome::Pending;

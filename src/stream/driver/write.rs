@@ -6,17 +6,16 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
 use super::{Driver, Lost};
 use crate::stream::state::{Event, Phase, StreamState};
+use crate::stream::stream_io::StreamIo;
 
 /// At most this many buffers go into one vectored write.
 const MAX_IOV: usize = 64;
 
 impl<IO> Driver<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: StreamIo,
 {
     /// Write as much of the queue as the I/O takes now. Returns `true` if
     /// the I/O cannot take more now (the task will be woken when it can).

@@ -118,6 +118,16 @@ impl Transport {
         if flags & EOF_WRITTEN != 0 {
             return Err(TransportError::WritelinesAfterEof);
         }
+        // Inside a callback that has issued no other command yet (the common
+        // case), the chunks go straight into the write queue.
+        let here = flags & LOST == 0
+            && context::with_frame(&CURRENT, self.shared.id, (), |core, ()| {
+                core.commands.is_empty()
+            }) == Ok(true);
+        if here {
+            self.writelines_here(chunks);
+            return Ok(());
+        }
         let chunks: Vec<Bytes> = chunks
             .into_iter()
             .map(Into::into)
@@ -134,6 +144,42 @@ impl Transport {
         self.shared.add_buffered(total);
         self.send(Command::WriteMany(chunks));
         Ok(())
+    }
+
+    /// `writelines` inside one of this transport's callbacks: each chunk
+    /// goes straight into the write queue, as [`write`](Self::write) does
+    /// (no list, no command). Nothing can come between them: the queue is
+    /// sent after the callback returns, in one vectored write. One call
+    /// dropped counts as one dropped write.
+    fn writelines_here<I>(&self, chunks: I)
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let shared = &*self.shared;
+        let mut queued = 0;
+        let mut dropped = false;
+        for chunk in chunks {
+            let data: Bytes = chunk.into();
+            if data.is_empty() {
+                continue;
+            }
+            let len = data.len();
+            match context::with_frame(&CURRENT, shared.id, data, Core::write) {
+                Ok(WriteOutcome::Queued) => queued += len,
+                Ok(WriteOutcome::Dropped) => dropped = true,
+                Ok(WriteOutcome::Empty) => {}
+                // The conversion ran code that cannot leave the callback's
+                // scope; kept for safety: the channel keeps the order.
+                Err(data) => self.write_outside(data),
+            }
+        }
+        // Counted before `writelines` returns, and before the task can send
+        // any of it (it runs after the callback).
+        shared.add_buffered_here(queued);
+        if dropped {
+            shared.count_dropped_write();
+        }
     }
 
     /// Half-close: shut down the write half once the buffer is flushed
