@@ -466,7 +466,8 @@ async fn run(test: &str, rounds: usize, conns: usize, writers: usize) {
             .join("\n  ")
     );
     assert!(
-        totals.raced * 4 >= totals.connections * 3,
+        // (Timing decides how many: 32 to 40 of 48 in runs on 2 cores.)
+        totals.raced * 2 >= totals.connections,
         "{test}: writes raced close() on only {} of {} connections",
         totals.raced,
         totals.connections

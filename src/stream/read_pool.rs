@@ -1,19 +1,36 @@
 //! The per-thread read buffer that plain [`Protocol`](crate::Protocol)s
 //! receive from.
 //!
-//! Each runtime worker thread keeps one 128 KiB allocation, a [`Pool`]. Reads
-//! fill it front to back, and each read's bytes are handed to
-//! `data_received` as a zero-copy [`Bytes`] slice of it. When the room left
-//! runs low the pool starts over: in the same allocation if every slice
-//! handed out has been dropped, otherwise in a fresh one (the old one is
-//! freed with its last slice). So an idle connection holds no read buffer at
-//! all, as in uvloop, where one buffer serves the whole loop.
+//! Each runtime worker thread keeps a [`Pool`]: a 128 KiB *chunk* that reads
+//! go into, front to back, and a 1 KiB *slab* for small reads. What a read
+//! brings is handed to `data_received` as a zero-copy [`Bytes`] slice:
 //!
-//! The allocation is held as one frozen [`Bytes`] and each slice is a clone
-//! of it, narrowed (a reference-count increment and a few inlined steps),
-//! which costs less than half of splitting a [`BytesMut`] (two calls into
-//! `bytes` per read; docs/performance.md). The price is one `unsafe` block:
-//! reads write into the part of that `Bytes` no slice covers yet.
+//! * of the chunk, for a read of more than [`COPY_MAX`] bytes. The slice
+//!   shares the chunk's allocation: keeping it, or any slice of it, keeps
+//!   the whole 128 KiB alive until it is dropped;
+//! * of the slab, for a small read: its bytes are copied there (a few
+//!   dozen instructions) and the chunk's room is used again by the next
+//!   read. A protocol that keeps such a `Bytes` (a partial frame waiting
+//!   for the rest) keeps at most one 1 KiB slab alive, shared with other
+//!   small reads.
+//!
+//! When the chunk's room runs low the pool starts over: in the same
+//! allocation if every slice of it has been dropped, else in a chunk it
+//! retired earlier whose slices are all gone, else in a new one (zeroed
+//! once, when it is made: reads treat the memory as initialised). Up to
+//! [`RETIRED_MAX`] chunks wait to be reused, so a stream whose data is still
+//! queued for sending when the pool starts over (an echo) rotates a few
+//! chunks instead of zeroing a new one each time. The slab starts over the
+//! same way, without a retired list (a new slab costs 1 KiB). An idle
+//! connection holds no read buffer at all, as in uvloop, where one buffer
+//! serves the whole loop.
+//!
+//! Each allocation is held as one frozen [`Bytes`] and each slice is a
+//! clone of it, narrowed (a reference-count increment and a few inlined
+//! steps), which costs less than splitting a `BytesMut` (docs/performance.md
+//! has the figures). The price is one `unsafe` block, [`Region::room`]:
+//! reads (and small-read copies) write into the part of that `Bytes` no
+//! slice covers yet.
 //!
 //! A driver borrows the pool for one whole poll ([`Loan`]), so the
 //! thread-local is reached once per poll however many reads the poll makes.
@@ -29,8 +46,15 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Size of a pool allocation, and the most one read asks for.
+/// Size of a pool chunk, and the most one read asks for.
 pub(crate) const CHUNK: usize = 128 * 1024;
+/// Reads of at most this many bytes are copied into the slab (see the
+/// module docs).
+pub(crate) const COPY_MAX: usize = 512;
+/// Size of a slab: what a kept small read can keep alive at most.
+const SLAB: usize = 1024;
+/// Chunks kept for reuse while slices of them are still alive.
+pub(crate) const RETIRED_MAX: usize = 2;
 /// Below this much room the pool starts over before reading, so every read
 /// can take at least 64 KiB (fewer reads per megabyte when streaming).
 const MIN_SPARE: usize = 64 * 1024;
@@ -43,17 +67,101 @@ thread_local! {
 /// The error of a reader that replaced the `ReadBuf` it was given.
 const SWAPPED_BUFFER: &str = "the reader replaced the read buffer it was given";
 
-/// One thread's read buffer (see the module docs).
-pub(crate) struct Pool {
-    /// The whole allocation, `CHUNK` initialised bytes (empty before the
-    /// first read). Only sliced, never read through.
+/// One allocation that reads (or small-read copies) fill front to back and
+/// hand out slices of.
+struct Region {
+    /// The whole allocation, initialised (empty before first use). Only
+    /// sliced, never read through.
     chunk: Bytes,
     /// `chunk`'s first byte, with the right to write (it comes from the
-    /// vector's own pointer, never from a reference; see `refill`).
+    /// vector's own pointer, never from a reference; see `fresh`).
     base: *mut u8,
     /// `chunk[..filled]` has been handed out and may be shared;
-    /// `chunk[filled..]` is covered by no slice: only this pool touches it.
+    /// `chunk[filled..]` is covered by no slice: only this region touches it.
     filled: usize,
+}
+
+impl Region {
+    const fn new() -> Region {
+        Region {
+            chunk: Bytes::new(),
+            base: std::ptr::null_mut(),
+            filled: 0,
+        }
+    }
+
+    /// A new allocation of `size` zeroed (so initialised) bytes. The writing
+    /// pointer is taken from the vector itself (`Vec::as_mut_ptr` creates no
+    /// reference, so it keeps the right to write); `Bytes::as_ptr` would not
+    /// do, as it goes through a shared `&[u8]`. With `len != capacity`,
+    /// `Bytes::from(Vec)` keeps the vector's allocation and pointer as they
+    /// are (and its clones and drops are a bare reference count); the debug
+    /// assertion checks that it still does.
+    fn fresh(size: usize) -> Region {
+        let mut v = Vec::with_capacity(size + 1);
+        v.resize(size, 0u8);
+        let base = v.as_mut_ptr();
+        let chunk = Bytes::from(v);
+        debug_assert_eq!(chunk.as_ptr(), base.cast_const());
+        Region {
+            chunk,
+            base,
+            filled: 0,
+        }
+    }
+
+    /// Room left.
+    #[inline]
+    fn spare(&self) -> usize {
+        self.chunk.len() - self.filled
+    }
+
+    /// Whether no slice of the allocation is alive: it can start over.
+    #[inline]
+    fn is_free(&self) -> bool {
+        if self.chunk.is_unique() {
+            // The fence orders the slices' last uses (their owners'
+            // releasing drops, read by `is_unique`) before our writes.
+            fence(Ordering::Acquire);
+            return true;
+        }
+        false
+    }
+
+    /// The room left, to write into.
+    #[inline(always)]
+    fn room(&mut self) -> &mut [u8] {
+        // SAFETY: `base..base + chunk.len()` is one live allocation of
+        // initialised bytes that `chunk` keeps alive, and `base` may write
+        // to it (see `fresh`). The part from `filled` on is covered by no
+        // slice handed out (they all end at or before `filled`, which only
+        // grows until the region starts over, and that happens only when
+        // `is_free` found `chunk` the allocation's sole owner), and `chunk`
+        // itself is never read through. So nothing else reads or writes
+        // these bytes while the `&mut` lives: it borrows `self`, so it ends
+        // before `take` cuts a slice.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(self.filled), self.spare()) }
+    }
+
+    /// Hand out the next `n` bytes of the room (filled by the caller).
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Bytes {
+        // `Bytes::slice`, by hand: its call and range checks cost more than
+        // these inlined steps (a clone is one reference-count increment).
+        let mut data = self.chunk.clone();
+        data.advance(self.filled);
+        data.truncate(n);
+        self.filled += n;
+        data
+    }
+}
+
+/// One thread's read buffer (see the module docs).
+pub(crate) struct Pool {
+    chunk: Region,
+    slab: Region,
+    /// Chunks that still had slices alive when the pool started over.
+    retired: Vec<Region>,
 }
 
 /// This thread's pool, lent out for one poll: taken from the thread-local
@@ -135,47 +243,55 @@ fn read_in_place<R: AsyncRead + Unpin>(
 impl Pool {
     const fn new() -> Pool {
         Pool {
-            chunk: Bytes::new(),
-            base: std::ptr::null_mut(),
-            filled: 0,
+            chunk: Region::new(),
+            slab: Region::new(),
+            retired: Vec::new(),
         }
     }
 
     /// Room left for the next read.
     #[inline]
     fn spare(&self) -> usize {
-        self.chunk.len() - self.filled
+        self.chunk.spare()
     }
 
-    /// Start over when the room left is below `MIN_SPARE`.
+    /// Start the chunk over when its room left is below `MIN_SPARE`: in the
+    /// same allocation, a retired one, or a new one (see the module docs).
     #[inline(never)]
     fn refill(&mut self) {
-        if self.chunk.len() == CHUNK && self.chunk.is_unique() {
-            // Every slice is gone: the whole allocation is ours again. The
-            // fence orders the slices' last uses (their owners' releasing
-            // drops, read by `is_unique`) before our writes.
-            fence(Ordering::Acquire);
-        } else {
-            // Initialised (zeroed) once, so reads may use it as initialised
-            // memory. The writing pointer is taken from the vector itself
-            // (`Vec::as_mut_ptr` creates no reference, so it keeps the right
-            // to write); `Bytes::as_ptr` would not do, as it goes through a
-            // shared `&[u8]`. With `len != capacity`, `Bytes::from(Vec)`
-            // keeps the vector's allocation and pointer as they are (and
-            // its clones and drops are a bare reference count); the debug
-            // assertion checks that it still does.
-            let mut v = Vec::with_capacity(CHUNK + 1);
-            v.resize(CHUNK, 0u8);
-            let base = v.as_mut_ptr();
-            self.chunk = Bytes::from(v);
-            debug_assert_eq!(self.chunk.as_ptr(), base.cast_const());
-            self.base = base;
+        if self.chunk.chunk.len() == CHUNK && self.chunk.is_free() {
+            self.chunk.filled = 0;
+            return;
         }
-        self.filled = 0;
+        let next = match self.retired.iter().position(Region::is_free) {
+            Some(i) => self.retired.swap_remove(i),
+            None => Region::fresh(CHUNK),
+        };
+        let old = std::mem::replace(&mut self.chunk, next);
+        self.chunk.filled = 0;
+        if old.chunk.len() == CHUNK {
+            if self.retired.len() == RETIRED_MAX {
+                // The oldest is freed with its last slice.
+                self.retired.remove(0);
+            }
+            self.retired.push(old);
+        }
+    }
+
+    /// Make room for `n` bytes in the slab.
+    #[inline(never)]
+    fn refill_slab(&mut self, n: usize) {
+        if self.slab.chunk.len() == SLAB && self.slab.is_free() {
+            self.slab.filled = 0;
+        }
+        if self.slab.spare() < n {
+            self.slab = Region::fresh(SLAB);
+        }
     }
 
     /// Read from `io` into the pool's free room. The bytes read come back as
-    /// a slice of the pool, empty at EOF.
+    /// a slice of the chunk, or of the slab for a small read (see the
+    /// module docs); empty at EOF.
     #[inline(always)]
     pub(crate) fn poll_read<R: AsyncRead + Unpin>(
         &mut self,
@@ -185,27 +301,18 @@ impl Pool {
         if self.spare() < MIN_SPARE {
             self.refill();
         }
-        // SAFETY: `base..base + chunk.len()` is one live allocation of
-        // initialised bytes that `chunk` keeps alive, and `base` may write
-        // to it (see `refill`). The part from `filled` on is covered by no
-        // slice handed out (they all end at or before `filled`, which only
-        // grows until `refill` resets it, and that happens only when
-        // `chunk` is the allocation's sole owner), and `chunk` itself is
-        // never read through. So nothing else reads or writes these bytes
-        // while the `&mut` lives; it ends before the slice below is cut.
-        let room =
-            unsafe { std::slice::from_raw_parts_mut(self.base.add(self.filled), self.spare()) };
-        let n = ready!(read_in_place(io, cx, &mut ReadBuf::new(room)))?;
+        let n = ready!(read_in_place(io, cx, &mut ReadBuf::new(self.chunk.room())))?;
         if n == 0 {
             return Poll::Ready(Ok(Bytes::new()));
         }
-        // `Bytes::slice`, by hand: its call and range checks cost more than
-        // these inlined steps (a clone is one reference-count increment).
-        let mut data = self.chunk.clone();
-        data.advance(self.filled);
-        data.truncate(n);
-        self.filled += n;
-        Poll::Ready(Ok(data))
+        if n > COPY_MAX {
+            return Poll::Ready(Ok(self.chunk.take(n)));
+        }
+        if self.slab.spare() < n {
+            self.refill_slab(n);
+        }
+        self.slab.room()[..n].copy_from_slice(&self.chunk.room()[..n]);
+        Poll::Ready(Ok(self.slab.take(n)))
     }
 }
 
@@ -284,49 +391,111 @@ mod tests {
         read(pool, &mut Chunks(vec![bytes.to_vec()])).unwrap()
     }
 
-    /// Use up the room so that the next read starts over.
+    /// A read large enough to be a slice of the chunk.
+    const LARGE: usize = COPY_MAX + 1;
+
+    /// Use up the chunk's room so that the next read starts over.
     fn use_up(pool: &mut Pool) {
-        pool.filled = pool.chunk.len() - MIN_SPARE + 1;
+        pool.chunk.filled = pool.chunk.chunk.len() - MIN_SPARE + 1;
     }
 
     #[test]
-    fn reads_hand_out_consecutive_slices_and_eof_is_empty() {
+    fn large_reads_hand_out_consecutive_slices_and_eof_is_empty() {
         let mut pool = Pool::new();
-        let mut io = Chunks(vec![b"abc".to_vec(), b"de".to_vec()]);
+        let mut io = Chunks(vec![vec![1u8; LARGE], vec![2u8; LARGE]]);
         let a = read(&mut pool, &mut io).unwrap();
         let b = read(&mut pool, &mut io).unwrap();
-        assert_eq!((&a[..], &b[..]), (&b"abc"[..], &b"de"[..]));
+        assert!(a.len() == LARGE && a.iter().all(|&x| x == 1));
+        assert!(b.len() == LARGE && b.iter().all(|&x| x == 2));
         assert_eq!(
             b.as_ptr(),
-            a.as_ptr().wrapping_add(3),
+            a.as_ptr().wrapping_add(LARGE),
             "one buffer, no copy"
         );
         assert!(read(&mut pool, &mut io).unwrap().is_empty(), "EOF");
-        assert_eq!(pool.chunk.len(), CHUNK);
+        assert_eq!(pool.chunk.chunk.len(), CHUNK);
+    }
+
+    #[test]
+    fn small_reads_are_copied_into_the_slab_and_leave_the_chunk_room() {
+        let mut pool = Pool::new();
+        let a = read_bytes(&mut pool, b"abc");
+        let b = read_bytes(&mut pool, &[5u8; COPY_MAX]);
+        assert_eq!(&a[..], b"abc");
+        assert!(b.len() == COPY_MAX && b.iter().all(|&x| x == 5));
+        assert_eq!(
+            b.as_ptr(),
+            a.as_ptr().wrapping_add(3),
+            "consecutive in the slab"
+        );
+        assert_eq!(pool.chunk.filled, 0, "the chunk's room is used again");
+        assert_eq!(pool.slab.chunk.len(), SLAB);
+        // A kept small read keeps its slab only: the next slab is new, and
+        // the chunk is reused as soon as it starts over.
+        let c = read_bytes(&mut pool, &[6u8; COPY_MAX]);
+        assert!(c.iter().all(|&x| x == 6));
+        assert!(
+            c.as_ptr() != a.as_ptr().wrapping_add(3 + COPY_MAX),
+            "a new slab"
+        );
+        assert_eq!(&a[..], b"abc");
+        // Once every slice of the slab is gone, it starts over in place.
+        let slab = c.as_ptr();
+        drop(c);
+        let d = read_bytes(&mut pool, &[7u8; COPY_MAX]);
+        let e = read_bytes(&mut pool, &[8u8; COPY_MAX]);
+        assert_eq!(d.as_ptr(), slab.wrapping_add(COPY_MAX));
+        drop(d);
+        let f = read_bytes(&mut pool, &[9u8; COPY_MAX]);
+        assert!(e.iter().all(|&x| x == 8) && f.iter().all(|&x| x == 9));
     }
 
     #[test]
     fn the_allocation_is_reused_once_every_slice_is_gone() {
         let mut pool = Pool::new();
-        let first = read_bytes(&mut pool, b"hello");
+        let first = read_bytes(&mut pool, &[3u8; LARGE]);
         let start = first.as_ptr();
         drop(first);
         use_up(&mut pool);
-        let again = read_bytes(&mut pool, b"world");
+        let again = read_bytes(&mut pool, &[4u8; LARGE]);
         assert_eq!(again.as_ptr(), start, "the whole allocation came back");
-        assert_eq!(&again[..], b"world");
+        assert!(again.iter().all(|&x| x == 4));
     }
 
     #[test]
-    fn a_held_slice_keeps_its_bytes_and_forces_a_new_allocation() {
+    fn a_held_slice_keeps_its_bytes_and_forces_another_chunk() {
         let mut pool = Pool::new();
-        let held = read_bytes(&mut pool, &[1u8; 100]);
+        let held = read_bytes(&mut pool, &[1u8; LARGE]);
         use_up(&mut pool);
-        let next = read_bytes(&mut pool, &[2u8; 100]);
+        let next = read_bytes(&mut pool, &[2u8; LARGE]);
         assert!(next.as_ptr() != held.as_ptr(), "not written over");
         assert!(held.iter().all(|&x| x == 1));
         assert!(next.iter().all(|&x| x == 2));
         assert!(pool.spare() >= MIN_SPARE);
+    }
+
+    #[test]
+    fn retired_chunks_are_reused_once_their_slices_are_gone() {
+        let mut pool = Pool::new();
+        let a = read_bytes(&mut pool, &[1u8; LARGE]);
+        let first = a.as_ptr();
+        use_up(&mut pool);
+        let b = read_bytes(&mut pool, &[2u8; LARGE]);
+        assert_eq!(pool.retired.len(), 1, "the first chunk is retired");
+        drop(a);
+        use_up(&mut pool);
+        // The current chunk is still shared (b): the retired one, free
+        // now, comes back instead of a new (zeroed) one.
+        let c = read_bytes(&mut pool, &[3u8; LARGE]);
+        assert_eq!(c.as_ptr(), first, "reused, not a new allocation");
+        assert!(b.iter().all(|&x| x == 2) && c.iter().all(|&x| x == 3));
+        // However many chunks are held, at most RETIRED_MAX are kept.
+        let mut held = vec![b, c];
+        for i in 0..(RETIRED_MAX + 3) {
+            use_up(&mut pool);
+            held.push(read_bytes(&mut pool, &[i as u8; LARGE]));
+        }
+        assert_eq!(pool.retired.len(), RETIRED_MAX);
     }
 
     #[test]
@@ -368,7 +537,7 @@ mod tests {
         let mut pool = Pool::new();
         let err = read(&mut pool, &mut Swapper).unwrap_err();
         assert_eq!(err.to_string(), SWAPPED_BUFFER);
-        assert_eq!(pool.filled, 0, "nothing handed out");
+        assert_eq!(pool.chunk.filled, 0, "nothing handed out");
 
         let mut buf = BytesMut::with_capacity(16);
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -411,12 +580,12 @@ mod tests {
     #[test]
     fn a_loan_returns_the_pool_it_took() {
         let mut loan = Loan::take();
-        let first = read_bytes(loan.pool(), b"x").as_ptr();
+        let first = read_bytes(loan.pool(), &[1u8; LARGE]).as_ptr();
         loan.give_back();
         let mut loan = Loan::take();
-        let second = read_bytes(loan.pool(), b"y").as_ptr();
+        let second = read_bytes(loan.pool(), &[2u8; LARGE]).as_ptr();
         // The same allocation, just past the first read.
-        assert_eq!(second, first.wrapping_add(1));
+        assert_eq!(second, first.wrapping_add(LARGE));
     }
 
     #[test]
