@@ -63,7 +63,6 @@ impl FlowControl {
         self.limits = limits;
     }
 
-    #[cfg(test)]
     pub(crate) fn limits(&self) -> WriteLimits {
         self.limits
     }

@@ -192,6 +192,17 @@ pub trait Protocol: BaseProtocol {
     /// Called with each chunk of received bytes; never empty. Chunk boundaries
     /// carry no meaning: a message may arrive in several calls.
     ///
+    /// **What keeping `data` costs.** The chunk is a zero-copy view of the
+    /// transport's per-thread read buffer, so dropping it (or writing it
+    /// back, which drops it once sent) is free. Keeping it, or any slice of
+    /// it, is free too, but keeps memory alive until it is dropped: a read
+    /// of at most 512 bytes was copied into a 1 KiB block shared with other
+    /// small reads, so it keeps at most that block; a larger read shares a
+    /// 128 KiB buffer, and keeping any part of it keeps all 128 KiB. A
+    /// protocol that holds a little of a large read for long (a partial
+    /// frame on an idle connection) should copy it
+    /// (`Bytes::copy_from_slice`, or append it to a `BytesMut` of its own).
+    ///
     /// ```
     /// use tokio_transports::Bytes;
     /// use tokio_transports::{BaseProtocol, Protocol};

@@ -289,19 +289,26 @@ impl Pool {
         }
     }
 
-    /// Read from `io` into the pool's free room. The bytes read come back as
-    /// a slice of the chunk, or of the slab for a small read (see the
-    /// module docs); empty at EOF.
+    /// Read at most `max` bytes (at least 1) from `io` into the pool's free
+    /// room. The bytes read come back as a slice of the chunk, or of the slab
+    /// for a small read (see the module docs); empty at EOF.
     #[inline(always)]
     pub(crate) fn poll_read<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
         cx: &mut Context<'_>,
+        max: usize,
     ) -> Poll<io::Result<Bytes>> {
         if self.spare() < MIN_SPARE {
             self.refill();
         }
-        let n = ready!(read_in_place(io, cx, &mut ReadBuf::new(self.chunk.room())))?;
+        let room = self.chunk.room();
+        let room = if max < room.len() {
+            &mut room[..max]
+        } else {
+            room
+        };
+        let n = ready!(read_in_place(io, cx, &mut ReadBuf::new(room)))?;
         if n == 0 {
             return Poll::Ready(Ok(Bytes::new()));
         }
@@ -384,7 +391,7 @@ mod tests {
 
     fn read(pool: &mut Pool, io: &mut (impl AsyncRead + Unpin)) -> io::Result<Bytes> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        ready(pool.poll_read(io, &mut cx))
+        ready(pool.poll_read(io, &mut cx, usize::MAX))
     }
 
     fn read_bytes(pool: &mut Pool, bytes: &[u8]) -> Bytes {

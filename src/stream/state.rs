@@ -15,6 +15,9 @@ use super::queues::ChunkQueue;
 use crate::WriteLimits;
 use crate::flow::FlowControl;
 
+/// The smallest read [`StreamState::read_limit`] asks for.
+pub(crate) const MIN_READ: usize = 4096;
+
 /// Where the connection as a whole is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -343,6 +346,27 @@ impl StreamState {
     }
 
     // ---- reading -------------------------------------------------------
+
+    /// The most the next read should take: no limit while nothing waits to
+    /// be sent; otherwise what keeps the write buffer within twice the high
+    /// watermark if the protocol writes back all it reads (an echo, a proxy)
+    /// before `pause_writing` can stop it, and at least 4 KiB so that a
+    /// protocol that writes nothing back still reads in useful amounts.
+    #[inline]
+    pub(crate) fn read_limit(&self) -> usize {
+        if self.queued == 0 {
+            return usize::MAX;
+        }
+        self.read_limit_backlogged()
+    }
+
+    #[inline(never)]
+    fn read_limit_backlogged(&self) -> usize {
+        let high = self.flow.limits().high;
+        high.saturating_mul(2)
+            .saturating_sub(self.queued)
+            .max(MIN_READ)
+    }
 
     pub(crate) fn pause_reading(&mut self) {
         if self.read == ReadState::Reading {

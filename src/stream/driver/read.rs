@@ -74,7 +74,7 @@ where
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
-                match pool.poll_read(io, cx) {
+                match pool.poll_read(io, cx, self.core.sm.read_limit()) {
                     Poll::Ready(Ok(data)) if data.is_empty() => ReadOutcome::Eof,
                     Poll::Ready(Ok(data)) => {
                         if self.still_deliverable() {

@@ -288,3 +288,15 @@ fn only_writes_tracks_events_close_pending_eof_and_shutdown() {
     assert_eq!(events(&mut sm), ["lost"]);
     assert!(!sm.only_writes(), "lost for good");
 }
+
+#[test]
+fn reads_are_limited_only_while_writes_wait() {
+    let mut sm = StreamState::new(limits(1000, 64 * 1024));
+    assert_eq!(sm.read_limit(), usize::MAX, "nothing queued: no limit");
+    sm.write(b(100 * 1024));
+    assert_eq!(sm.read_limit(), 28 * 1024, "up to twice the high watermark");
+    sm.write(b(28 * 1024));
+    assert_eq!(sm.read_limit(), MIN_READ, "at twice the high: the minimum");
+    sm.consume(128 * 1024);
+    assert_eq!(sm.read_limit(), usize::MAX);
+}
