@@ -100,7 +100,9 @@ impl Inner {
                 // Stop listening now: new connects are refused from here on,
                 // even before the accept task is gone.
                 let _ = socket2::SockRef::from(&listener.listener).shutdown(Shutdown::Read);
-                task.abort();
+                if let Some(task) = task {
+                    task.abort();
+                }
             }
         }
         self.changed.notify_waiters();
@@ -327,6 +329,10 @@ impl Server {
         // A socket that failed is reported closed after the lock is let go
         // (its signal takes the lock).
         let mut failed = Vec::new();
+        // Accept tasks are spawned after the lock is let go too: on a
+        // runtime that is shutting down, spawning drops the task at once,
+        // and its guard closes the server, which takes the lock.
+        let mut to_spawn = Vec::new();
         for l in listeners {
             let next = match l {
                 Listener::Bound(BoundSocket { sock, signal }, addr) if result.is_ok() => match sock
@@ -338,15 +344,11 @@ impl Server {
                             listener,
                             _signal: signal,
                         });
-                        let task = tokio::spawn(accept_loop(
-                            CloseOnDrop(Arc::downgrade(&self.inner)),
-                            listener.clone(),
-                            addr,
-                        ));
+                        to_spawn.push((listener.clone(), addr));
                         Listener::Listening {
                             listener,
                             addr,
-                            task,
+                            task: None,
                         }
                     }
                     Err(e) => {
@@ -361,6 +363,29 @@ impl Server {
         }
         drop(st);
         drop(failed);
+        for (listener, addr) in to_spawn {
+            let task = tokio::spawn(accept_loop(
+                CloseOnDrop(Arc::downgrade(&self.inner)),
+                listener.clone(),
+                addr,
+            ));
+            let mut st = self.inner.lock();
+            let slot = st.listeners.iter_mut().find_map(|l| match l {
+                Listener::Listening {
+                    listener: l, task, ..
+                } if Arc::ptr_eq(l, &listener) => Some(task),
+                _ => None,
+            });
+            match slot {
+                Some(slot) => *slot = Some(task),
+                // Closed meanwhile: `close()` shut the socket down; the task
+                // ends on its own, and is aborted all the same.
+                None => {
+                    drop(st);
+                    task.abort();
+                }
+            }
+        }
         result
     }
 

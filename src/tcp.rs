@@ -18,7 +18,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
 use crate::stream::handle::Transport;
-use crate::stream::{StreamConfig, spawn_stream, started};
+use crate::stream::{StreamConfig, started};
 use crate::{IntoProtocol, WriteLimits};
 
 /// Options for [`create_connection`] (asyncio's keyword arguments).
@@ -327,6 +327,33 @@ pub(crate) fn spawn_tcp(
     on_finish: Option<crate::stream::driver::OnFinish>,
     notify_started: bool,
 ) -> (Transport, crate::stream::Started) {
+    let (transport, started, driver) = prepare_tcp(
+        stream,
+        protocol,
+        nodelay,
+        limits,
+        peer,
+        on_finish,
+        notify_started,
+    );
+    tokio::spawn(driver);
+    (transport, started)
+}
+
+/// [`spawn_tcp`] without the spawn (see [`prepare_stream`](crate::stream::prepare_stream)).
+pub(crate) fn prepare_tcp(
+    stream: TcpStream,
+    protocol: impl IntoProtocol,
+    nodelay: bool,
+    limits: WriteLimits,
+    peer: Option<SocketAddr>,
+    on_finish: Option<crate::stream::driver::OnFinish>,
+    notify_started: bool,
+) -> (
+    Transport,
+    crate::stream::Started,
+    crate::stream::driver::Driver<TcpStream>,
+) {
     if nodelay {
         // Best effort, as in asyncio: a socket that refuses it still works.
         let _ = stream.set_nodelay(true);
@@ -344,7 +371,7 @@ pub(crate) fn spawn_tcp(
         on_finish,
         notify_started,
     };
-    spawn_stream(stream, protocol, config)
+    crate::stream::prepare_stream(stream, protocol, config)
 }
 
 async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Result<TcpStream> {

@@ -12,7 +12,7 @@ use super::{ACCEPT_RETRY_DELAY, Inner};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::stream::driver::FinishHook;
 use crate::stream::handle::Transport;
-use crate::tcp::spawn_tcp;
+use crate::tcp::prepare_tcp;
 
 fn is_resource_error(e: &io::Error) -> bool {
     matches!(
@@ -123,10 +123,11 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
             Arc::new(hook)
         })
         .clone();
-    // Attach before `connection_made` runs: hold the lock across the spawn,
-    // so the task cannot finish (and detach) before it is attached.
-    let mut st = inner.lock();
-    let (transport, _started) = spawn_tcp(
+    // Attach before `connection_made` runs: the task is spawned only once
+    // the transport is attached, and after the lock is let go (on a runtime
+    // that is shutting down, spawning drops the task at once, and its `Drop`
+    // detaches it, which takes the lock).
+    let (transport, _started, driver) = prepare_tcp(
         stream,
         protocol,
         opts.nodelay,
@@ -135,5 +136,6 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
         Some(on_finish),
         false,
     );
-    st.clients.insert(transport.id(), transport);
+    inner.lock().clients.insert(transport.id(), transport);
+    tokio::spawn(driver);
 }

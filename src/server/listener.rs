@@ -54,11 +54,12 @@ pub(super) struct ListeningSocket {
 
 pub(super) enum Listener {
     Bound(BoundSocket, SocketAddr),
-    /// Listening, with its accept task.
+    /// Listening, with its accept task (`None` for the moment between the
+    /// socket's `listen` and the task's spawn).
     Listening {
         listener: Arc<ListeningSocket>,
         addr: SocketAddr,
-        task: JoinHandle<()>,
+        task: Option<JoinHandle<()>>,
     },
 }
 

@@ -62,6 +62,24 @@ pub(crate) fn spawn_stream<IO>(
 where
     IO: StreamIo,
 {
+    let (transport, started, driver) = prepare_stream(io, protocol, config);
+    tokio::spawn(driver);
+    (transport, started)
+}
+
+/// The transport and the task of one connection, not spawned yet: a caller
+/// that must record the transport somewhere before the task may run (the
+/// server) does so, lets go of its locks, then spawns the task. (Spawning
+/// on a runtime that is shutting down drops the task at once, and its
+/// `Drop` runs the finish hook.)
+pub(crate) fn prepare_stream<IO>(
+    io: IO,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+) -> (Transport, Started, Driver<IO>)
+where
+    IO: StreamIo,
+{
     let shared = Shared::new(config.extra, config.limits, config.can_write_eof);
     let transport = Transport { shared };
     let (started_tx, started_rx) = if config.notify_started {
@@ -78,8 +96,7 @@ where
         started_tx,
         config.on_finish,
     );
-    tokio::spawn(driver);
-    (transport, started_rx)
+    (transport, started_rx, driver)
 }
 
 /// Wait for `connection_made`; an error if the task died first (its runtime
