@@ -27,10 +27,12 @@
 //!
 //! Each allocation is held as one frozen [`Bytes`] and each slice is a
 //! clone of it, narrowed (a reference-count increment and a few inlined
-//! steps), which costs less than splitting a `BytesMut` (docs/performance.md
-//! has the figures). The price is one `unsafe` block, [`Region::room`]:
-//! reads (and small-read copies) write into the part of that `Bytes` no
-//! slice covers yet.
+//! steps). The price is one `unsafe` block, [`Region::room`]: reads (and
+//! small-read copies) write into the part of that `Bytes` no slice covers
+//! yet. Measured against the safe alternative (a `BytesMut` read into its
+//! spare capacity and split): 2,584 against 2,656 instructions per 64-byte
+//! request and response, 72 fewer, 3% of the whole request and a third of
+//! the margin to the 1.10x target over raw tokio (docs/performance.md).
 //!
 //! A driver borrows the pool for one whole poll ([`Loan`]), so the
 //! thread-local is reached once per poll however many reads the poll makes.
