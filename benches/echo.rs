@@ -18,6 +18,54 @@
 //! * `churn`: connect, one 64 B echo, close (4 clients in parallel).
 //! * `mem`: heap bytes the server thread holds per idle connection that has
 //!   already echoed 1 KiB (500 connections).
+//! * `writelines-16`, `write-16`, `writelines-1`: request/response, 1 KiB,
+//!   1 connection, the server answering each chunk it receives in zero-copy
+//!   slices: one `writelines` of 16 slices, 16 `write` calls, one
+//!   `writelines` of the whole chunk. Raw tokio answers with one vectored
+//!   write of 16 `IoSlice`s (`write_all` for one chunk), which is what a
+//!   hand-written server does. `ours writelines-16 / ours write-16` is
+//!   printed in the summary (target: writelines no dearer than the loop).
+//! * `mem-keep64`: heap per idle connection whose server protocol keeps the
+//!   last 64 bytes it received, as a framing protocol keeps a partial frame:
+//!   each client sends 1 KiB, waits for a one-byte ack, sends 64 B, waits
+//!   for the second ack, then idles. Ours keeps a `Bytes::slice` of the last
+//!   `data_received` chunk (zero copy: this measures what a kept slice
+//!   pins); raw tokio keeps its 4 KiB read buffer with the 64 B left in it,
+//!   and a second raw variant keeps a 64 B copy only (reads into a stack
+//!   buffer after `readable()`). Target: ours <= 2 KiB per connection.
+//!   `ECHO_BENCH_KEEP_FIRST=65536` makes the first message 64 KiB, which
+//!   shows the worst case (each kept slice pins a read-pool allocation).
+//! * `mem-buffered-idle`: heap per idle connection that never sent anything,
+//!   for a `BufferedProtocol` that allocates its 64 KiB `BytesMut` lazily on
+//!   the first `get_buffer`: shows whether the transport asks for a buffer
+//!   before any data came (`get_buffer` calls per connection are printed;
+//!   target 0). Raw tokio allocates its 64 KiB lazily on the first read that
+//!   brings data (it reads into a small stack buffer first: tokio reports a
+//!   fresh accepted socket readable once even when nothing came, printed as
+//!   "empty ready").
+//! * `slow-reader`: one connection whose client sends 1 MiB (quick) or
+//!   2 MiB in 64 KiB writes while reading the echo 16 KiB every 16 ms
+//!   (about 1 MB/s, paced by a `tokio::time::interval`); the servers' send
+//!   buffers and the client's receive buffer are set to 32 KiB so the flood
+//!   reaches user space in a short run. The server echoes and pauses reading
+//!   on `pause_writing`, resumes on `resume_writing` (the documented
+//!   pattern). Reported: the peak of `get_write_buffer_size()` (sampled after
+//!   every write and in pause/resume) in multiples of the 64 KiB high
+//!   watermark; target <= 2x. Raw tokio: the peak of bytes queued in user
+//!   space by a hand-written server with the same pause logic (stop reading
+//!   above 64 KiB queued, resume at 16 KiB, reads of at most 64 KiB), whose
+//!   own bound is 2x.
+//!
+//! Every new scenario runs ours and raw in the same run. The memory and
+//! slow-reader scenarios run a warm-up round (memory only) and then 1
+//! (quick) or 3 rounds per server variant, medians.
+//!
+//! Profiles: `cargo bench --bench echo` builds with the `bench` profile
+//! (release, `debug = 1`); `cargo bench --profile bench-release --bench
+//! echo` with thin LTO and one codegen unit (Cargo.toml; panics stay
+//! `unwind`). Both sides are in the same binary, so they are always built
+//! alike. The binaries are `target/release/deps/echo-*` and
+//! `target/bench-release/deps/echo-*` (for callgrind).
 //!
 //! Environment:
 //!
@@ -29,12 +77,17 @@
 //!   (fixed-count runs, e.g. under callgrind; bulk: `n` chunks).
 //! * `ECHO_BENCH_ONLY=ours|raw`: run one server only (profiling).
 //! * `ECHO_BENCH_FILTER=a,b`: only scenarios whose id contains one of these
-//!   (a first command-line argument that does not start with `-` works too).
+//!   (a first command-line argument that does not start with `-` works too);
+//!   a filter equal to a scenario id selects that scenario only (`mem` is
+//!   not `mem-keep64`, `writelines-1` is not `writelines-16`).
 //! * `ECHO_BENCH_PIN=1`: pin the server threads to CPU 1 and the client to
 //!   CPU 0 (off by default: on a VM the cross-CPU wake-ups it forces cost
 //!   more than they steady).
 //! * `ECHO_BENCH_VERBOSE=1`: print every round.
-//! * `ECHO_BENCH_MEM_CONNS=n`: connections in the memory scenario (500).
+//! * `ECHO_BENCH_MEM_CONNS=n`: connections in the memory scenarios (500).
+//! * `ECHO_BENCH_KEEP_FIRST=n`: size of `mem-keep64`'s first message (1024).
+//! * `ECHO_BENCH_SLOW_BYTES=n`: bytes per `slow-reader` round (1 MiB quick,
+//!   2 MiB otherwise).
 //!
 //! `docs/performance.md` has the results, the method in full, and how to
 //! count instructions per operation with callgrind (the user/system split of
@@ -48,10 +101,19 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_transports::{BaseProtocol, Protocol, Server, ServerOptions, Transport};
+use tokio::sync::Notify;
+use tokio_transports::{
+    BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol, Server, ServerOptions,
+    Transport,
+};
 
 // ---------------------------------------------------------------------------
 // Counting allocator: per-thread allocation count and net live bytes.
@@ -190,12 +252,16 @@ impl Protocol for Echo {
     }
 }
 
-/// Start our server on the current (server-thread) runtime.
-async fn start_ours() -> (Server, u16) {
+/// Start our server with `factory` on the current (server-thread) runtime.
+async fn start_ours<F, P>(factory: F) -> (Server, u16)
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: IntoProtocol,
+{
     let options = ServerOptions::default()
         // tokio's TcpListener::bind uses 1024 too.
         .backlog(1024);
-    let server = tokio_transports::create_server(Echo::default, "127.0.0.1", 0, options)
+    let server = tokio_transports::create_server(factory, "127.0.0.1", 0, options)
         .await
         .expect("create_server");
     let port = server.sockets()[0].port();
@@ -236,6 +302,540 @@ async fn start_raw(buf_size: usize) -> u16 {
     port
 }
 
+/// A raw tokio accept loop: `TCP_NODELAY` on each socket, then `conn(sock)`
+/// on a task of its own.
+async fn raw_accept_loop<F, Fut>(conn: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            tokio::spawn(conn(sock));
+        }
+    });
+    port
+}
+
+// ---------------------------------------------------------------------------
+// Probes the servers of the newer scenarios update (one server runs at a
+// time, so process-wide counters are enough).
+// ---------------------------------------------------------------------------
+
+/// Connections accepted by the idle-memory servers (never decremented).
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+/// Woken on every `ACCEPTED` increment.
+static ACCEPTED_NOTIFY: LazyLock<Notify> = LazyLock::new(Notify::new);
+/// `get_buffer` calls (ours) in `mem-buffered-idle`.
+static GET_BUFFER_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Lazy 64 KiB buffer allocations (ours: in `get_buffer`; raw: after the
+/// first readiness) in `mem-buffered-idle`.
+static LAZY_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Raw tokio in `mem-buffered-idle`: readiness that found nothing to read.
+static SPURIOUS_READY: AtomicU64 = AtomicU64::new(0);
+/// `slow-reader`: the most bytes seen buffered (ours: the transport's
+/// `get_write_buffer_size()`; raw: the server's user-space queue).
+static SLOW_PEAK: AtomicUsize = AtomicUsize::new(0);
+/// `slow-reader`: times the server paused reading.
+static SLOW_PAUSES: AtomicU64 = AtomicU64::new(0);
+
+fn note_accepted() {
+    ACCEPTED.fetch_add(1, Ordering::AcqRel);
+    ACCEPTED_NOTIFY.notify_waiters();
+}
+
+/// Wait (at most `IO_TIMEOUT`) until `ACCEPTED` reaches `target`.
+async fn wait_accepted(target: usize) {
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    // Bounded: every pass but the last waits for a wake-up, each of which
+    // comes with an increment (or the deadline ends it).
+    for _ in 0..=target.saturating_mul(4) + 16 {
+        let notified = ACCEPTED_NOTIFY.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if ACCEPTED.load(Ordering::Acquire) >= target {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            break;
+        }
+    }
+    let now = ACCEPTED.load(Ordering::Acquire);
+    assert!(
+        now >= target,
+        "server accepted {now} of {target} connections"
+    );
+}
+
+fn note_slow_peak(buffered: usize) {
+    SLOW_PEAK.fetch_max(buffered, Ordering::Relaxed);
+}
+
+/// asyncio's flow-control idiom, shared by the protocols below.
+fn pause_reading_of(t: &Option<Transport>) {
+    if let Some(t) = t {
+        t.pause_reading();
+    }
+}
+
+fn resume_reading_of(t: &Option<Transport>) {
+    if let Some(t) = t {
+        t.resume_reading();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `writelines-16`, `write-16`, `writelines-1`: echo in chunks.
+// ---------------------------------------------------------------------------
+
+/// How the chunked echo writes a received chunk back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkMode {
+    /// One `writelines` of 16 zero-copy slices.
+    Writelines16,
+    /// 16 `write` calls, one per slice.
+    Write16,
+    /// One `writelines` of the whole chunk.
+    Writelines1,
+}
+
+impl ChunkMode {
+    const ALL: [ChunkMode; 3] = [
+        ChunkMode::Writelines16,
+        ChunkMode::Write16,
+        ChunkMode::Writelines1,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Slices per answer (raw tokio writes as many `IoSlice`s at once).
+    fn chunks(self) -> usize {
+        match self {
+            ChunkMode::Writelines16 | ChunkMode::Write16 => 16,
+            ChunkMode::Writelines1 => 1,
+        }
+    }
+}
+
+/// `data` cut into 16 zero-copy slices of (nearly) equal length.
+fn split16(data: &Bytes) -> [Bytes; 16] {
+    let n = data.len();
+    std::array::from_fn(|i| data.slice(i * n / 16..(i + 1) * n / 16))
+}
+
+/// Echoes every chunk back in pieces (see [`ChunkMode`]); flow control as
+/// [`Echo`].
+struct Chunked {
+    transport: Option<Transport>,
+    mode: ChunkMode,
+}
+
+impl BaseProtocol for Chunked {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+    }
+
+    fn pause_writing(&mut self) {
+        pause_reading_of(&self.transport);
+    }
+
+    fn resume_writing(&mut self) {
+        resume_reading_of(&self.transport);
+    }
+}
+
+impl Protocol for Chunked {
+    fn data_received(&mut self, data: Bytes) {
+        let Some(t) = &self.transport else { return };
+        match self.mode {
+            ChunkMode::Writelines16 => {
+                let _ = t.writelines(split16(&data));
+            }
+            ChunkMode::Write16 => {
+                for part in split16(&data) {
+                    let _ = t.write(part);
+                }
+            }
+            ChunkMode::Writelines1 => {
+                let _ = t.writelines([data]);
+            }
+        }
+    }
+}
+
+/// Write every slice of `bufs` (a hand-written `write_all` for vectored
+/// writes). Bounded: each pass writes at least one byte or returns.
+async fn write_all_vectored(sock: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> bool {
+    while !bufs.is_empty() {
+        match sock.write_vectored(bufs).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+        }
+    }
+    true
+}
+
+/// Raw tokio's chunked echo: the 64 KiB read buffer of [`start_raw`], the
+/// answer written as `chunks` slices of it in one vectored write (one
+/// `writev`, as a hand-written server would do it), or with `write_all`
+/// for one chunk.
+async fn start_raw_chunked(chunks: usize) -> u16 {
+    raw_accept_loop(move |mut sock| async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        loop {
+            buf.clear();
+            match sock.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let ok = if chunks == 1 {
+                sock.write_all(&buf).await.is_ok()
+            } else {
+                let n = buf.len();
+                let mut slices: [IoSlice<'_>; 16] =
+                    std::array::from_fn(|i| IoSlice::new(&buf[i * n / 16..(i + 1) * n / 16]));
+                write_all_vectored(&mut sock, &mut slices).await
+            };
+            if !ok {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// `mem-keep64`: each connection keeps the last 64 bytes it received.
+// ---------------------------------------------------------------------------
+
+/// The client sends `KEEP_FIRST` bytes (1 KiB unless
+/// `ECHO_BENCH_KEEP_FIRST` says otherwise), waits for a one-byte ack, sends
+/// `KEEP_SECOND` bytes, waits for the second ack.
+static KEEP_FIRST: AtomicUsize = AtomicUsize::new(1024);
+const KEEP_SECOND: usize = 64;
+const KEEP: usize = 64;
+
+/// Ack owed after `before` bytes, now `after`: one per milestone crossed.
+fn keep_acks(before: usize, after: usize) -> usize {
+    let first = KEEP_FIRST.load(Ordering::Relaxed);
+    [first, first + KEEP_SECOND]
+        .iter()
+        .filter(|&&m| before < m && after >= m)
+        .count()
+}
+
+/// Keeps the last 64 bytes of the last `data_received` chunk as a
+/// zero-copy slice of it (as a framing protocol keeps a partial frame), and
+/// acks each milestone with one byte.
+#[derive(Default)]
+struct Keep64 {
+    transport: Option<Transport>,
+    kept: Bytes,
+    total: usize,
+}
+
+impl BaseProtocol for Keep64 {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+    }
+}
+
+impl Protocol for Keep64 {
+    fn data_received(&mut self, data: Bytes) {
+        let before = self.total;
+        self.total += data.len();
+        self.kept = data.slice(data.len().saturating_sub(KEEP)..);
+        if let Some(t) = &self.transport {
+            for _ in 0..keep_acks(before, self.total) {
+                let _ = t.write(Bytes::from_static(b"k"));
+            }
+        }
+    }
+}
+
+/// Raw tokio, keeping its 4 KiB read buffer per connection with the last
+/// 64 bytes left in it (what a hand-written framing server does).
+async fn start_raw_keep_buf() -> u16 {
+    raw_accept_loop(|mut sock| async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(4 * 1024);
+        let mut total = 0usize;
+        loop {
+            let n = match sock.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let before = total;
+            total += n;
+            let len = buf.len();
+            if len > KEEP {
+                buf.drain(..len - KEEP);
+            }
+            for _ in 0..keep_acks(before, total) {
+                if sock.write_all(b"k").await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Read what is ready into a stack buffer (never held across an `.await`)
+/// and copy its last 64 bytes into `kept`. `None` at EOF or on an error.
+fn read_keep_copy(sock: &TcpStream, kept: &mut Vec<u8>) -> Option<usize> {
+    let mut stack = [0u8; 4096];
+    match sock.try_read(&mut stack) {
+        Ok(0) => None,
+        Ok(n) => {
+            kept.clear();
+            kept.extend_from_slice(&stack[n.saturating_sub(KEEP)..n]);
+            Some(n)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// Raw tokio, keeping only a 64-byte copy per connection: wait for
+/// readiness, read into a stack buffer, copy the tail.
+async fn start_raw_keep_copy() -> u16 {
+    raw_accept_loop(|mut sock| async move {
+        let mut kept: Vec<u8> = Vec::with_capacity(KEEP);
+        let mut total = 0usize;
+        loop {
+            if sock.readable().await.is_err() {
+                return;
+            }
+            let Some(n) = read_keep_copy(&sock, &mut kept) else {
+                return;
+            };
+            let before = total;
+            total += n;
+            for _ in 0..keep_acks(before, total) {
+                if sock.write_all(b"k").await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// `mem-buffered-idle`: a BufferedProtocol that allocates lazily.
+// ---------------------------------------------------------------------------
+
+/// Size of the lazily allocated receive buffers.
+const LAZY_BUF: usize = 64 * 1024;
+
+/// A `BufferedProtocol` whose buffer is allocated on the first
+/// `get_buffer` call, so an idle connection's memory shows whether the
+/// transport asked for a buffer before any data came.
+#[derive(Default)]
+struct LazyBuffered {
+    buf: BytesMut,
+}
+
+impl BaseProtocol for LazyBuffered {
+    fn connection_made(&mut self, _transport: &Transport) {
+        note_accepted();
+    }
+}
+
+impl BufferedProtocol for LazyBuffered {
+    fn get_buffer(&mut self, _sizehint: usize) -> &mut BytesMut {
+        GET_BUFFER_CALLS.fetch_add(1, Ordering::Relaxed);
+        if self.buf.capacity() == 0 {
+            LAZY_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            self.buf.reserve(LAZY_BUF);
+        }
+        &mut self.buf
+    }
+
+    fn buffer_updated(&mut self, _nbytes: usize) {
+        self.buf.clear();
+    }
+}
+
+/// Raw tokio's first read of a lazily buffered connection: into a small
+/// stack buffer (never held across an `.await`); the 64 KiB buffer is
+/// allocated only when that read brings data. `None` at EOF or on an
+/// error; `Some(false)` when the readiness was spurious.
+fn raw_lazy_first_read(sock: &TcpStream, buf: &mut Vec<u8>) -> Option<bool> {
+    let mut stack = [0u8; 256];
+    match sock.try_read(&mut stack) {
+        Ok(0) => None,
+        Ok(n) => {
+            LAZY_ALLOCS.fetch_add(1, Ordering::Relaxed);
+            buf.reserve(LAZY_BUF);
+            buf.extend_from_slice(&stack[..n]);
+            Some(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            SPURIOUS_READY.fetch_add(1, Ordering::Relaxed);
+            Some(false)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Raw tokio's lazy equivalent: wait for readiness; allocate the 64 KiB
+/// buffer only once a read brings data (tokio reports a freshly accepted
+/// socket readable once even when nothing came, so allocating on the first
+/// readiness would allocate on every connection), then read into it.
+async fn start_raw_lazy() -> u16 {
+    raw_accept_loop(|sock| async move {
+        note_accepted();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            if sock.readable().await.is_err() {
+                return;
+            }
+            if buf.capacity() == 0 {
+                match raw_lazy_first_read(&sock, &mut buf) {
+                    None => return,
+                    Some(_) => continue,
+                }
+            }
+            buf.clear();
+            match sock.try_read_buf(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// `slow-reader`: an echo that floods a peer reading at about 1 MB/s.
+// ---------------------------------------------------------------------------
+
+/// asyncio's default high watermark (what ours uses unless told).
+const HIGH_WATER: usize = 64 * 1024;
+/// asyncio's default low watermark.
+const LOW_WATER: usize = 16 * 1024;
+
+/// `slow-reader`'s kernel buffers: the servers' `SO_SNDBUF` and the client's
+/// `SO_RCVBUF` (Linux doubles both), kept small and equal for both servers
+/// so that the flood reaches user space within a short run (autotuned
+/// loopback buffers would absorb megabytes first).
+const SLOW_SOCK_BUF: usize = 32 * 1024;
+
+/// [`Echo`] with the write buffer's size sampled after every write and in
+/// `pause_writing`/`resume_writing`.
+#[derive(Default)]
+struct Flood {
+    transport: Option<Transport>,
+}
+
+impl Flood {
+    fn sample(&self) {
+        if let Some(t) = &self.transport {
+            note_slow_peak(t.get_write_buffer_size());
+        }
+    }
+}
+
+impl BaseProtocol for Flood {
+    fn connection_made(&mut self, transport: &Transport) {
+        transport.with_socket(|s| s.set_send_buffer_size(SLOW_SOCK_BUF).expect("SO_SNDBUF"));
+        self.transport = Some(transport.clone());
+    }
+
+    fn pause_writing(&mut self) {
+        SLOW_PAUSES.fetch_add(1, Ordering::Relaxed);
+        self.sample();
+        pause_reading_of(&self.transport);
+    }
+
+    fn resume_writing(&mut self) {
+        self.sample();
+        resume_reading_of(&self.transport);
+    }
+}
+
+impl Protocol for Flood {
+    fn data_received(&mut self, data: Bytes) {
+        if let Some(t) = &self.transport {
+            let _ = t.write(data);
+        }
+        self.sample();
+    }
+}
+
+/// Raw tokio's equivalent: reads of at most 64 KiB go into a user-space
+/// queue that is written out as the socket takes it; reading stops while
+/// more than `HIGH_WATER` bytes are queued and resumes at `LOW_WATER` (the
+/// same pause logic). The queue's size is sampled after every read.
+async fn start_raw_flood() -> u16 {
+    raw_accept_loop(|sock| async move {
+        socket2::SockRef::from(&sock)
+            .set_send_buffer_size(SLOW_SOCK_BUF)
+            .expect("SO_SNDBUF");
+        let (mut rd, mut wr) = sock.into_split();
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut queue: VecDeque<Bytes> = VecDeque::new();
+        let mut buffered = 0usize;
+        let mut paused = false;
+        let mut eof = false;
+        // Bounded by the peer: every pass reads or writes at least a byte,
+        // or ends the connection.
+        loop {
+            if eof && queue.is_empty() {
+                let _ = wr.shutdown().await;
+                return;
+            }
+            let front = queue.front().cloned().unwrap_or_default();
+            tokio::select! {
+                biased;
+                w = wr.write(&front), if !front.is_empty() => match w {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        buffered -= n;
+                        if n == front.len() {
+                            queue.pop_front();
+                        } else if let Some(f) = queue.front_mut() {
+                            *f = f.slice(n..);
+                        }
+                        if paused && buffered <= LOW_WATER {
+                            paused = false;
+                        }
+                    }
+                },
+                r = rd.read(&mut rbuf), if !paused && !eof => match r {
+                    Ok(0) => eof = true,
+                    Err(_) => return,
+                    Ok(n) => {
+                        queue.push_back(Bytes::copy_from_slice(&rbuf[..n]));
+                        buffered += n;
+                        note_slow_peak(buffered);
+                        if buffered > HIGH_WATER {
+                            paused = true;
+                            SLOW_PAUSES.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                },
+            }
+        }
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------
 // Configuration.
 // ---------------------------------------------------------------------------
@@ -266,6 +866,8 @@ struct Config {
     pin: bool,
     mem_conns: usize,
     mem_rounds: usize,
+    /// Bytes the slow-reader client sends (and reads back) per round.
+    slow_bytes: usize,
     verbose: bool,
 }
 
@@ -306,6 +908,13 @@ impl Config {
             && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
         let mem_conns =
             env_f64("ECHO_BENCH_MEM_CONNS").map_or(500, |v| (v as usize).clamp(1, 5000));
+        if let Some(v) = env_f64("ECHO_BENCH_KEEP_FIRST") {
+            KEEP_FIRST.store((v as usize).clamp(1, 1 << 20), Ordering::Relaxed);
+        }
+        let slow_bytes = env_f64("ECHO_BENCH_SLOW_BYTES")
+            .map_or(if quick { 1 << 20 } else { 2 << 20 }, |v| {
+                (v as usize).clamp(64 * 1024, 64 << 20)
+            });
         Config {
             quick,
             rounds,
@@ -317,12 +926,24 @@ impl Config {
             pin,
             mem_conns,
             mem_rounds: if quick { 1 } else { 3 },
+            slow_bytes,
             verbose: std::env::var("ECHO_BENCH_VERBOSE").is_ok_and(|v| v != "0"),
         }
     }
 
+    /// Whether scenario `id` runs: a filter equal to some scenario's id
+    /// selects that scenario only (so `writelines-1` is not also
+    /// `writelines-16`, nor `mem` also `mem-keep64`); any other filter
+    /// selects the ids that contain it.
     fn wants(&self, id: &str) -> bool {
-        self.filter.is_empty() || self.filter.iter().any(|f| id.contains(f.as_str()))
+        self.filter.is_empty()
+            || self.filter.iter().any(|f| {
+                if all_ids().any(|known| known == f) {
+                    f == id
+                } else {
+                    id.contains(f.as_str())
+                }
+            })
     }
 
     fn runs(&self, which: Which) -> bool {
@@ -336,12 +957,22 @@ impl Config {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// Request/response: `conns` connections, messages of `size` bytes.
-    Rr { size: usize, conns: usize },
+    /// Request/response: `conns` connections, messages of `size` bytes,
+    /// against the servers `srv`.
+    Rr { size: usize, conns: usize, srv: Srv },
     /// Streaming `chunk`-byte writes over one connection.
     Bulk { chunk: usize },
     /// Connect, one echo of `size` bytes, close; `par` clients in parallel.
     Churn { size: usize, par: usize },
+}
+
+/// Which pair of servers a request/response scenario talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Srv {
+    /// [`Echo`] and [`start_raw`] with 64 KiB.
+    Echo,
+    /// [`Chunked`] and [`start_raw_chunked`].
+    Chunked(ChunkMode),
 }
 
 struct Scenario {
@@ -356,7 +987,11 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "rr-64-x1",
         title: "req/resp 64 B, 1 conn",
-        kind: Kind::Rr { size: 64, conns: 1 },
+        kind: Kind::Rr {
+            size: 64,
+            conns: 1,
+            srv: Srv::Echo,
+        },
         target: 1.15,
     },
     Scenario {
@@ -365,6 +1000,7 @@ const SCENARIOS: &[Scenario] = &[
         kind: Kind::Rr {
             size: 1024,
             conns: 1,
+            srv: Srv::Echo,
         },
         target: 1.15,
     },
@@ -374,6 +1010,7 @@ const SCENARIOS: &[Scenario] = &[
         kind: Kind::Rr {
             size: 64,
             conns: 64,
+            srv: Srv::Echo,
         },
         target: 1.15,
     },
@@ -383,6 +1020,37 @@ const SCENARIOS: &[Scenario] = &[
         kind: Kind::Rr {
             size: 1024,
             conns: 64,
+            srv: Srv::Echo,
+        },
+        target: 1.15,
+    },
+    Scenario {
+        id: "writelines-16",
+        title: "req/resp 1 KiB as 16 chunks, writelines",
+        kind: Kind::Rr {
+            size: 1024,
+            conns: 1,
+            srv: Srv::Chunked(ChunkMode::Writelines16),
+        },
+        target: 1.15,
+    },
+    Scenario {
+        id: "write-16",
+        title: "req/resp 1 KiB as 16 chunks, 16 writes",
+        kind: Kind::Rr {
+            size: 1024,
+            conns: 1,
+            srv: Srv::Chunked(ChunkMode::Write16),
+        },
+        target: 1.15,
+    },
+    Scenario {
+        id: "writelines-1",
+        title: "req/resp 1 KiB, writelines of 1 chunk",
+        kind: Kind::Rr {
+            size: 1024,
+            conns: 1,
+            srv: Srv::Chunked(ChunkMode::Writelines1),
         },
         target: 1.15,
     },
@@ -399,6 +1067,20 @@ const SCENARIOS: &[Scenario] = &[
         target: 1.3,
     },
 ];
+
+/// The scenarios outside [`SCENARIOS`], run after them in this order.
+const MEM_ID: &str = "mem";
+const MEM_KEEP_ID: &str = "mem-keep64";
+const MEM_BUFFERED_ID: &str = "mem-buffered-idle";
+const SLOW_ID: &str = "slow-reader";
+
+/// Every scenario id.
+fn all_ids() -> impl Iterator<Item = &'static str> {
+    SCENARIOS
+        .iter()
+        .map(|sc| sc.id)
+        .chain([MEM_ID, MEM_KEEP_ID, MEM_BUFFERED_ID, SLOW_ID])
+}
 
 /// What one measured round produced.
 #[derive(Debug, Default)]
@@ -614,33 +1296,124 @@ async fn settle(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
+/// The ports of one side's servers (all on that side's thread).
+#[derive(Debug, Default, Clone, Copy)]
+struct Ports {
+    /// [`Echo`]; raw: 64 KiB buffer.
+    echo: u16,
+    /// Raw only: the echo with a 4 KiB buffer.
+    echo4k: u16,
+    /// [`Chunked`] by [`ChunkMode::index`]; raw: [`start_raw_chunked`].
+    chunk: [u16; 3],
+    /// [`Keep64`]; raw: [`start_raw_keep_buf`].
+    keep: u16,
+    /// Raw only: [`start_raw_keep_copy`].
+    keep_copy: u16,
+    /// [`LazyBuffered`]; raw: [`start_raw_lazy`].
+    idle: u16,
+    /// [`Flood`]; raw: [`start_raw_flood`].
+    flood: u16,
+}
+
+/// One side of the comparison: its thread, its servers, their ports.
+struct Side {
+    thread: ServerThread,
+    /// Ours only; kept open for the whole run.
+    _servers: Vec<Server>,
+    ports: Ports,
+}
+
+impl Side {
+    async fn start_ours(thread: ServerThread) -> Side {
+        let mut servers = Vec::new();
+        let mut ports = Ports::default();
+        let (s, p) = thread.run(start_ours(Echo::default)).await;
+        servers.push(s);
+        ports.echo = p;
+        for mode in ChunkMode::ALL {
+            let factory = move || Chunked {
+                transport: None,
+                mode,
+            };
+            let (s, p) = thread.run(start_ours(factory)).await;
+            servers.push(s);
+            ports.chunk[mode.index()] = p;
+        }
+        let (s, p) = thread.run(start_ours(Keep64::default)).await;
+        servers.push(s);
+        ports.keep = p;
+        let (s, p) = thread
+            .run(start_ours(|| Buffered(LazyBuffered::default())))
+            .await;
+        servers.push(s);
+        ports.idle = p;
+        let (s, p) = thread.run(start_ours(Flood::default)).await;
+        servers.push(s);
+        ports.flood = p;
+        Side {
+            thread,
+            _servers: servers,
+            ports,
+        }
+    }
+
+    async fn start_raw(thread: ServerThread) -> Side {
+        let mut ports = Ports {
+            echo: thread.run(start_raw(64 * 1024)).await,
+            echo4k: thread.run(start_raw(4 * 1024)).await,
+            ..Ports::default()
+        };
+        for mode in ChunkMode::ALL {
+            ports.chunk[mode.index()] = thread.run(start_raw_chunked(mode.chunks())).await;
+        }
+        ports.keep = thread.run(start_raw_keep_buf()).await;
+        ports.keep_copy = thread.run(start_raw_keep_copy()).await;
+        ports.idle = thread.run(start_raw_lazy()).await;
+        ports.flood = thread.run(start_raw_flood()).await;
+        Side {
+            thread,
+            _servers: Vec::new(),
+            ports,
+        }
+    }
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 struct Bench {
     cfg: Config,
-    ours: Option<(ServerThread, Server, u16)>,
-    /// The raw thread, and the ports of its 64 KiB and 4 KiB variants.
-    raw: Option<(ServerThread, u16, u16)>,
+    ours: Option<Side>,
+    raw: Option<Side>,
 }
 
 impl Bench {
-    fn target(&self, which: Which) -> (&ServerThread, SocketAddr) {
-        let (thread, port) = match which {
-            Which::Ours => {
-                let (t, _, p) = self.ours.as_ref().expect("ours running");
-                (t, *p)
-            }
-            Which::Raw => {
-                let (t, p, _) = self.raw.as_ref().expect("raw running");
-                (t, *p)
-            }
+    fn side(&self, which: Which) -> &Side {
+        match which {
+            Which::Ours => self.ours.as_ref().expect("ours running"),
+            Which::Raw => self.raw.as_ref().expect("raw running"),
+        }
+    }
+
+    fn target(&self, which: Which, srv: Srv) -> (&ServerThread, SocketAddr) {
+        let side = self.side(which);
+        let port = match srv {
+            Srv::Echo => side.ports.echo,
+            Srv::Chunked(mode) => side.ports.chunk[mode.index()],
         };
-        (thread, SocketAddr::from(([127, 0, 0, 1], port)))
+        (&side.thread, local(port))
     }
 
     async fn round(&self, which: Which, kind: Kind, dur: Duration) -> Round {
-        let (thread, addr) = self.target(which);
+        let srv = match kind {
+            Kind::Rr { srv, .. } => srv,
+            Kind::Bulk { .. } | Kind::Churn { .. } => Srv::Echo,
+        };
+        let (thread, addr) = self.target(which, srv);
         let max_ops = self.cfg.max_ops;
         match kind {
-            Kind::Rr { size, conns } => {
+            Kind::Rr { size, conns, .. } => {
                 // Set up outside the measurement: connect, one echo each.
                 let msg = vec![0x5au8; size];
                 let mut buf = vec![0u8; size];
@@ -780,16 +1553,17 @@ impl Bench {
         let mut raw4 = Vec::new();
         let mut residues = Vec::new();
         for r in 0..=self.cfg.mem_rounds {
-            if let Some((t, _, p)) = &self.ours {
-                let (b, res) = self.mem_round(t, *p, n).await;
+            if let Some(side) = &self.ours {
+                let (b, res) = self.mem_round(&side.thread, side.ports.echo, n).await;
                 if r > 0 {
                     ours.push(b);
                     residues.push(("ours", res));
                 }
             }
-            if let Some((t, p64, p4)) = &self.raw {
-                let (b, res64) = self.mem_round(t, *p64, n).await;
-                let (b4, res4) = self.mem_round(t, *p4, n).await;
+            if let Some(side) = &self.raw {
+                let t = &side.thread;
+                let (b, res64) = self.mem_round(t, side.ports.echo, n).await;
+                let (b4, res4) = self.mem_round(t, side.ports.echo4k, n).await;
                 if r > 0 {
                     raw64.push(b);
                     raw4.push(b4);
@@ -805,6 +1579,390 @@ impl Bench {
         res.residues = residues;
         Some(res)
     }
+
+    /// Heap bytes the server thread holds per idle connection after `load`
+    /// (see [`IdleLoad`]): open `n` connections, run the load on each, wait,
+    /// measure; close them all, wait, measure the residue.
+    async fn idle_round(
+        &self,
+        thread: &ServerThread,
+        port: u16,
+        n: usize,
+        load: IdleLoad,
+    ) -> IdleRound {
+        let addr = local(port);
+        let first = vec![0x42u8; KEEP_FIRST.load(Ordering::Relaxed)];
+        let second = vec![0x43u8; KEEP_SECOND];
+        let mut ack = [0u8; 1];
+        settle(50).await;
+        let before = sample(thread).await;
+        let rss_before = rss_bytes();
+        let calls_before = GET_BUFFER_CALLS.load(Ordering::Acquire);
+        let lazy_before = LAZY_ALLOCS.load(Ordering::Acquire);
+        let spurious_before = SPURIOUS_READY.load(Ordering::Acquire);
+        let accepted_before = ACCEPTED.load(Ordering::Acquire);
+        let mut streams = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut s = connect(addr).await;
+            if load == IdleLoad::Keep64 {
+                echo_once(&mut s, &first, &mut ack).await;
+                echo_once(&mut s, &second, &mut ack).await;
+            }
+            streams.push(s);
+        }
+        if load == IdleLoad::Silent {
+            wait_accepted(accepted_before + n).await;
+        }
+        settle(100).await;
+        let after = sample(thread).await;
+        let rss_after = rss_bytes();
+        let calls = GET_BUFFER_CALLS.load(Ordering::Acquire) - calls_before;
+        let lazy = LAZY_ALLOCS.load(Ordering::Acquire) - lazy_before;
+        let spurious = SPURIOUS_READY.load(Ordering::Acquire) - spurious_before;
+        drop(streams);
+        settle(200).await;
+        let end = sample(thread).await;
+        IdleRound {
+            per_conn: (after.net_bytes - before.net_bytes) as f64 / n as f64,
+            rss_per_conn: (rss_after - rss_before) as f64 / n as f64,
+            residue: (end.net_bytes - before.net_bytes) as f64,
+            get_buffer: calls as f64 / n as f64,
+            lazy: lazy as f64 / n as f64,
+            spurious: spurious as f64 / n as f64,
+        }
+    }
+
+    /// `mem-keep64` or `mem-buffered-idle`: a warm-up round, then
+    /// `mem_rounds` rounds of every server variant, medians.
+    async fn idle_memory(&self, load: IdleLoad) -> IdleResult {
+        let n = self.cfg.mem_conns;
+        let mut variants: Vec<(&'static str, &ServerThread, u16)> = Vec::new();
+        if let Some(side) = &self.ours {
+            let (label, port) = match load {
+                IdleLoad::Keep64 => ("ours, Bytes::slice kept", side.ports.keep),
+                IdleLoad::Silent => ("ours, BufferedProtocol", side.ports.idle),
+            };
+            variants.push((label, &side.thread, port));
+        }
+        if let Some(side) = &self.raw {
+            match load {
+                IdleLoad::Keep64 => {
+                    variants.push(("raw, 4 KiB read buf kept", &side.thread, side.ports.keep));
+                    variants.push(("raw, 64 B copy kept", &side.thread, side.ports.keep_copy));
+                }
+                IdleLoad::Silent => {
+                    variants.push(("raw, lazy buf on first data", &side.thread, side.ports.idle));
+                }
+            }
+        }
+        let mut rounds: Vec<Vec<IdleRound>> = vec![Vec::new(); variants.len()];
+        for r in 0..=self.cfg.mem_rounds {
+            for (i, (label, thread, port)) in variants.iter().enumerate() {
+                let round = self.idle_round(thread, *port, n, load).await;
+                if self.cfg.verbose {
+                    eprintln!("  {load:?} round {r} {label}: {round:?}");
+                }
+                if r > 0 {
+                    rounds[i].push(round);
+                }
+            }
+        }
+        let rows = variants
+            .iter()
+            .zip(rounds)
+            .map(|((label, _, _), rs)| IdleRow {
+                label,
+                ours: label.starts_with("ours"),
+                per_conn: median(rs.iter().map(|r| r.per_conn).collect()),
+                rss_per_conn: median(rs.iter().map(|r| r.rss_per_conn).collect()),
+                residue: median(rs.iter().map(|r| r.residue).collect()),
+                get_buffer: median(rs.iter().map(|r| r.get_buffer).collect()),
+                lazy: median(rs.iter().map(|r| r.lazy).collect()),
+                spurious: median(rs.iter().map(|r| r.spurious).collect()),
+            })
+            .collect();
+        IdleResult { load, n, rows }
+    }
+
+    /// One `slow-reader` round against `which`'s flooding echo.
+    async fn slow_round(&self, which: Which) -> SlowRound {
+        let side = self.side(which);
+        let addr = local(side.ports.flood);
+        let total = self.cfg.slow_bytes;
+        settle(20).await;
+        SLOW_PEAK.store(0, Ordering::Release);
+        SLOW_PAUSES.store(0, Ordering::Release);
+        let t0 = Instant::now();
+        // Three times the paced reading time, plus slack.
+        let deadline = t0 + Duration::from_secs_f64(3.0 * total as f64 / SLOW_RATE + 5.0);
+        let bytes = slow_run(addr, total, deadline).await;
+        let elapsed = t0.elapsed();
+        settle(20).await;
+        SlowRound {
+            peak: SLOW_PEAK.load(Ordering::Acquire),
+            pauses: SLOW_PAUSES.load(Ordering::Acquire),
+            bytes,
+            elapsed,
+        }
+    }
+
+    /// `slow-reader`: `mem_rounds` rounds per server, alternating.
+    async fn slow_reader(&self) -> SlowResult {
+        let servers: Vec<Which> = [Which::Ours, Which::Raw]
+            .into_iter()
+            .filter(|w| self.cfg.runs(*w))
+            .collect();
+        let mut ours = Vec::new();
+        let mut raw = Vec::new();
+        for r in 0..self.cfg.mem_rounds {
+            let mut order = servers.clone();
+            if r % 2 == 1 {
+                order.reverse();
+            }
+            for w in order {
+                let round = self.slow_round(w).await;
+                if self.cfg.verbose {
+                    eprintln!("  {SLOW_ID} round {r} {}: {round:?}", w.name());
+                }
+                match w {
+                    Which::Ours => ours.push(round),
+                    Which::Raw => raw.push(round),
+                }
+            }
+        }
+        SlowResult {
+            total: self.cfg.slow_bytes,
+            ours,
+            raw,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The idle-memory and slow-reader scenarios' clients and results.
+// ---------------------------------------------------------------------------
+
+/// What the clients of an idle-memory round do before going idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdleLoad {
+    /// `mem-keep64`: send 1 KiB, wait for the ack, send 64 B, wait for the
+    /// ack.
+    Keep64,
+    /// `mem-buffered-idle`: nothing at all.
+    Silent,
+}
+
+/// One idle-memory round of one server variant.
+#[derive(Debug, Clone, Copy, Default)]
+struct IdleRound {
+    /// Server thread's heap bytes per idle connection.
+    per_conn: f64,
+    /// The process's resident set per connection (indicative: the client's
+    /// side is in it too).
+    rss_per_conn: f64,
+    /// Server thread's heap after all closed, minus before (whole thread).
+    residue: f64,
+    /// `get_buffer` calls per connection.
+    get_buffer: f64,
+    /// Lazy buffer allocations per connection.
+    lazy: f64,
+    /// Raw: readiness events that found nothing, per connection.
+    spurious: f64,
+}
+
+struct IdleRow {
+    label: &'static str,
+    ours: bool,
+    per_conn: f64,
+    rss_per_conn: f64,
+    residue: f64,
+    get_buffer: f64,
+    lazy: f64,
+    spurious: f64,
+}
+
+struct IdleResult {
+    load: IdleLoad,
+    n: usize,
+    rows: Vec<IdleRow>,
+}
+
+impl IdleResult {
+    fn ours(&self) -> Option<&IdleRow> {
+        self.rows.iter().find(|r| r.ours)
+    }
+
+    /// The first raw variant (4 KiB buffer kept / lazy buffer).
+    fn raw(&self) -> Option<&IdleRow> {
+        self.rows.iter().find(|r| !r.ours)
+    }
+}
+
+/// The slow reader's pace: `SLOW_READ` bytes every `SLOW_PERIOD`.
+const SLOW_READ: usize = 16 * 1024;
+const SLOW_PERIOD: Duration = Duration::from_millis(16);
+/// Bytes per second that pace gives.
+const SLOW_RATE: f64 = SLOW_READ as f64 / 0.016;
+
+/// Send `total` bytes in 64 KiB writes as fast as the server takes them
+/// while reading the echo at the slow pace; returns the bytes read back.
+/// Bounded by `total` and by `deadline`.
+async fn slow_run(addr: SocketAddr, total: usize, deadline: Instant) -> u64 {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(SLOW_SOCK_BUF as u32)
+        .expect("SO_RCVBUF");
+    let s = io("connect", sock.connect(addr)).await;
+    s.set_nodelay(true).expect("nodelay");
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let data = vec![0xc3u8; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < total && Instant::now() < deadline {
+            let n = (total - sent).min(data.len());
+            io("slow write", wr.write_all(&data[..n])).await;
+            sent += n;
+        }
+        io("slow shutdown", wr.shutdown()).await;
+    });
+    let mut tick = tokio::time::interval(SLOW_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; SLOW_READ];
+    let mut got = 0u64;
+    while (got as usize) < total && Instant::now() < deadline {
+        tick.tick().await;
+        let n = io("slow read", rd.read(&mut buf)).await;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    if (got as usize) < total {
+        // The deadline passed: the writer may be stuck behind the paused
+        // server.
+        writer.abort();
+    } else {
+        writer.await.expect("slow writer");
+    }
+    got
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SlowRound {
+    /// Most bytes seen buffered (see [`SLOW_PEAK`]).
+    peak: usize,
+    pauses: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+struct SlowResult {
+    total: usize,
+    ours: Vec<SlowRound>,
+    raw: Vec<SlowRound>,
+}
+
+/// Median and maximum of the peaks, in multiples of the high watermark.
+fn slow_peaks(rounds: &[SlowRound]) -> (f64, f64) {
+    let peaks: Vec<f64> = rounds.iter().map(|r| r.peak as f64).collect();
+    let max = peaks.iter().copied().fold(f64::NAN, f64::max);
+    (median(peaks) / HIGH_WATER as f64, max / HIGH_WATER as f64)
+}
+
+/// The process's resident set in bytes (0 if unknown).
+fn rss_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(1) as i64
+}
+
+fn print_idle(m: &IdleResult) {
+    println!();
+    match m.load {
+        IdleLoad::Keep64 => println!(
+            "{MEM_KEEP_ID}: heap held by the server thread per idle connection that sent {} B then 64 B \
+             and whose server keeps the last 64 B ({} connections)",
+            KEEP_FIRST.load(Ordering::Relaxed),
+            m.n
+        ),
+        IdleLoad::Silent => println!(
+            "{MEM_BUFFERED_ID}: heap held by the server thread per idle connection that never sent anything, \
+             buffer allocated lazily (64 KiB) on the first get_buffer / readiness ({} connections)",
+            m.n
+        ),
+    }
+    println!(
+        "  {:<32} {:>10} {:>14} {:>12} {:>12} {:>12} {:>12}",
+        "", "heap B", "RSS B (proc)", "get_buffer", "lazy allocs", "empty ready", "residue B"
+    );
+    for r in &m.rows {
+        let (calls, spurious) = if r.ours {
+            (fmt(r.get_buffer), "-".to_string())
+        } else {
+            ("-".to_string(), fmt(r.spurious))
+        };
+        println!(
+            "  {:<32} {:>10.0} {:>14.0} {:>12} {:>12} {:>12} {:>+12.0}",
+            r.label,
+            r.per_conn,
+            r.rss_per_conn,
+            calls,
+            fmt(r.lazy),
+            spurious,
+            r.residue
+        );
+    }
+    println!(
+        "  per connection; RSS is the whole process's (client included), indicative only; \
+         empty ready: raw readable() wake-ups that found nothing"
+    );
+    if let (Some(o), Some(r)) = (m.ours(), m.raw()) {
+        println!(
+            "  ours / {} = {}, ours - it = {:+.0} B",
+            r.label,
+            ratio(o.per_conn, r.per_conn),
+            o.per_conn - r.per_conn
+        );
+    }
+}
+
+fn print_slow(s: &SlowResult) {
+    println!();
+    println!(
+        "{SLOW_ID}: 1 conn, the client sends {} KiB and reads 16 KiB every 16 ms (~1 MB/s); \
+         the server echoes and pauses reading on pause_writing (high watermark {} KiB)",
+        s.total / 1024,
+        HIGH_WATER / 1024
+    );
+    println!(
+        "  {:<6} {:>12} {:>10} {:>10} {:>8} {:>9}",
+        "", "peak B", "x high", "max x", "pauses", "KB/s"
+    );
+    for (name, rounds) in [("ours", &s.ours), ("raw", &s.raw)] {
+        if rounds.is_empty() {
+            continue;
+        }
+        let (med, max) = slow_peaks(rounds);
+        let peak = median(rounds.iter().map(|r| r.peak as f64).collect());
+        let pauses = median(rounds.iter().map(|r| r.pauses as f64).collect());
+        let rate = median(
+            rounds
+                .iter()
+                .map(|r| r.bytes as f64 / r.elapsed.as_secs_f64().max(1e-9) / 1e3)
+                .collect(),
+        );
+        println!(
+            "  {:<6} {:>12.0} {:>9.2}x {:>9.2}x {:>8.0} {:>9.0}",
+            name, peak, med, max, pauses, rate
+        );
+    }
+    println!(
+        "  ours: the transport's get_write_buffer_size() sampled after every write and in pause/resume_writing; \
+         raw: bytes queued in user space by a hand-written server with the same pause logic (reads of at most 64 KiB)"
+    );
 }
 
 #[derive(Default)]
@@ -910,16 +2068,13 @@ fn main() {
     client_rt.block_on(async {
         let ours = if cfg.runs(Which::Ours) {
             let t = ServerThread::spawn("srv-ours", server_cpu);
-            let (server, port) = t.run(start_ours()).await;
-            Some((t, server, port))
+            Some(Side::start_ours(t).await)
         } else {
             None
         };
         let raw = if cfg.runs(Which::Raw) {
             let t = ServerThread::spawn("srv-raw", server_cpu);
-            let p64 = t.run(start_raw(64 * 1024)).await;
-            let p4 = t.run(start_raw(4 * 1024)).await;
-            Some((t, p64, p4))
+            Some(Side::start_raw(t).await)
         } else {
             None
         };
@@ -933,8 +2088,22 @@ fn main() {
             let (o, r) = bench.scenario(sc).await;
             summary.push((sc, o, r));
         }
-        let mem = if bench.cfg.wants("mem") {
+        let mem = if bench.cfg.wants(MEM_ID) {
             bench.memory().await
+        } else {
+            None
+        };
+        let mut idle = Vec::new();
+        for (id, load) in [
+            (MEM_KEEP_ID, IdleLoad::Keep64),
+            (MEM_BUFFERED_ID, IdleLoad::Silent),
+        ] {
+            if bench.cfg.wants(id) {
+                idle.push(bench.idle_memory(load).await);
+            }
+        }
+        let slow = if bench.cfg.wants(SLOW_ID) {
+            Some(bench.slow_reader().await)
         } else {
             None
         };
@@ -959,6 +2128,12 @@ fn main() {
                 .map(|(n, r)| format!("{n} {r:+.0} B"))
                 .collect();
             println!("  held after all closed (whole server thread): {}", res.join(", "));
+        }
+        for m in &idle {
+            print_idle(m);
+        }
+        if let Some(s) = &slow {
+            print_slow(s);
         }
 
         let both = bench.ours.is_some() && bench.raw.is_some();
@@ -987,6 +2162,52 @@ fn main() {
                     if d <= 2048.0 { "met" } else { "MISSED" }
                 );
             }
+            let user_of = |id: &str| {
+                summary
+                    .iter()
+                    .find(|(sc, _, _)| sc.id == id)
+                    .map(|(_, o, _)| (o.med.user_us, o.pooled_user_us))
+            };
+            if let (Some(l), Some(w)) = (user_of("writelines-16"), user_of("write-16")) {
+                println!(
+                    "  {:<44} {:>7} {:>7}  (<= 1.00x) {}",
+                    "ours writelines-16 / ours write-16",
+                    ratio(l.0, w.0),
+                    ratio(l.1, w.1),
+                    if l.1 <= w.1 { "met" } else { "MISSED" }
+                );
+            }
+        }
+        // These judge ours against a fixed target, so they print with one
+        // server too.
+        for m in &idle {
+            if let Some(o) = m.ours() {
+                match m.load {
+                    IdleLoad::Keep64 => println!(
+                        "  {:<44} {:>8.0} B (<= 2048 B) {}",
+                        "memory per idle conn keeping 64 B (ours)",
+                        o.per_conn,
+                        if o.per_conn <= 2048.0 { "met" } else { "MISSED" }
+                    ),
+                    IdleLoad::Silent => println!(
+                        "  {:<44} {:>8.0} B, get_buffer calls/conn {} (0 before any data) {}",
+                        "memory per idle buffered conn (ours)",
+                        o.per_conn,
+                        fmt(o.get_buffer),
+                        if o.get_buffer == 0.0 { "met" } else { "MISSED" }
+                    ),
+                }
+            }
+        }
+        if let Some(s) = slow.as_ref().filter(|s| !s.ours.is_empty()) {
+            let (med, max) = slow_peaks(&s.ours);
+            println!(
+                "  {:<44} {:>7.2}x (max {:.2}x) of high watermark (<= 2.00x) {}",
+                "slow reader: peak write buffer (ours)",
+                med,
+                max,
+                if max <= 2.0 { "met" } else { "MISSED" }
+            );
         }
         println!();
         println!("total {:.1} s", started.elapsed().as_secs_f64());
