@@ -352,11 +352,25 @@ async fn a_close_in_get_buffer_completes_though_the_read_finds_nothing() {
 
 /// An idle buffered connection is never asked for a buffer: `get_buffer`
 /// runs only once a read may find something (before, every new connection
-/// got a 64 KiB buffer request on its first poll).
+/// got a 64 KiB buffer request on its first poll). Both ends: tokio reports
+/// a freshly accepted socket readable once with nothing to read.
 #[tokio::test]
 async fn get_buffer_waits_until_there_is_something_to_read() {
     let reg = Registry::new();
-    let (t, log, mut peer) = buffered_client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, peer) = buffered_client_with_raw_peer(&reg, Config::default()).await;
+    idle_then_data(t, log, peer).await;
+    let (server, port) = buffered_server(&reg, Config::default()).await;
+    let peer = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let log = reg.nth("server", 0).await;
+    let t = log.wait_made().await;
+    idle_then_data(t, log, peer).await;
+    shutdown(&server).await;
+    reg.finish().await;
+}
+
+async fn idle_then_data(t: Transport, log: Log, mut peer: tokio::net::TcpStream) {
     // Two trips through the task: it has polled its read side by now.
     barrier(&t).await;
     barrier(&t).await;
@@ -377,5 +391,4 @@ async fn get_buffer_waits_until_there_is_something_to_read() {
     assert!(log.count(|e| matches!(e, Ev::GetBuffer(_))) <= before + 1);
     t.close();
     log.wait_lost().await;
-    reg.finish().await;
 }

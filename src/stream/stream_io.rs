@@ -4,15 +4,17 @@
 //!
 //! [`StreamIo`] is implemented by the sockets this crate makes transports of
 //! (TCP and Unix streams), which can say when they are readable without
-//! reading, and by [`AnyIo`], the wrapper for any other
-//! `AsyncRead + AsyncWrite` (`connect_io`), which cannot and so is always
-//! "maybe readable".
+//! reading (and, with a one-byte `MSG_PEEK`, whether data really came: tokio
+//! reports a freshly accepted socket readable once with nothing to read),
+//! and by [`AnyIo`], the wrapper for any other `AsyncRead + AsyncWrite`
+//! (`connect_io`), which cannot and so is always "maybe readable".
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// A stream transport's I/O.
 pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
@@ -22,17 +24,50 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+
+    /// As [`poll_read_ready`](Self::poll_read_ready), without false alarms
+    /// where the I/O can tell (one system call more): ready once data, EOF
+    /// or an error is really there.
+    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+/// Peek one byte: ready once data (or EOF, or an error) is there; on
+/// `WouldBlock` the readiness is cleared and `cx` registered again.
+macro_rules! poll_peek_one {
+    ($sock:expr, $cx:expr) => {
+        loop {
+            ready!($sock.poll_read_ready($cx))?;
+            let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+            match $sock.try_io(Interest::READABLE, || {
+                socket2::SockRef::from($sock).peek(&mut probe)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Data, EOF, or an error the read will report.
+                _ => return Poll::Ready(Ok(())),
+            }
+        }
+    };
 }
 
 impl StreamIo for tokio::net::TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
     }
+
+    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_peek_one!(self, cx)
+    }
 }
 
 impl StreamIo for tokio::net::UnixStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+
+    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_peek_one!(self, cx)
     }
 }
 

@@ -47,6 +47,9 @@ impl Wake for ReadWake {
 pub(super) struct ReadWaker {
     wake: Arc<ReadWake>,
     waker: Waker,
+    /// A read has filled the protocol's buffer: from then on readiness
+    /// alone decides when to ask for a buffer (no peek per wake-up).
+    had_data: bool,
 }
 
 pub(super) enum ReadOutcome {
@@ -98,14 +101,23 @@ where
     /// woken (see [`ReadWake`]).
     #[inline(never)]
     fn read_buffered(&mut self, cx: &mut Context<'_>) -> ReadOutcome {
-        let ReadWaker { wake, waker } = &**self.read_wake.get_or_insert_with(|| {
+        let ReadWaker {
+            wake,
+            waker,
+            had_data,
+        } = &**self.read_wake.get_or_insert_with(|| {
             let wake = Arc::new(ReadWake {
                 woken: AtomicBool::new(true),
                 task: AtomicWaker::new(),
             });
             let waker = Waker::from(wake.clone());
-            Box::new(ReadWaker { wake, waker })
+            Box::new(ReadWaker {
+                wake,
+                waker,
+                had_data: false,
+            })
         });
+        let had_data = *had_data;
         wake.task.register(cx.waker());
         if !wake.woken.swap(false, Ordering::AcqRel) {
             return ReadOutcome::Pending;
@@ -113,13 +125,18 @@ where
         let waker = waker.clone();
         let mut rcx = Context::from_waker(&waker);
         // Ask the protocol for a buffer only when a read may find something:
-        // an idle connection (one that never sent anything, say) holds no
-        // buffer the protocol did not make itself. I/O that cannot tell
-        // (`connect_io`) is always "maybe".
-        if let Some(io) = self.io.as_ref()
-            && io.poll_read_ready(&mut rcx).is_pending()
-        {
-            return ReadOutcome::Pending;
+        // a connection that never sent anything is never asked (a peek
+        // tells, until the first data), an idle one only on a wake-up. I/O
+        // that cannot tell (`connect_io`) is always "maybe".
+        if let Some(io) = self.io.as_ref() {
+            let ready = if had_data {
+                io.poll_read_ready(&mut rcx)
+            } else {
+                io.poll_data_ready(&mut rcx)
+            };
+            if ready.is_pending() {
+                return ReadOutcome::Pending;
+            }
         }
         let outcome = self.callback("get_buffer", |p, io, _| {
             let AnyProtocol::Buffered(p) = p else {
@@ -141,8 +158,9 @@ where
         });
         if !matches!(outcome, Some(ReadOutcome::Pending)) {
             // Not known to be drained: the next pass reads again.
-            if let Some(read_waker) = &self.read_wake {
+            if let Some(read_waker) = &mut self.read_wake {
                 read_waker.wake.woken.store(true, Ordering::Release);
+                read_waker.had_data |= matches!(outcome, Some(ReadOutcome::Filled(_)));
             }
         }
         match outcome {
