@@ -95,7 +95,7 @@ pub(crate) fn scope<F: 'static, R>(
 /// transport (a `Bytes` dropped in `f` runs its owner's `Drop`, which may be
 /// user code) finds no frame and takes the channel: the frame is never
 /// reachable twice.
-#[inline]
+#[inline(always)]
 pub(crate) fn with_frame<F: 'static, A, R>(
     slot: &'static LocalKey<Slot<F>>,
     id: usize,

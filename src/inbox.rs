@@ -79,6 +79,13 @@ impl<C> Inbox<C> {
         }
     }
 
+    /// Whether anything was sent or [`poke`](Self::poke)d since the last
+    /// drain (one atomic load).
+    #[inline(always)]
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Move every queued command to `out`, oldest first. Cheap (one atomic
     /// load) when nothing is queued. Returns `true` if the task was sent or
     /// [`poke`](Self::poke)d something since the last drain.

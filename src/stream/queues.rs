@@ -70,7 +70,7 @@ impl ChunkQueue {
             .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn clear(&mut self) {
         self.first = None;
         if let Some(rest) = &mut self.rest {
