@@ -102,6 +102,30 @@ pub(crate) fn with_frame<F: 'static, A, R>(
     arg: A,
     f: impl FnOnce(&mut F, A) -> R,
 ) -> Result<R, A> {
+    frame_access::<true, F, A, R>(slot, id, arg, f)
+}
+
+/// [`with_frame`] for an `f` that runs no code but the crate's own: no
+/// callback, no drop of a value the user handed in, no transport method.
+/// It leaves the slot as it is (two cell writes and a guard fewer), which
+/// is sound because nothing `f` runs can reach the slot.
+#[inline(always)]
+pub(crate) fn with_frame_own<F: 'static, A, R>(
+    slot: &'static LocalKey<Slot<F>>,
+    id: usize,
+    arg: A,
+    f: impl FnOnce(&mut F, A) -> R,
+) -> Result<R, A> {
+    frame_access::<false, F, A, R>(slot, id, arg, f)
+}
+
+#[inline(always)]
+fn frame_access<const CLEAR: bool, F: 'static, A, R>(
+    slot: &'static LocalKey<Slot<F>>,
+    id: usize,
+    arg: A,
+    f: impl FnOnce(&mut F, A) -> R,
+) -> Result<R, A> {
     /// Puts the slot's values back, also when `f` unwinds.
     struct Restore<F: 'static> {
         slot: &'static LocalKey<Slot<F>>,
@@ -119,23 +143,29 @@ pub(crate) fn with_frame<F: 'static, A, R>(
     }
     let frame = slot.with(|s| {
         (s.id.get() == id).then(|| {
-            s.id.set(0);
-            s.frame.replace(std::ptr::null_mut())
+            if CLEAR {
+                s.id.set(0);
+                s.frame.replace(std::ptr::null_mut())
+            } else {
+                s.frame.get()
+            }
         })
     });
     let Some(frame) = frame else {
         return Err(arg);
     };
-    let _restore = Restore { slot, id, frame };
+    let _restore = CLEAR.then_some(Restore { slot, id, frame });
     // SAFETY: the slot held `id` only while `scope(slot, id, frame, _)`
     // runs its callback on this thread (ids are never 0, and the guard
     // restores the outer values when the callback ends or unwinds), and
     // the pointer came from the `&mut F` that `scope` was given for
     // exactly that time. Neither `scope` nor its caller touches the frame
-    // while the callback runs. The slot is cleared until `_restore` drops,
-    // after `f` returns or unwinds, so nothing `f` runs (a nested scope
-    // installs its own frame; a nested `with_frame` for `id` finds none)
-    // can reach this frame again: this is the only access to it.
+    // while the callback runs. With `CLEAR`, the slot is cleared until
+    // `_restore` drops, after `f` returns or unwinds, so nothing `f` runs
+    // (a nested scope installs its own frame; a nested `with_frame` for
+    // `id` finds none) can reach this frame again. Without it, `f` runs
+    // only the crate's own code, which does not look at the slot (see
+    // `with_frame_own`). Either way this is the only access to the frame.
     let frame = unsafe { &mut *frame };
     Ok(f(frame, arg))
 }

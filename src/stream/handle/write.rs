@@ -121,7 +121,7 @@ impl Transport {
         // Inside a callback that has issued no other command yet (the common
         // case), the chunks go straight into the write queue.
         let here = flags & LOST == 0
-            && context::with_frame(&CURRENT, self.shared.id, (), |core, ()| {
+            && context::with_frame_own(&CURRENT, self.shared.id, (), |core, ()| {
                 core.commands.is_empty()
             }) == Ok(true);
         if here {
