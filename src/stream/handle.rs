@@ -54,14 +54,16 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// A write made inside a callback.
+    /// A write made inside a callback. It hands back what it does not
+    /// queue: it drops nothing, so it runs no user code (a `Bytes` owner's
+    /// `Drop`) and may run under [`context::with_frame_own`].
     #[inline]
-    pub(crate) fn write(&mut self, data: Bytes) -> WriteOutcome {
+    pub(crate) fn try_write(&mut self, data: Bytes) -> Result<(), (WriteOutcome, Bytes)> {
         if self.commands.is_empty() {
-            self.sm.write(data)
+            self.sm.try_write(data)
         } else {
             self.commands.push(Command::Write(data));
-            WriteOutcome::Queued
+            Ok(())
         }
     }
 }

@@ -236,15 +236,25 @@ impl StreamState {
     /// so the driver can try the write first, as asyncio does.
     #[inline]
     pub(crate) fn write(&mut self, data: Bytes) -> WriteOutcome {
+        match self.try_write(data) {
+            Ok(()) => WriteOutcome::Queued,
+            Err((outcome, _)) => outcome,
+        }
+    }
+
+    /// [`write`](Self::write), handing back what it does not queue (so the
+    /// caller chooses where it is dropped).
+    #[inline]
+    pub(crate) fn try_write(&mut self, data: Bytes) -> Result<(), (WriteOutcome, Bytes)> {
         if data.is_empty() {
-            return WriteOutcome::Empty;
+            return Err((WriteOutcome::Empty, data));
         }
         if !self.accepts_writes() {
-            return WriteOutcome::Dropped;
+            return Err((WriteOutcome::Dropped, data));
         }
         self.queued += data.len();
         self.queue.push_back(data);
-        WriteOutcome::Queued
+        Ok(())
     }
 
     /// Whether a write would be queued now (not lost, write half open).

@@ -66,12 +66,14 @@ impl Transport {
             return self.write_unusual(data);
         }
         let len = data.len();
-        match context::with_frame(&CURRENT, shared.id, data, Core::write) {
+        // `try_write` hands back what it refuses, so that nothing is dropped
+        // (no user code runs) while the frame is borrowed.
+        match context::with_frame_own(&CURRENT, shared.id, data, Core::try_write) {
             // Inside a callback, on the task's thread: counted before
             // `write` returns, and before the task can send any of it.
-            Ok(WriteOutcome::Queued) => shared.add_buffered_here(len),
-            Ok(WriteOutcome::Dropped) => shared.count_dropped_write(),
-            Ok(WriteOutcome::Empty) => {}
+            Ok(Ok(())) => shared.add_buffered_here(len),
+            Ok(Err((WriteOutcome::Dropped, _))) => shared.count_dropped_write(),
+            Ok(Err(_)) => {}
             Err(data) => self.write_outside(data),
         }
         Ok(())
@@ -165,10 +167,10 @@ impl Transport {
                 continue;
             }
             let len = data.len();
-            match context::with_frame(&CURRENT, shared.id, data, Core::write) {
-                Ok(WriteOutcome::Queued) => queued += len,
-                Ok(WriteOutcome::Dropped) => dropped = true,
-                Ok(WriteOutcome::Empty) => {}
+            match context::with_frame_own(&CURRENT, shared.id, data, Core::try_write) {
+                Ok(Ok(())) => queued += len,
+                Ok(Err((WriteOutcome::Dropped, _))) => dropped = true,
+                Ok(Err(_)) => {}
                 // The conversion ran code that cannot leave the callback's
                 // scope; kept for safety: the channel keeps the order.
                 Err(data) => self.write_outside(data),
