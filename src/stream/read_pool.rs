@@ -21,7 +21,8 @@
 //! [`RETIRED_MAX`] chunks wait to be reused, so a stream whose data is still
 //! queued for sending when the pool starts over (an echo) rotates a few
 //! chunks instead of zeroing a new one each time. The slab starts over the
-//! same way, without a retired list (a new slab costs 1 KiB). An idle
+//! same way, with a retired list of its own (a connection's small read
+//! still queued for sending then costs no allocation). An idle
 //! connection holds no read buffer at all, as in uvloop, where one buffer
 //! serves the whole loop.
 //!
@@ -55,7 +56,7 @@ pub(crate) const CHUNK: usize = 128 * 1024;
 pub(crate) const COPY_MAX: usize = 512;
 /// Size of a slab: what a kept small read can keep alive at most.
 const SLAB: usize = 1024;
-/// Chunks kept for reuse while slices of them are still alive.
+/// Chunks (and slabs) kept for reuse while slices of them are still alive.
 pub(crate) const RETIRED_MAX: usize = 2;
 /// Below this much room the pool starts over before reading, so every read
 /// can take at least 64 KiB (fewer reads per megabyte when streaming).
@@ -164,6 +165,32 @@ pub(crate) struct Pool {
     slab: Region,
     /// Chunks that still had slices alive when the pool started over.
     retired: Vec<Region>,
+    /// The same for slabs.
+    retired_slabs: Vec<Region>,
+}
+
+/// Start `current` (a region of `size` bytes, or a new, empty one) over: in
+/// place if no slice of it is alive, else in a free retired region, else in
+/// a new one (zeroed once); a region still shared is retired, and at most
+/// [`RETIRED_MAX`] are kept (the oldest is dropped, and freed with its last
+/// slice).
+fn start_over(current: &mut Region, retired: &mut Vec<Region>, size: usize) {
+    if current.chunk.len() == size && current.is_free() {
+        current.filled = 0;
+        return;
+    }
+    let next = match retired.iter().position(Region::is_free) {
+        Some(i) => retired.swap_remove(i),
+        None => Region::fresh(size),
+    };
+    let old = std::mem::replace(current, next);
+    current.filled = 0;
+    if old.chunk.len() == size {
+        if retired.len() == RETIRED_MAX {
+            retired.remove(0);
+        }
+        retired.push(old);
+    }
 }
 
 /// This thread's pool, lent out for one poll: taken from the thread-local
@@ -248,6 +275,7 @@ impl Pool {
             chunk: Region::new(),
             slab: Region::new(),
             retired: Vec::new(),
+            retired_slabs: Vec::new(),
         }
     }
 
@@ -261,34 +289,14 @@ impl Pool {
     /// same allocation, a retired one, or a new one (see the module docs).
     #[inline(never)]
     fn refill(&mut self) {
-        if self.chunk.chunk.len() == CHUNK && self.chunk.is_free() {
-            self.chunk.filled = 0;
-            return;
-        }
-        let next = match self.retired.iter().position(Region::is_free) {
-            Some(i) => self.retired.swap_remove(i),
-            None => Region::fresh(CHUNK),
-        };
-        let old = std::mem::replace(&mut self.chunk, next);
-        self.chunk.filled = 0;
-        if old.chunk.len() == CHUNK {
-            if self.retired.len() == RETIRED_MAX {
-                // The oldest is freed with its last slice.
-                self.retired.remove(0);
-            }
-            self.retired.push(old);
-        }
+        start_over(&mut self.chunk, &mut self.retired, CHUNK);
     }
 
-    /// Make room for `n` bytes in the slab.
+    /// Make room for `n` bytes (at most `SLAB`) in the slab: the same way.
     #[inline(never)]
     fn refill_slab(&mut self, n: usize) {
-        if self.slab.chunk.len() == SLAB && self.slab.is_free() {
-            self.slab.filled = 0;
-        }
-        if self.slab.spare() < n {
-            self.slab = Region::fresh(SLAB);
-        }
+        debug_assert!(n <= SLAB);
+        start_over(&mut self.slab, &mut self.retired_slabs, SLAB);
     }
 
     /// Read at most `max` bytes (at least 1) from `io` into the pool's free
