@@ -57,7 +57,7 @@ impl Core {
     /// A write made inside a callback. It hands back what it does not
     /// queue: it drops nothing, so it runs no user code (a `Bytes` owner's
     /// `Drop`) and may run under [`context::with_frame_own`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_write(&mut self, data: Bytes) -> Result<(), (WriteOutcome, Bytes)> {
         if self.commands.is_empty() {
             self.sm.try_write(data)

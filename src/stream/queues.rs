@@ -26,14 +26,20 @@ impl ChunkQueue {
         usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, chunk: Bytes) {
         if self.first.is_none() {
             // `rest` is empty whenever `first` is: see `pop_front`.
             self.first = Some(chunk);
         } else {
-            self.rest.get_or_insert_default().push_back(chunk);
+            self.push_rest(chunk);
         }
+    }
+
+    /// A second chunk or more: behind the first, in `rest`.
+    #[inline(never)]
+    fn push_rest(&mut self, chunk: Bytes) {
+        self.rest.get_or_insert_default().push_back(chunk);
     }
 
     #[cfg(test)]

@@ -244,7 +244,7 @@ impl StreamState {
 
     /// [`write`](Self::write), handing back what it does not queue (so the
     /// caller chooses where it is dropped).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_write(&mut self, data: Bytes) -> Result<(), (WriteOutcome, Bytes)> {
         if data.is_empty() {
             return Err((WriteOutcome::Empty, data));

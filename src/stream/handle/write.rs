@@ -68,7 +68,8 @@ impl Transport {
         let len = data.len();
         // `try_write` hands back what it refuses, so that nothing is dropped
         // (no user code runs) while the frame is borrowed.
-        match context::with_frame_own(&CURRENT, shared.id, data, Core::try_write) {
+        match context::with_frame_own(&CURRENT, shared.id, data, |core, data| core.try_write(data))
+        {
             // Inside a callback, on the task's thread: counted before
             // `write` returns, and before the task can send any of it.
             Ok(Ok(())) => shared.add_buffered_here(len),
