@@ -99,11 +99,14 @@ async fn server_with(
             h(t, ev, log);
         }
     });
+    // Thousands of connects at once (the long setting): asyncio's default
+    // backlog of 100 would have the kernel drop handshakes, and the clients
+    // retry only after seconds.
     let server = create_server(
         reg.factory(name, cfg),
         "127.0.0.1",
         0,
-        ServerOptions::default(),
+        ServerOptions::default().backlog(4096),
     )
     .await
     .expect("create_server");
@@ -716,9 +719,14 @@ fn panics_in_callbacks_under_load_kill_only_their_connection() {
                 }
             }
         };
-        let server = create_server(factory, "127.0.0.1", 0, ServerOptions::default())
-            .await
-            .unwrap();
+        let server = create_server(
+            factory,
+            "127.0.0.1",
+            0,
+            ServerOptions::default().backlog(4096),
+        )
+        .await
+        .unwrap();
         let port = server.sockets()[0].port();
         let mut set = JoinSet::new();
         for id in 0..conns as u64 {
