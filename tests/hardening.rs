@@ -48,6 +48,25 @@ async fn client_and_counting_peer(
     (t, reader)
 }
 
+/// A client whose peer (returned) sends it two bytes, so that its
+/// `data_received` runs once; returns once the client's connection has
+/// finished (the protocols used with it close it).
+async fn poked_once<P: Protocol + 'static>(
+    protocol: impl Fn() -> P + Send + Sync + 'static,
+) -> (Transport, tokio::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = create_connection(protocol, "127.0.0.1", port, ConnectOptions::default())
+        .await
+        .unwrap();
+    let (mut peer, _) = listener.accept().await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut peer, b"go")
+        .await
+        .unwrap();
+    guard("closed", t.closed()).await;
+    (t, peer)
+}
+
 /// Item 1: writer threads race `close()`. Every `write` that returned `Ok`
 /// is delivered or counted in `dropped_writes()`, and `drain()` fails when
 /// anything was dropped. Before the fix, writes that reached the channel
@@ -173,21 +192,7 @@ impl Protocol for CloseThenWritelines {
 /// the handle or the task drops it.
 #[tokio::test]
 async fn a_dropped_writelines_counts_once_in_the_task_and_in_the_handle() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let t = create_connection(
-        || CloseThenWritelines(None),
-        "127.0.0.1",
-        port,
-        ConnectOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (mut peer, _) = listener.accept().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut peer, b"go")
-        .await
-        .unwrap();
-    guard("closed", t.closed()).await;
+    let (t, _peer) = poked_once(|| CloseThenWritelines(None)).await;
     assert_eq!(t.dropped_writes(), 1, "dropped by the task");
     t.writelines(["x", "y", "z"]).unwrap();
     assert_eq!(t.dropped_writes(), 2, "dropped by the handle");
@@ -421,21 +426,7 @@ impl Protocol for CloseThenWriteOwned {
 /// every write is sent or counted.
 #[tokio::test]
 async fn a_bytes_owner_that_writes_on_drop_is_safe_in_and_out_of_callbacks() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let t = create_connection(
-        || CloseThenWriteOwned(None),
-        "127.0.0.1",
-        port,
-        ConnectOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (mut peer, _) = listener.accept().await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut peer, b"go")
-        .await
-        .unwrap();
-    guard("closed", t.closed()).await;
+    let (t, mut peer) = poked_once(|| CloseThenWriteOwned(None)).await;
     let mut got = Vec::new();
     guard("peer", peer.read_to_end(&mut got)).await.unwrap();
     // Both were queued before the close completed (the close flushes, and
