@@ -477,3 +477,48 @@ async fn sizes_add_up_across_callback_and_outside_writes() {
     close_gated(&t, &log, &gate).await;
     reg.finish().await;
 }
+
+/// A slow reader of an echo that pauses reading on `pause_writing` (the
+/// documented pattern): the write buffer never holds more than twice the
+/// high watermark. Reads are limited while written data waits, so the read
+/// that lands just before the pause cannot add more than that (before, one
+/// 128 KiB read after a resume took it to ~2.25-3x).
+#[tokio::test]
+async fn an_echo_that_pauses_reading_stays_within_twice_the_high_watermark() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let reg = Registry::new();
+    let peak = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = peak.clone();
+    let cfg = Config::echo().hook(move |t, ev, _| match ev {
+        // The echo's write happened just before this hook runs.
+        Ev::Data(_) => {
+            seen.fetch_max(t.get_write_buffer_size(), Ordering::SeqCst);
+        }
+        Ev::PauseWriting(_) => t.pause_reading(),
+        Ev::ResumeWriting(_) => t.resume_reading(),
+        _ => {}
+    });
+    let (t, log, gate, mut feed) = gated(&reg, cfg).await;
+    let high = t.get_write_buffer_limits().1;
+    let data = pattern(MIB, 3);
+    tokio::io::AsyncWriteExt::write_all(&mut feed, &data)
+        .await
+        .unwrap();
+    // The peer reads a slice at a time, each once the transport settled.
+    for _ in 0..400 {
+        if gate.written().len() == MIB {
+            break;
+        }
+        gate.allow(24 * 1024);
+        barrier(&t).await;
+    }
+    assert_eq!(gate.written(), data, "the echo, byte-exact");
+    assert!(pauses(&log) >= 4, "the echo paused: {} times", pauses(&log));
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= 2 * high,
+        "write buffer peaked at {peak} bytes, over twice the high watermark ({high})"
+    );
+    close_gated(&t, &log, &gate).await;
+    reg.finish().await;
+}
