@@ -199,7 +199,7 @@ async fn a_dropped_writelines_counts_once_in_the_task_and_in_the_handle() {
 }
 
 /// Records `connection_lost`'s error.
-struct LostProbe(Arc<std::sync::Mutex<Vec<Option<String>>>>);
+struct LostProbe(Lost);
 
 impl BaseProtocol for LostProbe {
     fn connection_lost(&mut self, exc: Option<std::io::Error>) {
@@ -213,6 +213,25 @@ impl DatagramProtocol for LostProbe {
     }
 }
 
+type Lost = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// A client whose `connection_lost` errors go to `lost`, and its raw peer.
+async fn probed_client(lost: &Lost) -> (Transport, tokio::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let probe = lost.clone();
+    let t = create_connection(
+        move || LostProbe(probe.clone()),
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (peer, _) = listener.accept().await.unwrap();
+    (t, peer)
+}
+
 /// Item 2: a stream transport whose runtime is dropped finishes its shared
 /// side: no fd lent, every waiter resolves, writes are not counted as
 /// buffered, `connection_lost` runs once with an error.
@@ -223,20 +242,9 @@ fn a_stream_transport_whose_runtime_is_dropped_is_finished() {
         .enable_all()
         .build()
         .unwrap();
-    let lost = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lost: Lost = Arc::default();
     let (t, peer) = rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let probe = lost.clone();
-        let t = create_connection(
-            move || LostProbe(probe.clone()),
-            "127.0.0.1",
-            port,
-            ConnectOptions::default(),
-        )
-        .await
-        .unwrap();
-        let (peer, _) = listener.accept().await.unwrap();
+        let (t, peer) = probed_client(&lost).await;
         t.pause_reading();
         (t, peer)
     });
@@ -279,20 +287,9 @@ fn transports_of_a_runtime_shut_down_in_the_background_are_finished() {
         .enable_all()
         .build()
         .unwrap();
-    let lost = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lost: Lost = Arc::default();
     let (t, d, _peer) = rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let probe = lost.clone();
-        let t = create_connection(
-            move || LostProbe(probe.clone()),
-            "127.0.0.1",
-            port,
-            ConnectOptions::default(),
-        )
-        .await
-        .unwrap();
-        let (peer, _) = listener.accept().await.unwrap();
+        let (t, peer) = probed_client(&lost).await;
         let probe = lost.clone();
         let opts = DatagramOptions::default().local_addr(("127.0.0.1", 0));
         let d = create_datagram_endpoint(move || LostProbe(probe.clone()), opts)
