@@ -284,7 +284,7 @@ async fn main() -> io::Result<()> {
 
     // 4. Half-close, then both sides close.
     println!("[main] client write_eof()");
-    client.write_eof();
+    client.write_eof().unwrap();
     client.closed().await;
     server_side.closed().await;
     println!("[main] both transports are closed");

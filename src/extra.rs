@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use crate::TlsInfo;
 
 /// A socket address of any family the crate speaks.
 ///
@@ -91,6 +93,12 @@ pub enum ExtraInfo {
     /// closed. Prefer [`Transport::with_socket`](crate::Transport::with_socket),
     /// which cannot race with the close.
     Socket(RawFd),
+    /// `"peercert"`: the TLS peer's certificate chain (DER), its own first.
+    PeerCertificates(Vec<rustls::pki_types::CertificateDer<'static>>),
+    /// `"cipher"`: the TLS cipher suite's name, as rustls spells it.
+    Cipher(String),
+    /// `"ssl_object"`: everything the TLS handshake negotiated.
+    Tls(Box<TlsInfo>),
 }
 
 impl std::fmt::Display for ExtraInfo {
@@ -100,6 +108,9 @@ impl std::fmt::Display for ExtraInfo {
         match self {
             ExtraInfo::Address(a) => a.fmt(f),
             ExtraInfo::Socket(fd) => write!(f, "<socket fd={fd}>"),
+            ExtraInfo::PeerCertificates(chain) => write!(f, "<{} certificate(s)>", chain.len()),
+            ExtraInfo::Cipher(name) => f.write_str(name),
+            ExtraInfo::Tls(info) => write!(f, "{info:?}"),
         }
     }
 }
@@ -112,6 +123,8 @@ pub(crate) struct Extra {
     /// The socket's fd while the I/O is open; the driver sets it to `None`
     /// (under the lock) before it closes the I/O.
     pub(crate) fd: Mutex<Option<RawFd>>,
+    /// TLS: what the handshake negotiated, once it is done.
+    pub(crate) tls: OnceLock<TlsInfo>,
 }
 
 impl Extra {
@@ -124,7 +137,12 @@ impl Extra {
             peername,
             sockname,
             fd: Mutex::new(fd),
+            tls: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn set_tls(&self, info: TlsInfo) {
+        let _ = self.tls.set(info);
     }
 
     pub(crate) fn peer_inet(&self) -> Option<SocketAddr> {

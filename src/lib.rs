@@ -51,6 +51,7 @@ mod server;
 mod shared;
 mod stream;
 mod tcp;
+mod tls;
 
 /// The byte buffers of this crate's API, re-exported so that a project needs
 /// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a
@@ -79,12 +80,20 @@ pub use limits::{DEFAULT_HIGH_WATER, WriteLimits};
 pub use protocol::{
     AnyProtocol, AsAny, BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol,
 };
+/// The rustls crate this one is built with, for the configuration types
+/// ([`ClientConfig`](rustls::ClientConfig), [`ServerConfig`](rustls::ServerConfig),
+/// certificates and keys in [`pki_types`](rustls::pki_types)).
+pub use rustls;
 pub use server::{ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, create_server};
 pub use stream::handle::Transport;
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
 pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
     create_connection_from_socket,
+};
+pub use tls::{
+    ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls, TLS_WRITE_LIMITS,
+    TlsError, TlsInfo,
 };
 
 /// The unit protocol ignores every callback: handy for a transport that

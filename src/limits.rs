@@ -68,6 +68,20 @@ impl WriteLimits {
         Ok(WriteLimits { low, high })
     }
 
+    /// The watermarks of a TLS transport when none are given: 512 KiB
+    /// high, 128 KiB low (CPython's SSL transport).
+    ///
+    /// ```
+    /// let l = tokio_transports::WriteLimits::tls_default();
+    /// assert_eq!((l.high(), l.low()), (512 * 1024, 128 * 1024));
+    /// ```
+    pub const fn tls_default() -> Self {
+        WriteLimits {
+            low: 128 * 1024,
+            high: 512 * 1024,
+        }
+    }
+
     /// The low watermark, in bytes: `resume_writing` fires when the buffer
     /// drains to it or below.
     ///

@@ -178,6 +178,9 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    if let Some(tls) = &options.ssl {
+        tls.validate()?;
+    }
     let mut hosts = hosts.into_hosts();
     if hosts.is_empty() {
         hosts = vec!["0.0.0.0".to_string(), "::".to_string()];

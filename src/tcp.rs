@@ -17,8 +17,11 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::{AddressError, current_runtime};
 use crate::extra::{Extra, SocketAddress};
+use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
-use crate::stream::{StreamConfig, started};
+use crate::stream::{StreamConfig, prepare_stream, started};
+use crate::tls::io::TlsIo;
+use crate::tls::{ClientTls, ServerTls, TLS_WRITE_LIMITS};
 use crate::{IntoProtocol, WriteLimits};
 
 /// Options for [`create_connection`] (asyncio's keyword arguments).
@@ -55,8 +58,14 @@ pub struct ConnectOptions {
     pub connect_timeout: Option<Duration>,
     /// Set `TCP_NODELAY` (on by default, as in asyncio).
     pub nodelay: bool,
-    /// Initial write-buffer watermarks.
+    /// Initial write-buffer watermarks. With TLS, left at the default, the
+    /// TLS defaults apply instead ([`WriteLimits::tls_default`]: 512 KiB /
+    /// 128 KiB, as CPython's SSL transport).
     pub write_limits: WriteLimits,
+    /// TLS (asyncio's `ssl=`, with `server_hostname` and the TLS timeouts):
+    /// the connection is made, the handshake run, and only then
+    /// `connection_made` called.
+    pub ssl: Option<ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -68,6 +77,7 @@ impl Default for ConnectOptions {
             connect_timeout: None,
             nodelay: true,
             write_limits: WriteLimits::default(),
+            ssl: None,
         }
     }
 }
@@ -149,6 +159,23 @@ impl ConnectOptions {
         self.write_limits = write_limits;
         self
     }
+
+    /// Set [`ssl`](ConnectOptions#structfield.ssl): make a TLS connection.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokio_transports::rustls::{ClientConfig, RootCertStore};
+    /// use tokio_transports::{ClientTls, ConnectOptions};
+    /// let config = ClientConfig::builder()
+    ///     .with_root_certificates(RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let opts = ConnectOptions::default().ssl(ClientTls::new(Arc::new(config)));
+    /// assert!(opts.ssl.is_some());
+    /// ```
+    pub fn ssl(mut self, tls: ClientTls) -> Self {
+        self.ssl = Some(tls);
+        self
+    }
 }
 
 /// A connected TCP socket that [`create_connection_from_socket`] and
@@ -224,6 +251,11 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    // asyncio checks the TLS arguments before it connects.
+    let tls = match &options.ssl {
+        Some(tls) => Some((tls, tls.validate(Some(host))?)),
+        None => None,
+    };
     let connect = connect_any(host, port, &options);
     let stream = match options.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
@@ -234,14 +266,41 @@ where
         })??,
         None => connect.await?,
     };
-    start_tcp(
-        stream,
-        protocol_factory(),
+    let config = tcp_config(
+        &stream,
         options.nodelay,
         options.write_limits,
         None,
-    )
-    .await
+        None,
+        true,
+    );
+    start_tcp_any(stream, protocol_factory(), config, tls).await
+}
+
+/// Spawn the transport for a connected TCP stream, plain or TLS (the
+/// handshake runs in the transport's task), and wait for `connection_made`.
+async fn start_tcp_any(
+    stream: TcpStream,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+    tls: Option<(&ClientTls, crate::tls::ServerName)>,
+) -> io::Result<Transport> {
+    let (transport, rx) = match tls {
+        None => {
+            let (transport, rx, driver) = prepare_stream(stream, protocol, config);
+            tokio::spawn(driver);
+            (transport, rx)
+        }
+        Some((tls, name)) => {
+            let io = TlsIo::client(stream, tls, name);
+            let (transport, rx, driver) = prepare_stream(io, protocol, tls_config(config));
+            tokio::spawn(driver);
+            (transport, rx)
+        }
+    };
+    // A failed handshake ends the task, and `started` reports its error.
+    started(rx).await?;
+    Ok(transport)
 }
 
 /// Wrap an already connected TCP socket, std or tokio (asyncio's
@@ -253,28 +312,34 @@ where
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// let sock = std::net::TcpStream::connect(listener.local_addr()?)?;
-/// let t = tokio_transports::create_connection_from_socket(|| (), sock).await?;
+/// let t = tokio_transports::create_connection_from_socket(|| (), sock, Default::default()).await?;
 /// assert_eq!(t.peername(), Some(listener.local_addr()?));
 /// # Ok(()) }
 /// ```
 pub async fn create_connection_from_socket<F, P>(
     protocol_factory: F,
     sock: impl IntoTcpStream,
+    options: ConnectOptions,
 ) -> io::Result<Transport>
 where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
     current_runtime()?;
+    let tls = match &options.ssl {
+        Some(tls) => Some((tls, tls.validate(None)?)),
+        None => None,
+    };
     let stream = sock.into_tokio_stream()?;
-    start_tcp(
-        stream,
-        protocol_factory(),
-        true,
-        WriteLimits::default(),
+    let config = tcp_config(
+        &stream,
+        options.nodelay,
+        options.write_limits,
         None,
-    )
-    .await
+        None,
+        true,
+    );
+    start_tcp_any(stream, protocol_factory(), config, tls).await
 }
 
 /// Wrap a socket accepted outside this crate (asyncio's
@@ -287,73 +352,54 @@ where
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let client = tokio::net::TcpStream::connect(listener.local_addr()?).await?;
 /// let (accepted, _) = listener.accept().await?;
-/// let t = tokio_transports::connect_accepted_socket(|| (), accepted).await?;
+/// let t = tokio_transports::connect_accepted_socket(|| (), accepted, None).await?;
 /// assert_eq!(t.peername(), Some(client.local_addr()?));
 /// # Ok(()) }
 /// ```
 pub async fn connect_accepted_socket<F, P>(
     protocol_factory: F,
     sock: impl IntoTcpStream,
+    ssl: Option<ServerTls>,
 ) -> io::Result<Transport>
 where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
-    create_connection_from_socket(protocol_factory, sock).await
-}
-
-/// Spawn the transport for a connected TCP stream and wait for
-/// `connection_made`.
-pub(crate) async fn start_tcp(
-    stream: TcpStream,
-    protocol: impl IntoProtocol,
-    nodelay: bool,
-    limits: WriteLimits,
-    on_finish: Option<crate::stream::driver::OnFinish>,
-) -> io::Result<Transport> {
-    let (transport, rx) = spawn_tcp(stream, protocol, nodelay, limits, None, on_finish, true);
+    current_runtime()?;
+    let Some(tls) = ssl else {
+        return create_connection_from_socket(protocol_factory, sock, ConnectOptions::default())
+            .await;
+    };
+    tls.validate()?;
+    let stream = sock.into_tokio_stream()?;
+    let config = tcp_config(&stream, true, WriteLimits::default(), None, None, true);
+    let io = TlsIo::server(stream, &tls);
+    let (transport, rx, driver) = prepare_stream(io, protocol_factory(), tls_config(config));
+    tokio::spawn(driver);
     started(rx).await?;
     Ok(transport)
 }
 
-/// Spawn the transport for a connected TCP stream (the peer address may be
-/// known already, as from `accept`).
-pub(crate) fn spawn_tcp(
-    stream: TcpStream,
-    protocol: impl IntoProtocol,
-    nodelay: bool,
-    limits: WriteLimits,
-    peer: Option<SocketAddr>,
-    on_finish: Option<crate::stream::driver::OnFinish>,
-    notify_started: bool,
-) -> (Transport, crate::stream::Started) {
-    let (transport, started, driver) = prepare_tcp(
-        stream,
-        protocol,
-        nodelay,
-        limits,
-        peer,
-        on_finish,
-        notify_started,
-    );
-    tokio::spawn(driver);
-    (transport, started)
+/// A plain connection's settings turned into a TLS connection's: no
+/// half-close, and the TLS watermarks unless others were asked for.
+pub(crate) fn tls_config(mut config: StreamConfig) -> StreamConfig {
+    config.can_write_eof = false;
+    if config.limits == WriteLimits::default() {
+        config.limits = TLS_WRITE_LIMITS;
+    }
+    config
 }
 
-/// [`spawn_tcp`] without the spawn (see [`prepare_stream`](crate::stream::prepare_stream)).
-pub(crate) fn prepare_tcp(
-    stream: TcpStream,
-    protocol: impl IntoProtocol,
+/// The settings of a transport over a connected TCP stream (the peer
+/// address may be known already, as from `accept`).
+pub(crate) fn tcp_config(
+    stream: &TcpStream,
     nodelay: bool,
     limits: WriteLimits,
     peer: Option<SocketAddr>,
-    on_finish: Option<crate::stream::driver::OnFinish>,
+    on_finish: Option<OnFinish>,
     notify_started: bool,
-) -> (
-    Transport,
-    crate::stream::Started,
-    crate::stream::driver::Driver<TcpStream>,
-) {
+) -> StreamConfig {
     if nodelay {
         // Best effort, as in asyncio: a socket that refuses it still works.
         let _ = stream.set_nodelay(true);
@@ -364,14 +410,13 @@ pub(crate) fn prepare_tcp(
         stream.local_addr().ok().map(SocketAddress::Inet),
         Some(stream.as_raw_fd()),
     );
-    let config = StreamConfig {
+    StreamConfig {
         extra,
         limits,
         can_write_eof: true,
         on_finish,
         notify_started,
-    };
-    crate::stream::prepare_stream(stream, protocol, config)
+    }
 }
 
 async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Result<TcpStream> {

@@ -141,7 +141,11 @@ fn every_creation_function_outside_a_runtime_is_an_error() {
     outside_runtime(connect_unix_stream(|| (), a));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let sock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    outside_runtime(create_connection_from_socket(|| (), sock));
+    outside_runtime(create_connection_from_socket(
+        || (),
+        sock,
+        Default::default(),
+    ));
     outside_runtime(create_connection(
         || (),
         "127.0.0.1",

@@ -240,7 +240,7 @@ async fn from_std_and_tokio_sockets() {
     let std_local = std_sock.local_addr().unwrap();
     let rec = reg.recorder("std", Config::default());
     let std_log = rec.log();
-    let t1 = create_connection_from_socket(move || rec, std_sock)
+    let t1 = create_connection_from_socket(move || rec, std_sock, Default::default())
         .await
         .unwrap();
     assert_eq!(std_log.events().first(), Some(&Ev::Made));
@@ -252,7 +252,7 @@ async fn from_std_and_tokio_sockets() {
     let tokio_sock = tokio::net::TcpStream::connect(server_addr).await.unwrap();
     let rec = reg.recorder("tokio", Config::default());
     let tokio_log = rec.log();
-    let t2 = create_connection_from_socket(move || Buffered(rec), tokio_sock)
+    let t2 = create_connection_from_socket(move || Buffered(rec), tokio_sock, Default::default())
         .await
         .unwrap();
     assert_eq!(t2.peername(), Some(server_addr));
@@ -282,7 +282,7 @@ async fn connect_accepted_socket_serves_an_accepted_connection() {
     let (accepted, _) = listener.accept().await.unwrap();
     let rec = reg.recorder("accepted", Config::echo());
     let log = rec.log();
-    let t = connect_accepted_socket(move || rec, accepted)
+    let t = connect_accepted_socket(move || rec, accepted, None)
         .await
         .unwrap();
     assert_eq!(log.events().first(), Some(&Ev::Made));
@@ -302,7 +302,7 @@ async fn connect_accepted_socket_serves_an_accepted_connection() {
         .await
         .unwrap();
     let (std_accepted, _) = std_listener.accept().unwrap();
-    let t2 = connect_accepted_socket(reg.factory("accepted", Config::echo()), std_accepted)
+    let t2 = connect_accepted_socket(reg.factory("accepted", Config::echo()), std_accepted, None)
         .await
         .unwrap();
     c2.write_all(b"std").await.unwrap();

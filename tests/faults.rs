@@ -107,7 +107,7 @@ async fn panic_in_connection_made() {
 
 #[tokio::test]
 async fn panic_in_eof_received() {
-    only_the_victim_dies("eof_received", false, |t| t.write_eof()).await;
+    only_the_victim_dies("eof_received", false, |t| t.write_eof().unwrap()).await;
 }
 
 #[tokio::test]
@@ -321,7 +321,7 @@ async fn writes_after_connection_lost_are_dropped_counted_and_reported() {
     assert_eq!(t.dropped_writes(), 7);
     assert_eq!(t.get_write_buffer_size(), 0);
     // write_eof after the loss is a no-op, and later writes are still just dropped.
-    t.write_eof();
+    t.write_eof().unwrap();
     assert_eq!(t.write("z"), Ok(()));
     assert_eq!(t.dropped_writes(), 8);
     // Nothing ever reached the peer.

@@ -144,7 +144,7 @@ async fn client_half_close_closes_both_sides() {
     .await
     .unwrap();
     ping_pong(&t, &clog, &messages(2)).await;
-    t.write_eof();
+    t.write_eof().unwrap();
     assert!(!t.is_closing(), "write_eof does not make is_closing true");
     assert_eq!(clog.wait_lost().await, None);
     let slog = reg.nth("server", 0).await;
@@ -253,7 +253,7 @@ async fn unix_stream_pair_contract() {
     );
     ping_pong(&tb, &blog, &messages(3)).await;
     assert!(ta.can_write_eof());
-    tb.write_eof();
+    tb.write_eof().unwrap();
     assert_eq!(alog.wait_lost().await, None);
     assert_eq!(blog.wait_lost().await, None);
     assert_eq!(shape(&alog.events()), ["made", "data", "eof", "lost(None)"]);

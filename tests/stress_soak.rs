@@ -191,7 +191,7 @@ async fn churn_one(
             match kind {
                 Churn::ClientClose => t.close(),
                 Churn::ClientAbort => t.abort(),
-                Churn::WriteEof => t.write_eof(),
+                Churn::WriteEof => t.write_eof().unwrap(),
                 Churn::ServerClose => s.close(),
                 _ => unreachable!(),
             }
@@ -468,7 +468,7 @@ async fn soak_one(ctx: Arc<SoakCtx>, id: u64, mut rng: Rng) -> SoakFigures {
         s.resume_reading();
     }
     match ending {
-        Ending::WriteEof => t.write_eof(),
+        Ending::WriteEof => t.write_eof().unwrap(),
         Ending::CloseAfterEcho => {
             wait_echo(&what, &t, &log, &s, &slog, sent).await;
             t.close();
@@ -759,7 +759,7 @@ fn panics_in_callbacks_under_load_kill_only_their_connection() {
                     }
                 }
                 if !t.is_closing() {
-                    t.write_eof();
+                    t.write_eof().unwrap();
                 }
                 let lost = log.wait_lost().await;
                 guard("client closed()", t.closed()).await;

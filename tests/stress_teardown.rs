@@ -414,7 +414,7 @@ async fn check_stream(t: Transport, log: Log, unsent: bool) -> Failures {
     // Harmless after the teardown.
     t.pause_reading();
     t.resume_reading();
-    t.write_eof();
+    t.write_eof().unwrap();
     t.close();
     t.abort();
     match within(WAIT, t.drain()).await {

@@ -112,8 +112,8 @@ async fn write_eof_half_closes() {
     let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
     assert!(t.can_write_eof());
     t.write("before eof").unwrap();
-    t.write_eof();
-    t.write_eof(); // idempotent
+    t.write_eof().unwrap();
+    t.write_eof().unwrap(); // idempotent
     assert!(!t.is_closing());
     assert_eq!(
         t.write("after"),
@@ -155,7 +155,7 @@ async fn write_eof_waits_for_the_buffer_to_drain() {
     let log = rec.log();
     let t = connect_io(|| rec, io).await.unwrap();
     t.write("0123456789").unwrap();
-    t.write_eof();
+    t.write_eof().unwrap();
     barrier(&t).await;
     assert!(!gate.is_shutdown(), "shut down before the buffer drained");
     gate.allow(9);
@@ -176,7 +176,7 @@ async fn write_eof_after_close_is_a_noop() {
     let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
     t.write("data").unwrap();
     t.close();
-    t.write_eof();
+    t.write_eof().unwrap();
     // write_eof did nothing, so this write is not a WriteAfterEof error
     // (it is accepted while the close flushes).
     assert_eq!(t.write("more"), Ok(()));
@@ -234,7 +234,7 @@ async fn close_is_idempotent_and_noop_after_connection_lost() {
     t.close();
     t.abort();
     t.close();
-    t.write_eof();
+    t.write_eof().unwrap();
     assert!(t.is_closing());
     assert_eq!(t.with_protocol(|_| ()).await, None, "the task is gone");
     assert_eq!(log.count(Ev::is_lost), 1);
@@ -392,7 +392,7 @@ async fn peer_eof_during_a_pending_write_eof_flushes_then_closes() {
     let log = rec.log();
     let t = connect_io(|| rec, io).await.unwrap();
     t.write("0123456789").unwrap();
-    t.write_eof();
+    t.write_eof().unwrap();
     drop(feed); // the peer's EOF: eof_received returns false, close() begins
     log.wait_event("eof", |e| *e == Ev::Eof).await;
     barrier(&t).await;

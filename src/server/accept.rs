@@ -12,7 +12,9 @@ use super::{ACCEPT_RETRY_DELAY, Inner};
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::stream::driver::FinishHook;
 use crate::stream::handle::Transport;
-use crate::tcp::prepare_tcp;
+use crate::stream::prepare_stream;
+use crate::tcp::{tcp_config, tls_config};
+use crate::tls::io::TlsIo;
 
 fn is_resource_error(e: &io::Error) -> bool {
     matches!(
@@ -127,15 +129,28 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
     // the transport is attached, and after the lock is let go (on a runtime
     // that is shutting down, spawning drops the task at once, and its `Drop`
     // detaches it, which takes the lock).
-    let (transport, _started, driver) = prepare_tcp(
-        stream,
-        protocol,
+    // A TLS connection is attached from the start too: `close_clients` and
+    // `abort_clients` end a handshake in progress, and `wait_closed` waits
+    // for it.
+    let config = tcp_config(
+        &stream,
         opts.nodelay,
         opts.write_limits,
         Some(peer),
         Some(on_finish),
         false,
     );
-    inner.lock().clients.insert(transport.id(), transport);
-    tokio::spawn(driver);
+    match &opts.ssl {
+        None => {
+            let (transport, _started, driver) = prepare_stream(stream, protocol, config);
+            inner.lock().clients.insert(transport.id(), transport);
+            tokio::spawn(driver);
+        }
+        Some(tls) => {
+            let io = TlsIo::server(stream, tls);
+            let (transport, _started, driver) = prepare_stream(io, protocol, tls_config(config));
+            inner.lock().clients.insert(transport.id(), transport);
+            tokio::spawn(driver);
+        }
+    }
 }

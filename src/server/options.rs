@@ -3,6 +3,7 @@
 
 #[cfg(doc)]
 use super::{Server, create_server};
+use crate::ServerTls;
 use crate::WriteLimits;
 
 /// Options for [`create_server`] (asyncio's keyword arguments).
@@ -39,8 +40,14 @@ pub struct ServerOptions {
     pub start_serving: bool,
     /// `TCP_NODELAY` on accepted sockets (asyncio: on).
     pub nodelay: bool,
-    /// Initial write-buffer watermarks of accepted connections.
+    /// Initial write-buffer watermarks of accepted connections. With TLS,
+    /// left at the default, the TLS defaults apply instead
+    /// ([`WriteLimits::tls_default`]).
     pub write_limits: WriteLimits,
+    /// TLS for every accepted connection (asyncio's `ssl=`, with the TLS
+    /// timeouts): each runs its handshake before `connection_made`; one that
+    /// fails is logged at debug level and its protocol hears nothing.
+    pub ssl: Option<ServerTls>,
 }
 
 impl Default for ServerOptions {
@@ -53,6 +60,7 @@ impl Default for ServerOptions {
             start_serving: true,
             nodelay: true,
             write_limits: WriteLimits::default(),
+            ssl: None,
         }
     }
 }
@@ -141,6 +149,21 @@ impl ServerOptions {
     /// ```
     pub fn write_limits(mut self, write_limits: WriteLimits) -> Self {
         self.write_limits = write_limits;
+        self
+    }
+
+    /// Set [`ssl`](ServerOptions#structfield.ssl): serve TLS.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # fn f(config: Arc<tokio_transports::rustls::ServerConfig>) {
+    /// use tokio_transports::{ServerOptions, ServerTls};
+    /// let opts = ServerOptions::default().ssl(ServerTls::new(config));
+    /// assert!(opts.ssl.is_some());
+    /// # }
+    /// ```
+    pub fn ssl(mut self, tls: ServerTls) -> Self {
+        self.ssl = Some(tls);
         self
     }
 }

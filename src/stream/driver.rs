@@ -11,6 +11,7 @@
 //! the read side in `read.rs`.
 
 mod read;
+mod tls;
 mod write;
 
 use std::any::Any;
@@ -72,7 +73,7 @@ pub(crate) struct Driver<IO> {
     stage: Stage,
     /// Which waker the inbox's senders hold.
     inbox_waker: Registered,
-    started: Option<oneshot::Sender<()>>,
+    started: Option<oneshot::Sender<io::Result<()>>>,
     /// A read result that arrived just as reading was paused from another
     /// thread: delivered first when reading resumes.
     stash: Option<Box<ReadOutcome>>,
@@ -87,7 +88,7 @@ impl<IO> Driver<IO> {
         handle: Transport,
         sm: StreamState,
         protocol: AnyProtocol,
-        started: Option<oneshot::Sender<()>>,
+        started: Option<oneshot::Sender<io::Result<()>>>,
         on_finish: Option<OnFinish>,
     ) -> Self {
         Driver {
@@ -296,7 +297,7 @@ impl<IO> Driver<IO> {
         self.stage = Stage::Running;
         self.callback("connection_made", |p, _, t| p.base_mut().connection_made(t));
         if let Some(started) = self.started.take() {
-            let _ = started.send(());
+            let _ = started.send(Ok(()));
         }
     }
 
@@ -397,6 +398,16 @@ where
         if this.stage != Stage::Running {
             if this.stage == Stage::Finished {
                 return Poll::Ready(());
+            }
+            if IO::TLS {
+                match this.poll_handshake(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        this.fail_start(e);
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
             }
             this.start();
         }

@@ -321,8 +321,34 @@ impl Transport {
             "socket" => {
                 (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
             }
+            "peercert" => extra
+                .tls
+                .get()
+                .filter(|i| !i.peer_certificates.is_empty())
+                .map(|i| ExtraInfo::PeerCertificates(i.peer_certificates.clone())),
+            "cipher" => extra
+                .tls
+                .get()
+                .and_then(|i| i.cipher_suite)
+                .map(|c| ExtraInfo::Cipher(format!("{c:?}"))),
+            "ssl_object" => extra.tls.get().map(|i| ExtraInfo::Tls(Box::new(i.clone()))),
             _ => None,
         }
+    }
+
+    /// What the TLS handshake negotiated (peer certificates, cipher suite,
+    /// protocol version, ALPN, server name): `None` for a plain transport.
+    /// Set before `connection_made` runs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let (a, _b) = tokio::io::duplex(64);
+    /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
+    /// assert!(t.tls_info().is_none());
+    /// # }
+    /// ```
+    pub fn tls_info(&self) -> Option<crate::TlsInfo> {
+        self.shared.extra.tls.get().cloned()
     }
 
     /// The peer's IP address and port (TCP), captured when the connection was made.

@@ -50,8 +50,9 @@ impl Default for StreamConfig {
     }
 }
 
-/// Resolves once `connection_made` has run (`None`: nobody waits).
-pub(crate) type Started = Option<oneshot::Receiver<()>>;
+/// Resolves once `connection_made` has run, or with the error that kept it
+/// from running (a failed TLS handshake); `None`: nobody waits.
+pub(crate) type Started = Option<oneshot::Receiver<io::Result<()>>>;
 
 /// Spawn the task for one connection on the current runtime.
 pub(crate) fn spawn_stream<IO>(
@@ -91,7 +92,11 @@ where
     let driver = Driver::new(
         io,
         transport.clone(),
-        StreamState::new(config.limits),
+        if IO::TLS {
+            StreamState::new_tls(config.limits)
+        } else {
+            StreamState::new(config.limits)
+        },
         protocol.into_protocol(),
         started_tx,
         config.on_finish,
@@ -100,12 +105,12 @@ where
 }
 
 /// Wait for `connection_made`; an error if the task died first (its runtime
-/// shut down).
+/// shut down) or the TLS handshake failed.
 pub(crate) async fn started(rx: Started) -> io::Result<()> {
     match rx {
         Some(rx) => rx
             .await
-            .map_err(|_| io::Error::other("the transport task ended before connection_made")),
+            .map_err(|_| io::Error::other("the transport task ended before connection_made"))?,
         None => Ok(()),
     }
 }

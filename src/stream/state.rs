@@ -101,6 +101,12 @@ pub(crate) struct StreamState {
     /// shutdown in progress. Kept in step with those four (see
     /// `update_busy`) so the driver's hot path tests one flag.
     busy: bool,
+    /// TLS: a close sends close_notify once the queue is flushed and waits
+    /// for the peer's (or its end of file) before the connection is lost.
+    graceful_close: bool,
+    /// The peer's end of file (TLS: its close_notify, or the socket's end)
+    /// was read.
+    peer_closed: bool,
 }
 
 impl Default for StreamState {
@@ -123,7 +129,40 @@ impl StreamState {
             lost_error: None,
             shutting_down: false,
             busy: false,
+            graceful_close: false,
+            peer_closed: false,
         }
+    }
+
+    /// A TLS connection's state: see [`awaiting_peer_close`](Self::awaiting_peer_close).
+    pub(crate) fn new_tls(limits: WriteLimits) -> Self {
+        StreamState {
+            graceful_close: true,
+            ..Self::new(limits)
+        }
+    }
+
+    /// TLS: our close_notify is out and the peer's has not come: the
+    /// driver reads (and discards) until it does.
+    #[inline]
+    pub(crate) fn awaiting_peer_close(&self) -> bool {
+        self.graceful_close
+            && self.phase == Phase::Closing
+            && self.write_side == WriteSide::Shut
+            && !self.shutting_down
+            && !self.peer_closed
+    }
+
+    /// Whether the peer's end of file was read.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// The read that waited for the peer's close_notify found it (or the
+    /// socket's end, or an error): the close can complete.
+    pub(crate) fn peer_close_seen(&mut self) {
+        self.peer_closed = true;
+        self.drained();
     }
 
     // ---- queries -------------------------------------------------------
@@ -206,6 +245,10 @@ impl StreamState {
     pub(crate) fn shutdown_done(&mut self) {
         self.shutting_down = false;
         self.update_busy();
+        if self.graceful_close && self.phase == Phase::Closing {
+            // TLS: close_notify is out; done if the peer's came already.
+            self.drained();
+        }
     }
 
     #[inline]
@@ -335,6 +378,16 @@ impl StreamState {
             return;
         }
         match (self.phase, self.write_side) {
+            (Phase::Closing, WriteSide::Open) if self.graceful_close => {
+                // TLS: close_notify first.
+                self.write_side = WriteSide::Shut;
+                self.push_event(Event::ShutdownWrite);
+            }
+            (Phase::Closing, _) if self.graceful_close => {
+                if !self.shutting_down && self.peer_closed {
+                    self.lose(None);
+                }
+            }
             (Phase::Closing, _) => self.lose(None),
             (Phase::Open, WriteSide::EofPending) => {
                 self.write_side = WriteSide::Shut;
@@ -392,6 +445,7 @@ impl StreamState {
 
     /// EOF was read. Returns whether `eof_received` must be called (once).
     pub(crate) fn read_eof(&mut self) -> bool {
+        self.peer_closed = true;
         match self.read {
             ReadState::Reading | ReadState::Paused => {
                 self.read = ReadState::Eof;

@@ -31,6 +31,35 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
+
+    /// Whether this I/O is a TLS session: a handshake before
+    /// `connection_made`, no half-close, and close_notify both ways on
+    /// close. A constant, so the driver's TLS code vanishes from the plain
+    /// transports' build.
+    const TLS: bool = false;
+
+    /// TLS: run the handshake (bounded by its timeout). Plain I/O is ready
+    /// at once.
+    fn poll_handshake(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// TLS: ready once a close has waited as long as it may for the peer's
+    /// close_notify (the timer starts on the first call). Plain I/O never
+    /// times out.
+    fn poll_close_deadline(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+
+    /// TLS: whether encrypted output is waiting to be flushed.
+    fn output_pending(&self) -> bool {
+        false
+    }
+
+    /// TLS: what the handshake negotiated.
+    fn tls_info(&self) -> Option<crate::TlsInfo> {
+        None
+    }
 }
 
 /// Peek one byte: ready once data (or EOF, or an error) is there; on

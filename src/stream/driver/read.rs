@@ -236,12 +236,31 @@ where
                 if self.core.sm.read_eof() {
                     self.sync_flags();
                     let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
-                    if keep_open == Some(false) {
+                    if IO::TLS {
+                        // TLS cannot half-close: the peer's close_notify
+                        // ends the connection whatever the protocol says.
+                        if keep_open == Some(true) {
+                            tracing::debug!(
+                                "returning true from eof_received() has no effect when using ssl"
+                            );
+                        }
+                        self.core.sm.close();
+                        self.sync_flags();
+                    } else if keep_open == Some(false) {
                         self.core.sm.close();
                     }
                 }
             }
             ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            ReadOutcome::Error(e) if IO::TLS && e.kind() == io::ErrorKind::UnexpectedEof => {
+                // A ragged end: the socket closed without close_notify. Not
+                // a graceful end of file, so no `eof_received` (uvloop's
+                // choice); what is queued is flushed and the connection
+                // closes with `connection_lost(None)`.
+                self.core.sm.read_eof();
+                self.core.sm.close();
+                self.sync_flags();
+            }
             ReadOutcome::Error(e) => self.fatal(e),
         }
     }

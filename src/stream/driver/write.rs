@@ -39,7 +39,37 @@ where
                 Poll::Pending => return true,
             }
         }
+        if IO::TLS {
+            return self.flush_tls(cx);
+        }
         false
+    }
+
+    /// TLS: send the records rustls still holds once the queue is empty.
+    /// Returns `true` if the I/O cannot take them now.
+    fn flush_tls(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        if !io.output_pending() {
+            return false;
+        }
+        match Pin::new(io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => false,
+            Poll::Ready(Err(e)) => {
+                self.fatal(e);
+                true
+            }
+            Poll::Pending => true,
+        }
+    }
+
+    /// Whether anything waits to be written: queued bytes, or (TLS)
+    /// records rustls holds.
+    #[inline]
+    fn has_output(&self) -> bool {
+        self.core.sm.queued() > 0
+            || (IO::TLS && self.io.as_ref().is_some_and(|io| io.output_pending()))
     }
 
     /// One write attempt: the only queued chunk as it is (the common case:
@@ -71,7 +101,7 @@ where
     /// due (only the general case can find that).
     #[inline(always)]
     pub(super) fn settle(&mut self, cx: &mut Context<'_>) -> Option<Lost> {
-        if !self.core.sm.only_writes() {
+        if IO::TLS || !self.core.sm.only_writes() {
             return self.settle_busy(cx, false);
         }
         if self.core.sm.queued() > 0 {
@@ -107,7 +137,7 @@ where
                     }
                 }
             }
-            if self.core.sm.queued() > 0 {
+            if self.has_output() {
                 if !blocked {
                     blocked = self.flush(cx);
                 }
@@ -133,6 +163,9 @@ where
             if self.core.sm.is_shutting_down() {
                 self.poll_shutdown(cx);
             }
+            if IO::TLS {
+                self.poll_tls_closing(cx);
+            }
             self.sync_flags();
             if !self.core.sm.has_events() {
                 // `Lost` is the last event: once taken, nothing else is due.
@@ -147,6 +180,11 @@ where
             Poll::Ready(Ok(())) => self.core.sm.shutdown_done(),
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
                 // The peer is already gone; the read side will tell.
+                self.core.sm.shutdown_done();
+            }
+            Poll::Ready(Err(_)) if IO::TLS && self.core.sm.peer_closed() => {
+                // TLS: the peer is gone already; our close_notify has no
+                // one to go to, and the close is complete.
                 self.core.sm.shutdown_done();
             }
             Poll::Ready(Err(e)) => {

@@ -48,7 +48,7 @@ impl Transport {
     /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// t.write(&b"ping"[..]).unwrap();
     /// t.write(vec![1u8, 2, 3]).unwrap();
-    /// t.write_eof();
+    /// t.write_eof().unwrap();
     /// assert!(t.write("late").is_err());
     /// # }
     /// ```
@@ -189,21 +189,34 @@ impl Transport {
     /// (asyncio's `write_eof`). Data is still received afterwards. Later
     /// writes are errors. A no-op when closing or already done.
     ///
+    /// # Errors
+    ///
+    /// [`TransportError::Unsupported`] on a transport that cannot
+    /// half-close ([`can_write_eof`](Self::can_write_eof) is false: TLS,
+    /// whose only end is close_notify; asyncio raises
+    /// `NotImplementedError`). Nothing changes then.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);
     /// let t = tokio_transports::connect_io(|| (), a).await.unwrap();
     /// assert!(t.can_write_eof());
-    /// t.write_eof();
-    /// t.write_eof(); // idempotent
+    /// t.write_eof().unwrap();
+    /// t.write_eof().unwrap(); // idempotent
     /// # }
     /// ```
-    pub fn write_eof(&self) {
+    pub fn write_eof(&self) -> Result<(), TransportError> {
+        if !self.shared.can_write_eof {
+            return Err(TransportError::Unsupported(
+                "write_eof() on a transport that cannot half-close (TLS)",
+            ));
+        }
         if self.shared.has(CLOSING | EOF_WRITTEN | LOST) {
-            return;
+            return Ok(());
         }
         self.shared.set(EOF_WRITTEN);
         self.send(Command::WriteEof);
+        Ok(())
     }
 
     /// Whether [`write_eof`](Self::write_eof) is supported: `true` for TCP,
