@@ -383,11 +383,14 @@ impl StreamState {
                 self.write_side = WriteSide::Shut;
                 self.push_event(Event::ShutdownWrite);
             }
-            (Phase::Closing, _) if self.graceful_close => {
-                if !self.shutting_down && self.peer_closed {
-                    self.lose(None);
-                }
+            // TLS: close_notify is out; done once the peer's came.
+            (Phase::Closing, _)
+                if self.graceful_close && !self.shutting_down && self.peer_closed =>
+            {
+                self.lose(None)
             }
+            // TLS: still sending close_notify, or waiting for the peer's.
+            (Phase::Closing, _) if self.graceful_close => {}
             (Phase::Closing, _) => self.lose(None),
             (Phase::Open, WriteSide::EofPending) => {
                 self.write_side = WriteSide::Shut;

@@ -300,3 +300,54 @@ fn reads_are_limited_only_while_writes_wait() {
     sm.consume(128 * 1024);
     assert_eq!(sm.read_limit(), usize::MAX);
 }
+
+#[test]
+fn a_tls_close_flushes_sends_close_notify_and_waits_for_the_peers() {
+    let mut sm = StreamState::new_tls(limits(2, 10));
+    sm.write(b(5));
+    sm.close();
+    assert!(events(&mut sm).is_empty(), "the queue goes out first");
+    sm.consume(5);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["shutdown"], "close_notify once flushed");
+    sm.start_shutdown();
+    assert!(
+        !sm.awaiting_peer_close(),
+        "not while close_notify is going out"
+    );
+    assert_eq!(
+        sm.write(b(1)),
+        WriteOutcome::Dropped,
+        "nothing after close_notify"
+    );
+    sm.shutdown_done();
+    assert!(sm.awaiting_peer_close());
+    sm.drained();
+    assert!(
+        events(&mut sm).is_empty(),
+        "waits for the peer's close_notify"
+    );
+    sm.peer_close_seen();
+    assert_eq!(events(&mut sm), ["lost"]);
+    assert!(!sm.awaiting_peer_close());
+}
+
+#[test]
+fn a_tls_close_after_the_peers_close_notify_ends_once_ours_is_out() {
+    let mut sm = StreamState::new_tls(limits(2, 10));
+    assert!(sm.read_eof(), "eof_received is due");
+    sm.close();
+    assert_eq!(events(&mut sm), ["shutdown"]);
+    sm.start_shutdown();
+    sm.shutdown_done();
+    assert!(!sm.awaiting_peer_close(), "the peer's came already");
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn a_plain_close_does_not_wait_for_the_peer() {
+    let mut sm = StreamState::new(limits(2, 10));
+    sm.close();
+    assert!(!sm.awaiting_peer_close());
+    assert_eq!(events(&mut sm), ["lost"]);
+}
