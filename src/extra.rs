@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use crate::TlsInfo;
 
@@ -124,7 +124,7 @@ pub(crate) struct Extra {
     /// (under the lock) before it closes the I/O.
     pub(crate) fd: Mutex<Option<RawFd>>,
     /// TLS: what the handshake negotiated, once it is done.
-    pub(crate) tls: OnceLock<TlsInfo>,
+    pub(crate) tls: Mutex<Option<TlsInfo>>,
 }
 
 impl Extra {
@@ -137,12 +137,17 @@ impl Extra {
             peername,
             sockname,
             fd: Mutex::new(fd),
-            tls: OnceLock::new(),
+            tls: Mutex::new(None),
         }
     }
 
+    /// The outermost TLS session's (TLS inside TLS replaces the inner's).
     pub(crate) fn set_tls(&self, info: TlsInfo) {
-        let _ = self.tls.set(info);
+        *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+    }
+
+    pub(crate) fn tls(&self) -> Option<TlsInfo> {
+        self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn peer_inet(&self) -> Option<SocketAddr> {

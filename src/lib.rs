@@ -92,8 +92,8 @@ pub use tcp::{
     create_connection_from_socket,
 };
 pub use tls::{
-    ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls, TLS_WRITE_LIMITS,
-    TlsError, TlsInfo,
+    ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls, StartTls,
+    TLS_WRITE_LIMITS, TlsError, TlsInfo, start_tls,
 };
 
 /// The unit protocol ignores every callback: handy for a transport that

@@ -34,6 +34,8 @@ pub(crate) mod flags {
     pub(crate) const DISCARDED: u8 = 32;
     /// A bit each kind of transport may use for itself.
     pub(crate) const KIND_0: u8 = 64;
+    /// A second bit each kind of transport may use for itself.
+    pub(crate) const KIND_1: u8 = 128;
 }
 
 use flags::{DISCARDED, FINISHED, LOST};

@@ -12,6 +12,7 @@
 
 mod read;
 mod tls;
+mod upgrade;
 mod write;
 
 use std::any::Any;
@@ -28,6 +29,7 @@ use futures::channel::oneshot;
 use self::read::{ReadOutcome, ReadWaker};
 use super::handle::{
     CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
+    UPGRADING,
 };
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
@@ -56,7 +58,11 @@ struct Lost(Option<io::Error>);
 enum Stage {
     /// `connection_made` has not run yet.
     New,
+    /// This task took the connection over from its plain task for
+    /// `start_tls`: the handshake runs; `connection_made` ran before.
+    Upgrading,
     Running,
+    /// Finished, or handed over to a TLS task.
     Finished,
 }
 
@@ -78,6 +84,8 @@ pub(crate) struct Driver<IO> {
     /// thread: delivered first when reading resumes.
     stash: Option<Box<ReadOutcome>>,
     on_finish: Option<OnFinish>,
+    /// A `start_tls` waiting for the plaintext queue to drain.
+    upgrade: Option<Box<crate::tls::start::Upgrade>>,
 }
 
 // What needs no I/O (callbacks, commands, start and finish) is in a block
@@ -105,6 +113,7 @@ impl<IO> Driver<IO> {
             started,
             stash: None,
             on_finish,
+            upgrade: None,
         }
     }
 
@@ -160,9 +169,16 @@ impl<IO> Driver<IO> {
 
     fn apply_commands(&mut self) {
         let mut cmds = std::mem::take(&mut self.core.commands);
-        for cmd in cmds.drain(..) {
+        let mut rest = cmds.drain(..);
+        while let Some(cmd) = rest.next() {
             self.apply(cmd);
+            if let Some(upgrade) = &mut self.upgrade {
+                // `start_tls`: what follows waits for the TLS task.
+                upgrade.held.extend(&mut rest);
+                break;
+            }
         }
+        drop(rest);
         // Keep the allocation unless a burst made it large.
         if self.core.commands.is_empty() && cmds.capacity() <= 64 {
             self.core.commands = cmds;
@@ -183,6 +199,11 @@ impl<IO> Driver<IO> {
 
     #[inline(never)]
     fn apply_inbox_now(&mut self) {
+        if self.upgrade.is_some() {
+            // Left for the TLS task: what comes after `start_tls` is sent
+            // encrypted.
+            return;
+        }
         // Callbacks' commands are applied as each callback returns, so the
         // list is empty here unless the inbox had something.
         debug_assert!(self.core.commands.is_empty());
@@ -205,6 +226,7 @@ impl<IO> Driver<IO> {
             Command::ResumeReading => self.core.sm.resume_reading(),
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
             Command::SetProtocol(p) => self.protocol = p,
+            Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _, _| f(p));
             }
@@ -259,7 +281,7 @@ impl<IO> Driver<IO> {
     /// flight, so the flags are checked too.
     #[inline]
     fn may_deliver(&self) -> bool {
-        self.core.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST)
+        self.core.sm.is_reading() && !self.shared().has(READ_PAUSED | CLOSING | LOST | UPGRADING)
     }
 
     /// [`may_deliver`](Self::may_deliver) again after a read that it
@@ -268,7 +290,7 @@ impl<IO> Driver<IO> {
     #[inline]
     fn still_deliverable(&self) -> bool {
         debug_assert!(self.core.sm.is_reading());
-        !self.shared().has(READ_PAUSED | CLOSING | LOST)
+        !self.shared().has(READ_PAUSED | CLOSING | LOST | UPGRADING)
     }
 
     /// Mirror the state machine into the flags handles read.
@@ -345,7 +367,7 @@ impl<IO> Driver<IO> {
     /// swallowed), then release everything.
     #[cold]
     fn abandon(&mut self) {
-        let was_running = self.stage == Stage::Running;
+        let was_running = matches!(self.stage, Stage::Running | Stage::Upgrading);
         self.stage = Stage::Finished;
         self.lose(None);
         if was_running && !std::thread::panicking() {
@@ -402,6 +424,9 @@ where
             if IO::TLS {
                 match this.poll_handshake(cx) {
                     Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) if this.stage == Stage::Upgrading => {
+                        this.upgrade_failed(e);
+                    }
                     Poll::Ready(Err(e)) => {
                         this.fail_start(e);
                         return Poll::Ready(());
@@ -409,7 +434,11 @@ where
                     Poll::Ready(Ok(())) => {}
                 }
             }
-            this.start();
+            match this.stage {
+                Stage::New => this.start(),
+                Stage::Upgrading => this.upgraded(),
+                _ => {}
+            }
         }
         let mut reads = 0;
         loop {
@@ -439,6 +468,13 @@ where
                 }
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
+            }
+            if this.upgrade.is_some() {
+                // `start_tls` (reading stopped when it was called).
+                match this.poll_handover(cx) {
+                    Some(poll) => return poll,
+                    None => continue,
+                }
             }
             // Nothing to read: sleep, unless a command slipped in.
             if !this

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -41,6 +41,7 @@ pub(crate) enum Command {
     ResumeReading,
     SetLimits(WriteLimits),
     SetProtocol(AnyProtocol),
+    StartTls(Box<crate::tls::start::Upgrade>),
     WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
 }
 
@@ -78,6 +79,9 @@ impl context::Frame for Core {
 pub(crate) use crate::shared::flags::{CLOSING, DISCARDED, FINISHED, LOST, READ_DONE, READ_PAUSED};
 /// `write_eof()` was called.
 pub(crate) const EOF_WRITTEN: u8 = crate::shared::flags::KIND_0;
+/// `start_tls()` was called and the task has not handed the connection to
+/// its TLS task yet: nothing read meanwhile is delivered as plaintext.
+pub(crate) const UPGRADING: u8 = crate::shared::flags::KIND_1;
 
 /// State shared by every handle of one connection and its task: the
 /// [`Common`] part (flags, counters, watermarks, addresses, wake-ups, reached
@@ -86,7 +90,8 @@ pub(crate) struct Shared {
     pub(crate) id: usize,
     pub(crate) inbox: Inbox<Command>,
     pub(crate) common: Common,
-    pub(crate) can_write_eof: bool,
+    /// Cleared when the connection is upgraded to TLS.
+    pub(crate) can_write_eof: AtomicBool,
 }
 
 impl std::ops::Deref for Shared {
@@ -102,7 +107,7 @@ impl Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
             common: Common::new(extra, limits),
-            can_write_eof,
+            can_write_eof: AtomicBool::new(can_write_eof),
         })
     }
 }
@@ -150,6 +155,12 @@ impl Transport {
         if let Some(cmd) = context::try_push(&CURRENT, self.shared.id, cmd) {
             self.send_outside(cmd);
         }
+    }
+
+    /// Send `cmd` to the task: onto the frame inside one of this
+    /// connection's callbacks, over the channel otherwise.
+    pub(crate) fn send_command(&self, cmd: Command) {
+        self.send(cmd);
     }
 
     /// Send over the channel (not inside one of this connection's callbacks).
@@ -322,16 +333,14 @@ impl Transport {
                 (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
             }
             "peercert" => extra
-                .tls
-                .get()
+                .tls()
                 .filter(|i| !i.peer_certificates.is_empty())
-                .map(|i| ExtraInfo::PeerCertificates(i.peer_certificates.clone())),
+                .map(|i| ExtraInfo::PeerCertificates(i.peer_certificates)),
             "cipher" => extra
-                .tls
-                .get()
+                .tls()
                 .and_then(|i| i.cipher_suite)
                 .map(|c| ExtraInfo::Cipher(format!("{c:?}"))),
-            "ssl_object" => extra.tls.get().map(|i| ExtraInfo::Tls(Box::new(i.clone()))),
+            "ssl_object" => extra.tls().map(|i| ExtraInfo::Tls(Box::new(i))),
             _ => None,
         }
     }
@@ -348,7 +357,7 @@ impl Transport {
     /// # }
     /// ```
     pub fn tls_info(&self) -> Option<crate::TlsInfo> {
-        self.shared.extra.tls.get().cloned()
+        self.shared.extra.tls()
     }
 
     /// The peer's IP address and port (TCP), captured when the connection was made.

@@ -142,6 +142,12 @@ impl StreamState {
         }
     }
 
+    /// The connection was upgraded to TLS (`start_tls`): closes end with
+    /// close_notify from now on.
+    pub(crate) fn make_graceful(&mut self) {
+        self.graceful_close = true;
+    }
+
     /// TLS: our close_notify is out and the peer's has not come: the
     /// driver reads (and discards) until it does.
     #[inline]

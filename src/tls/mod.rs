@@ -15,6 +15,10 @@
 //! connection half-open, and that a close ends with close_notify both ways.
 
 pub(crate) mod io;
+pub(crate) mod layer;
+pub(crate) mod start;
+
+pub use start::{StartTls, start_tls};
 
 use std::error::Error;
 use std::fmt;

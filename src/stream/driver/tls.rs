@@ -22,6 +22,8 @@ where
     /// Run the handshake. A `close()` or `abort()` that arrives meanwhile
     /// (a server's `close_clients`) ends it: asyncio aborts the socket.
     pub(super) fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // After `start_tls`: the commands made after the call, in order.
+        self.apply_scratch();
         loop {
             self.apply_inbox();
             if self.core.sm.phase() != Phase::Open {

@@ -67,7 +67,7 @@ where
     /// Whether anything waits to be written: queued bytes, or (TLS)
     /// records rustls holds.
     #[inline]
-    fn has_output(&self) -> bool {
+    pub(super) fn has_output(&self) -> bool {
         self.core.sm.queued() > 0
             || (IO::TLS && self.io.as_ref().is_some_and(|io| io.output_pending()))
     }

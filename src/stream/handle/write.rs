@@ -206,7 +206,7 @@ impl Transport {
     /// # }
     /// ```
     pub fn write_eof(&self) -> Result<(), TransportError> {
-        if !self.shared.can_write_eof {
+        if !self.shared.can_write_eof.load(Ordering::Acquire) {
             return Err(TransportError::Unsupported(
                 "write_eof() on a transport that cannot half-close (TLS)",
             ));
@@ -230,7 +230,7 @@ impl Transport {
     /// # }
     /// ```
     pub fn can_write_eof(&self) -> bool {
-        self.shared.can_write_eof
+        self.shared.can_write_eof.load(Ordering::Acquire)
     }
 
     /// Bytes written and not yet handed to the kernel, exact the moment
