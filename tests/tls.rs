@@ -741,3 +741,33 @@ async fn our_client_against_a_python_ssl_server() {
     reg.finish().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_cancelled_connect_closes_the_socket_during_the_handshake() {
+    let pki = Pki::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let _ = accepted_tx.send(());
+        let mut buf = vec![0u8; 4096];
+        // Silent until the client's socket closes.
+        while sock.read(&mut buf).await.unwrap_or(0) > 0 {}
+    });
+    let log = Log::new("client");
+    let rec = Recorder::new(log.clone(), Config::default());
+    let connect = create_connection(
+        move || rec,
+        "localhost",
+        port,
+        ConnectOptions::default().ssl(pki.client()),
+    );
+    tokio::select! {
+        _ = connect => panic!("the silent peer cannot complete a handshake"),
+        _ = accepted_rx => {}
+    }
+    // The connect future is dropped here, mid-handshake (60 s timeout).
+    guard("the socket closes at once", holder).await.unwrap();
+    assert!(log.events().is_empty());
+}

@@ -32,6 +32,16 @@ where
                     "the transport was closed during the TLS handshake",
                 )));
             }
+            // The caller gave up (a dropped `create_connection` or
+            // `start_tls` future): the socket closes, no timer stays behind.
+            if let Some(started) = &mut self.started
+                && started.poll_canceled(cx).is_ready()
+            {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the TLS handshake was cancelled",
+                )));
+            }
             let Some(io) = self.io.as_mut() else {
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
