@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 // The examples' helpers; their unit tests (Python's `repr`) run here.
 #[path = "../examples/common/mod.rs"]
 mod examples_common;
+// The TLS examples' certificates, made here for the Python TLS server.
+#[path = "../examples/common/tls.rs"]
+mod examples_tls;
 mod peers;
 
 use peers::{dep_info_sources, example, python, python_script, read_all};
@@ -169,6 +172,14 @@ enum Peer {
 }
 
 impl Peer {
+    /// [`command`](Self::command) with the TLS examples' certificate
+    /// directory.
+    fn tls_command(self, args: &[&str], certs: &std::path::Path) -> Command {
+        let mut cmd = self.command(args);
+        cmd.env("TLS_ECHO_DIR", certs);
+        cmd
+    }
+
     fn command(self, args: &[&str]) -> Command {
         let mut cmd = match self {
             Peer::Python(name) => {
@@ -231,6 +242,56 @@ fn echo_session(server: Peer, client: Peer) -> (Output, Output) {
     // for, so they are all in the pipe by now.
     let server_out = server_proc.kill();
     (server_out, client_out)
+}
+
+/// [`echo_session`] over TLS: the certificates live in a fresh directory
+/// (made here, and remade by a Rust server at its start), and the client is
+/// started once the server accepts connections (a probe that connects and
+/// closes: a failed handshake, which neither side prints).
+fn tls_session(server: Peer, client: Peer) -> (Output, Output) {
+    let certs = std::env::temp_dir().join(format!(
+        "tt-tls-echo-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    examples_tls::make_server_config_in(&certs).expect("test certificates");
+    let port = free_port().to_string();
+    let args = ["127.0.0.1", port.as_str()];
+    let mut server_proc = Running::start(server.tls_command(&args, &certs), &server.name());
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
+        if server_proc.has_exited() {
+            let out = server_proc.kill();
+            panic!("{} exited before listening: {out:#?}", server.name());
+        }
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "{} was not listening on port {port} after {READY_TIMEOUT:?}",
+            server.name()
+        );
+        // Readiness probe only: the server is still starting up.
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+    let client_out = Running::start(client.tls_command(&args, &certs), &client.name()).wait();
+    let server_out = server_proc.kill();
+    let _ = std::fs::remove_dir_all(&certs);
+    (server_out, client_out)
+}
+
+/// Check one TLS echo session: both sides print the TCP reference's lines.
+fn check_tls_session(server: Peer, client: Peer) {
+    let (server_out, client_out) = tls_session(server, client);
+    assert!(
+        client_out.status.success(),
+        "{} failed: {client_out:#?}",
+        client.name()
+    );
+    assert_eq!(client_out.stderr, "", "{}: {client_out:#?}", client.name());
+    assert_eq!(server_out.stderr, "", "{}: {server_out:#?}", server.name());
+    assert_eq!(server_out.lines(), SERVER_LINES, "{}", server.name());
+    assert_eq!(client_out.lines(), CLIENT_LINES, "{}", client.name());
 }
 
 /// Replace the port in Python address tuples, `('127.0.0.1', 54321)`, with
@@ -459,4 +520,73 @@ fn normalize_ports_replaces_only_tuple_ports() {
         "('::1', 8888, 0, 0)"
     );
     assert_eq!(normalize_ports("plain"), "plain");
+}
+
+#[test]
+fn tls_python_reference_pair_prints_the_documented_lines() {
+    if python().is_none() {
+        return;
+    }
+    check_tls_session(
+        Peer::Python("tls_echo_server"),
+        Peer::Python("tls_echo_client"),
+    );
+}
+
+#[test]
+fn tls_python_client_against_tls_echo_server() {
+    if python().is_none() {
+        return;
+    }
+    check_tls_session(
+        Peer::Example("tls_echo_server"),
+        Peer::Python("tls_echo_client"),
+    );
+}
+
+#[test]
+fn tls_echo_client_against_python_tls_server() {
+    if python().is_none() {
+        return;
+    }
+    check_tls_session(
+        Peer::Python("tls_echo_server"),
+        Peer::Example("tls_echo_client"),
+    );
+}
+
+#[test]
+fn tls_echo_client_against_tls_echo_server() {
+    check_tls_session(
+        Peer::Example("tls_echo_server"),
+        Peer::Example("tls_echo_client"),
+    );
+}
+
+#[test]
+fn starttls_runs_to_completion() {
+    let certs = std::env::temp_dir().join(format!("tt-starttls-{}", std::process::id()));
+    let mut cmd = Peer::Example("starttls").command(&[]);
+    cmd.env("TLS_ECHO_DIR", &certs);
+    let out = Running::start(cmd, "example starttls").wait();
+    let _ = std::fs::remove_dir_all(&certs);
+    assert!(out.status.success(), "{out:#?}");
+    assert_eq!(out.stderr, "", "{out:#?}");
+    for line in [
+        "[client] got: \"220 ready (plaintext)\"",
+        "[server] got: \"STARTTLS\"",
+        "[client] got: \"220 go ahead\"",
+        "[client] TLS is up: TLSv1_3",
+        "[server] TLS is up: TLSv1_3",
+        "[server] got: \"EHLO client.example\"",
+        "[client] got: \"250 hello, this line was encrypted\"",
+        "[client] connection_lost: None",
+        "[server] connection_lost: None",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "{line:?} missing in:\n{}",
+            out.stdout
+        );
+    }
 }

@@ -22,12 +22,25 @@ pub fn host_port() -> io::Result<(String, u16)> {
     parse_host_port(std::env::args().skip(1))
 }
 
+/// [`host_port`] with another default port (the TLS examples: 8443).
+pub fn host_port_or(default_port: u16) -> io::Result<(String, u16)> {
+    parse_host_port_or(std::env::args().skip(1), default_port)
+}
+
 /// [`host_port`] on an explicit argument list (without the program name).
 pub fn parse_host_port(args: impl IntoIterator<Item = String>) -> io::Result<(String, u16)> {
+    parse_host_port_or(args, DEFAULT_PORT)
+}
+
+/// [`parse_host_port`] with another default port.
+pub fn parse_host_port_or(
+    args: impl IntoIterator<Item = String>,
+    default_port: u16,
+) -> io::Result<(String, u16)> {
     let mut args = args.into_iter();
     let host = args.next().unwrap_or_else(|| DEFAULT_HOST.to_string());
     let port = match args.next() {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(p) => p.parse().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
