@@ -1,0 +1,2 @@
+//! TLS echo benchmark (placeholder until the measured version lands).
+fn main() {}
