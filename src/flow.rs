@@ -23,6 +23,9 @@ use crate::exception::{ExceptionContext, call_exception_handler};
 pub(crate) struct FlowControl {
     limits: WriteLimits,
     paused: bool,
+    /// CPython's TLS rule: pause when the buffer *reaches* the high
+    /// watermark (`>=`), not only when it goes over it.
+    pause_at_high: bool,
 }
 
 impl FlowControl {
@@ -30,7 +33,13 @@ impl FlowControl {
         FlowControl {
             limits,
             paused: false,
+            pause_at_high: false,
         }
+    }
+
+    /// Switch to CPython's TLS pause rule (`size >= high`).
+    pub(crate) fn use_tls_rule(&mut self) {
+        self.pause_at_high = true;
     }
 
     /// Whether `pause_writing` is due with `size` bytes buffered: strictly
@@ -38,7 +47,12 @@ impl FlowControl {
     /// (asyncio flips it before calling the protocol).
     #[inline]
     pub(crate) fn pause_due(&mut self, size: usize) -> bool {
-        if !self.paused && size > self.limits.high {
+        let over = if self.pause_at_high {
+            size >= self.limits.high && size > 0
+        } else {
+            size > self.limits.high
+        };
+        if !self.paused && over {
             self.paused = true;
             return true;
         }
@@ -147,6 +161,17 @@ mod tests {
         assert!(fc.resume_due(10));
         assert!(!fc.resume_due(0), "once per resume");
         assert!(fc.pause_due(101), "pauses again after a resume");
+    }
+
+    #[test]
+    fn the_tls_rule_pauses_at_the_high_watermark() {
+        let limits = WriteLimits::new(Some(100), Some(10)).unwrap();
+        let mut plain = FlowControl::new(limits);
+        assert!(!plain.pause_due(100), "plain: strictly over");
+        let mut tls = FlowControl::new(limits);
+        tls.use_tls_rule();
+        assert!(tls.pause_due(100), "TLS: at the high watermark");
+        assert!(tls.resume_due(10));
     }
 
     #[test]

@@ -136,16 +136,17 @@ impl StreamState {
 
     /// A TLS connection's state: see [`awaiting_peer_close`](Self::awaiting_peer_close).
     pub(crate) fn new_tls(limits: WriteLimits) -> Self {
-        StreamState {
-            graceful_close: true,
-            ..Self::new(limits)
-        }
+        let mut sm = Self::new(limits);
+        sm.make_graceful();
+        sm
     }
 
-    /// The connection was upgraded to TLS (`start_tls`): closes end with
-    /// close_notify from now on.
+    /// The connection is TLS (from the start, or upgraded by `start_tls`):
+    /// closes end with close_notify, and `pause_writing` comes when the
+    /// buffer reaches the high watermark (CPython's SSL transport).
     pub(crate) fn make_graceful(&mut self) {
         self.graceful_close = true;
+        self.flow.use_tls_rule();
     }
 
     /// TLS: our close_notify is out and the peer's has not come: the
