@@ -30,6 +30,10 @@
 //! # }
 //! ```
 //!
+//! TLS: [`ConnectOptions::ssl`] and [`ServerOptions::ssl`] (asyncio's `ssl=`),
+//! and [`start_tls`] to upgrade a live connection; rustls is re-exported as
+//! [`rustls`] for its configuration types.
+//!
 //! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
 //! project needs only this crate and `tokio`.
 //!

@@ -362,9 +362,11 @@ async fn close_waits_for_the_peers_close_notify() {
         .await
         .unwrap();
     assert_eq!(got, b"last words");
-    // Until the peer answers, the connection is not lost.
+    // Until the peer answers, the connection is not lost, and what the
+    // peer sends meanwhile is not delivered.
     t.write("after close is dropped").unwrap();
     assert!(log.lost().is_none());
+    peer.write_all(b"late data").await.unwrap();
     peer.shutdown().await.unwrap();
     assert_eq!(guard("client lost", log.wait_lost()).await, None);
     assert_eq!(
@@ -372,6 +374,12 @@ async fn close_waits_for_the_peers_close_notify() {
         0,
         "our own close: no eof_received"
     );
+    assert_eq!(
+        received_len(&log.events()),
+        0,
+        "nothing after close() is delivered"
+    );
+    assert_eq!(t.dropped_writes(), 1, "the write after close_notify");
     reg.finish().await;
 }
 
@@ -770,4 +778,53 @@ async fn a_cancelled_connect_closes_the_socket_during_the_handshake() {
     // The connect future is dropped here, mid-handshake (60 s timeout).
     guard("the socket closes at once", holder).await.unwrap();
     assert!(log.events().is_empty());
+}
+
+#[tokio::test]
+async fn flow_control_over_tls_pauses_at_the_high_watermark_and_resumes() {
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let (listener, acceptor) = raw_tls_server(&pki).await;
+    let port = listener.local_addr().unwrap().port();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let total = 24 * 1024 * 1024;
+    let peer = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(sock).await.unwrap();
+        go_rx.await.unwrap(); // read nothing until the client paused
+        let mut got = vec![0u8; total];
+        tls.read_exact(&mut got).await.unwrap();
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).await.unwrap();
+        tls.shutdown().await.unwrap();
+        got
+    });
+    let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
+    let data = pattern(total, 9);
+    for chunk in data.chunks(256 * 1024) {
+        t.write(chunk.to_vec()).unwrap();
+    }
+    let evs = log.wait_event("pause_writing", Ev::is_pw).await;
+    let Some(Ev::PauseWriting(size)) = evs.iter().find(|e| e.is_pw()) else {
+        unreachable!()
+    };
+    assert!(
+        *size >= 512 * 1024,
+        "paused at {size}: the TLS high watermark"
+    );
+    go_tx.send(()).unwrap();
+    let evs = log.wait_event("resume_writing", Ev::is_rw).await;
+    let Some(Ev::ResumeWriting(size)) = evs.iter().find(|e| e.is_rw()) else {
+        unreachable!()
+    };
+    assert!(
+        *size <= 128 * 1024,
+        "resumed at {size}: the TLS low watermark"
+    );
+    guard("drain", t.drain()).await.unwrap();
+    t.close();
+    let got = guard("peer", peer).await.unwrap();
+    assert!(got == data, "every byte, in order");
+    assert_eq!(guard("client lost", log.wait_lost()).await, None);
+    reg.finish().await;
 }

@@ -1,5 +1,5 @@
 //! Stream transports over any `AsyncRead + AsyncWrite`: TCP, Unix streams,
-//! in-memory pipes, and later TLS and subprocess pipes.
+//! TLS (see [`crate::tls`]), in-memory pipes, and later subprocess pipes.
 //!
 //! * [`state`]: the sans-IO state machine (write queue, watermarks, read and
 //!   close state).
@@ -7,6 +7,7 @@
 //! * [`driver`]: the tokio task that owns the I/O.
 //! * [`read_pool`]: the per-thread read buffer.
 //! * [`queues`]: the write queue, allocation-free in the common case.
+//! * [`stream_io`]: what the driver needs of its I/O (TLS included).
 
 pub(crate) mod driver;
 pub(crate) mod handle;
