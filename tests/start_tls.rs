@@ -300,16 +300,9 @@ async fn tls_inside_tls() {
     .await
     .unwrap();
     let port = server.sockets()[0].port();
-    let log = reg.log("client");
-    let rec = Recorder::new(log.clone(), Config::default());
-    let t = create_connection(
-        move || rec,
-        "localhost",
-        port,
-        ConnectOptions::default().ssl(pki.client()),
-    )
-    .await
-    .unwrap();
+    let (t, log) = tls_support::tls_client_to(&reg, "localhost", port, pki.client())
+        .await
+        .unwrap();
     t.write("AGAIN\n").unwrap();
     let inner = start_tls(&t, pki.client().server_hostname("localhost"));
     guard("inner client", inner).await.unwrap();

@@ -6,14 +6,13 @@ mod common;
 mod tls_support;
 
 use std::io::ErrorKind;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tls_support::{Pki, rustls_error};
+use tls_support::{Pki, raw_tls_peer, rustls_error, tls_server_keeping_logs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use tokio_transports::rustls::pki_types::ServerName;
 use tokio_transports::{
     ClientTls, ConnectOptions, ExtraInfo, ServerOptions, ServerTls, TransportError, WriteLimits,
@@ -42,23 +41,7 @@ async fn tls_client(
     port: u16,
     tls: ClientTls,
 ) -> std::io::Result<(tokio_transports::Transport, Log)> {
-    let log = reg.log("client");
-    let rec = Recorder::new(log.clone(), Config::default());
-    let t = create_connection(
-        move || rec,
-        "localhost",
-        port,
-        ConnectOptions::default().ssl(tls),
-    )
-    .await?;
-    Ok((t, log))
-}
-
-/// A raw TLS server peer (tokio-rustls) on a fresh port: the test drives
-/// the accepted stream by hand.
-async fn raw_tls_server(pki: &Pki) -> (TcpListener, TlsAcceptor) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    (listener, TlsAcceptor::from(pki.server_config()))
+    tls_support::tls_client_to(reg, "localhost", port, tls).await
 }
 
 #[tokio::test]
@@ -141,23 +124,7 @@ async fn a_self_signed_certificate_works_when_trusted() {
 async fn handshake_failures_name_the_cause_and_the_protocol_hears_nothing() {
     let pki = Pki::new();
     let reg = Registry::new();
-    // The server's protocols are kept here, not in the registry: those of
-    // the failed handshakes never get connection_made nor connection_lost.
-    let servers = Arc::new(Mutex::new(Vec::<Log>::new()));
-    let s2 = servers.clone();
-    let server = create_server(
-        move || {
-            let log = Log::new("server");
-            s2.lock().unwrap().push(log.clone());
-            Recorder::new(log, Config::echo())
-        },
-        "127.0.0.1",
-        0,
-        ServerOptions::default().ssl(pki.server()),
-    )
-    .await
-    .unwrap();
-    let port = server.sockets()[0].port();
+    let (server, port, servers) = tls_server_keeping_logs(pki.server(), Config::echo()).await;
 
     // Unknown issuer.
     let log = Log::new("unverified");
@@ -345,12 +312,7 @@ async fn zero_timeouts_and_missing_names_are_refused_before_connecting() {
 async fn close_waits_for_the_peers_close_notify() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
-    let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        acceptor.accept(sock).await.unwrap()
-    });
+    let (port, peer) = raw_tls_peer(&pki).await;
     let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
     let mut peer = peer.await.unwrap();
     t.write("last words").unwrap();
@@ -387,12 +349,7 @@ async fn close_waits_for_the_peers_close_notify() {
 async fn shutdown_timeout_when_the_peer_never_answers() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
-    let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        acceptor.accept(sock).await.unwrap()
-    });
+    let (port, peer) = raw_tls_peer(&pki).await;
     let (t, log) = tls_client(
         &reg,
         port,
@@ -414,12 +371,7 @@ async fn shutdown_timeout_when_the_peer_never_answers() {
 async fn the_peers_close_notify_gives_eof_received_then_our_close_notify() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
-    let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        acceptor.accept(sock).await.unwrap()
-    });
+    let (port, peer) = raw_tls_peer(&pki).await;
     // keep_open: eof_received returns true, which TLS cannot honour.
     let log = reg.log("client");
     let rec = Recorder::new(log.clone(), Config::default().keep_open());
@@ -453,12 +405,7 @@ async fn the_peers_close_notify_gives_eof_received_then_our_close_notify() {
 async fn a_ragged_end_closes_without_eof_received() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
-    let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        acceptor.accept(sock).await.unwrap()
-    });
+    let (port, peer) = raw_tls_peer(&pki).await;
     let (_t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
     let mut peer = peer.await.unwrap();
     peer.write_all(b"partial").await.unwrap();
@@ -504,12 +451,7 @@ async fn a_corrupted_record_ends_the_connection_with_the_tls_error() {
 async fn pause_reading_holds_decrypted_data_and_a_close_while_paused_drops_it() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
-    let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        acceptor.accept(sock).await.unwrap()
-    });
+    let (port, peer) = raw_tls_peer(&pki).await;
     let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
     let mut peer = peer.await.unwrap();
 
@@ -594,21 +536,7 @@ async fn many_clients_closing_at_once() {
 #[tokio::test]
 async fn close_clients_ends_handshakes_in_progress() {
     let pki = Pki::new();
-    let made = Arc::new(Mutex::new(Vec::<Log>::new()));
-    let m2 = made.clone();
-    let server = create_server(
-        move || {
-            let log = Log::new("server");
-            m2.lock().unwrap().push(log.clone());
-            Recorder::new(log, Config::default())
-        },
-        "127.0.0.1",
-        0,
-        ServerOptions::default().ssl(pki.server()),
-    )
-    .await
-    .unwrap();
-    let port = server.sockets()[0].port();
+    let (server, port, made) = tls_server_keeping_logs(pki.server(), Config::default()).await;
     // A client that connects and never starts its handshake.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     guard("attached", async {
@@ -784,13 +712,11 @@ async fn a_cancelled_connect_closes_the_socket_during_the_handshake() {
 async fn flow_control_over_tls_pauses_at_the_high_watermark_and_resumes() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let (listener, acceptor) = raw_tls_server(&pki).await;
-    let port = listener.local_addr().unwrap().port();
+    let (port, accepted) = raw_tls_peer(&pki).await;
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let total = 24 * 1024 * 1024;
     let peer = tokio::spawn(async move {
-        let (sock, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(sock).await.unwrap();
+        let mut tls = accepted.await.unwrap();
         go_rx.await.unwrap(); // read nothing until the client paused
         let mut got = vec![0u8; total];
         tls.read_exact(&mut got).await.unwrap();

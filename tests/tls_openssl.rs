@@ -6,14 +6,13 @@ mod common;
 mod tls_support;
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tls_support::{Pki, temp_dir};
+use tls_support::{Pki, temp_dir, tls_client_to, tls_server_keeping_logs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio_transports::{ConnectOptions, ServerOptions, create_connection, create_server};
+use tokio_transports::{ServerOptions, create_server};
 
 fn openssl_available() -> bool {
     let found = std::process::Command::new("openssl")
@@ -77,16 +76,9 @@ async fn our_client_against_openssl_s_server() {
     wait_listening(port, &mut server).await;
 
     let reg = Registry::new();
-    let log = reg.log("client");
-    let rec = Recorder::new(log.clone(), Config::default());
-    let t = create_connection(
-        move || rec,
-        "localhost",
-        port,
-        ConnectOptions::default().ssl(pki.client()),
-    )
-    .await
-    .unwrap();
+    let (t, log) = tls_client_to(&reg, "localhost", port, pki.client())
+        .await
+        .unwrap();
     t.write("hello openssl\n").unwrap();
     // `-rev`: each line comes back reversed.
     assert_eq!(log.wait_received(14).await, b"lssnepo olleh\n");
@@ -162,23 +154,7 @@ async fn openssl_s_client_with_the_wrong_ca_fails_and_the_server_goes_on() {
     let dir = temp_dir("s_client_bad");
     let (wrong_ca, _, _) = other.write_pem(&dir);
     let reg = Registry::new();
-    // The server's protocols are kept here: the failed handshake's never
-    // gets connection_made nor connection_lost.
-    let servers = Arc::new(Mutex::new(Vec::<Log>::new()));
-    let s2 = servers.clone();
-    let server = create_server(
-        move || {
-            let log = Log::new("server");
-            s2.lock().unwrap().push(log.clone());
-            Recorder::new(log, Config::echo())
-        },
-        "127.0.0.1",
-        0,
-        ServerOptions::default().ssl(pki.server()),
-    )
-    .await
-    .unwrap();
-    let port = server.sockets()[0].port();
+    let (server, port, servers) = tls_server_keeping_logs(pki.server(), Config::echo()).await;
     let out = guard(
         "s_client",
         Command::new("openssl")
@@ -196,16 +172,9 @@ async fn openssl_s_client_with_the_wrong_ca_fails_and_the_server_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("verify"), "{stderr}");
     // The server is still serving.
-    let log = reg.log("client");
-    let rec = Recorder::new(log.clone(), Config::default());
-    let t = create_connection(
-        move || rec,
-        "localhost",
-        port,
-        ConnectOptions::default().ssl(pki.client()),
-    )
-    .await
-    .unwrap();
+    let (t, log) = tls_client_to(&reg, "localhost", port, pki.client())
+        .await
+        .unwrap();
     t.write("ok").unwrap();
     log.wait_received(2).await;
     t.close();

@@ -153,3 +153,65 @@ pub fn rustls_error(e: &std::io::Error) -> Option<rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<tokio_transports::TlsError>())
         .and_then(|t| t.rustls_error().cloned())
 }
+
+// ---- connections (these use the shared test helpers in `common`) ---------
+
+use crate::common::{Config, Log, Recorder, Registry};
+use tokio_transports::{ConnectOptions, Server, ServerOptions, Transport};
+
+/// A TLS client to `host:port`, logged as `"client"` in `reg`.
+pub async fn tls_client_to(
+    reg: &Registry,
+    host: &str,
+    port: u16,
+    tls: ClientTls,
+) -> std::io::Result<(Transport, Log)> {
+    let log = reg.log("client");
+    let rec = Recorder::new(log.clone(), Config::default());
+    let opts = ConnectOptions::default().ssl(tls);
+    let t = tokio_transports::create_connection(move || rec, host, port, opts).await?;
+    Ok((t, log))
+}
+
+/// The logs of a server's connections, kept outside any registry: those of
+/// failed handshakes never get `connection_made` nor `connection_lost`.
+pub type ServerLogs = Arc<std::sync::Mutex<Vec<Log>>>;
+
+/// A TLS server on 127.0.0.1 whose protocols (one [`Recorder`] per
+/// accepted connection, made before its handshake) log into [`ServerLogs`].
+pub async fn tls_server_keeping_logs(tls: ServerTls, cfg: Config) -> (Server, u16, ServerLogs) {
+    let logs = ServerLogs::default();
+    let kept = logs.clone();
+    let server = tokio_transports::create_server(
+        move || {
+            let log = Log::new("server");
+            kept.lock().unwrap().push(log.clone());
+            Recorder::new(log, cfg.clone())
+        },
+        "127.0.0.1",
+        0,
+        ServerOptions::default().ssl(tls),
+    )
+    .await
+    .unwrap();
+    let port = server.sockets()[0].port();
+    (server, port, logs)
+}
+
+/// A raw TLS server peer (tokio-rustls) on a fresh port: the handle yields
+/// the first accepted connection, handshake done, for the test to drive.
+pub async fn raw_tls_peer(
+    pki: &Pki,
+) -> (
+    u16,
+    tokio::task::JoinHandle<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+    let peer = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        acceptor.accept(sock).await.unwrap()
+    });
+    (port, peer)
+}
