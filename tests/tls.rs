@@ -510,6 +510,39 @@ async fn buffered_protocols_read_plaintext_into_their_own_buffer() {
 }
 
 #[tokio::test]
+async fn an_idle_buffered_tls_connection_is_not_asked_for_a_buffer() {
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let server = create_server(
+        reg.buffered_factory("server", Config::echo()),
+        "127.0.0.1",
+        0,
+        ServerOptions::default().ssl(pki.server()),
+    )
+    .await
+    .unwrap();
+    let port = server.sockets()[0].port();
+    let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
+    let srv = reg.nth("server", 0).await;
+    let st = srv.wait_made().await;
+    // Two round trips through the server's task: it has polled its I/O.
+    barrier(&st).await;
+    assert_eq!(
+        srv.count(|e| matches!(e, Ev::GetBuffer(_))),
+        0,
+        "no get_buffer before data"
+    );
+    t.write("now").unwrap();
+    log.wait_received(3).await;
+    assert!(srv.count(|e| matches!(e, Ev::GetBuffer(_))) > 0);
+    t.close();
+    log.wait_lost().await;
+    srv.wait_lost().await;
+    shutdown(&server).await;
+    reg.finish().await;
+}
+
+#[tokio::test]
 async fn many_clients_closing_at_once() {
     let pki = Pki::new();
     let reg = Registry::new();

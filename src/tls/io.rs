@@ -98,6 +98,35 @@ where
 {
     const TLS: bool = true;
 
+    /// Ready when rustls holds decrypted data (or the peer's close_notify),
+    /// otherwise when the socket is: a `BufferedProtocol` is asked for a
+    /// buffer only when a read may find something.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.state {
+            State::Open(s) => {
+                let (io, session) = s.get_ref();
+                if !session.wants_read() {
+                    return Poll::Ready(Ok(()));
+                }
+                io.poll_read_ready(cx)
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.state {
+            State::Open(s) => {
+                let (io, session) = s.get_ref();
+                if !session.wants_read() {
+                    return Poll::Ready(Ok(()));
+                }
+                io.poll_data_ready(cx)
+            }
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let done = match &mut self.state {
             State::Connecting(c) => Pin::new(c).poll(cx).map_ok(TlsStream::from),
