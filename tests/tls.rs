@@ -787,3 +787,64 @@ async fn flow_control_over_tls_pauses_at_the_high_watermark_and_resumes() {
     assert_eq!(guard("client lost", log.wait_lost()).await, None);
     reg.finish().await;
 }
+
+#[tokio::test]
+async fn abort_is_immediate_even_with_a_silent_peer() {
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let (port, peer) = raw_tls_peer(&pki).await;
+    let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
+    let mut peer = peer.await.unwrap(); // never reads, never answers
+    t.write("queued").unwrap();
+    t.abort();
+    assert_eq!(guard("client lost", log.wait_lost()).await, None);
+    let mut rest = Vec::new();
+    // The socket is closed without close_notify: rustls reports the
+    // truncation (or the peer sees the data, then the end).
+    let _ = guard("peer sees the end", peer.read_to_end(&mut rest)).await;
+    reg.finish().await;
+}
+
+#[test]
+fn a_runtime_dropped_during_the_handshake_leaves_nothing_waiting() {
+    let pki = Pki::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let log = Log::new("client");
+    let rec = Recorder::new(log.clone(), Config::default());
+    let tls = pki.client();
+    let connect = rt.spawn(async move {
+        create_connection(
+            move || rec,
+            "localhost",
+            port,
+            ConnectOptions::default().ssl(tls),
+        )
+        .await
+    });
+    // The connection is accepted; the handshake can never finish.
+    let (mut silent, _) = listener.accept().unwrap();
+    // Its ClientHello came: the transport's task is in the handshake.
+    let mut hello = [0u8; 5];
+    std::io::Read::read_exact(&mut silent, &mut hello).unwrap();
+    drop(rt);
+    // The task was dropped: its socket is closed and the protocol heard
+    // nothing (it never had connection_made).
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut silent, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(log.events().is_empty(), "{:?}", log.events());
+    drop(connect);
+}
