@@ -101,10 +101,11 @@ where
     /// due (only the general case can find that).
     #[inline(always)]
     pub(super) fn settle(&mut self, cx: &mut Context<'_>) -> Option<Lost> {
-        if IO::TLS || !self.core.sm.only_writes() {
+        if !self.core.sm.only_writes() {
             return self.settle_busy(cx, false);
         }
-        if self.core.sm.queued() > 0 {
+        // (TLS: records rustls still holds count as output too.)
+        if self.has_output() {
             // The common case: a callback wrote and nothing else happened.
             // Unless blocked, the flush sent everything (or lost the
             // connection, which makes the state busy).
