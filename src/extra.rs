@@ -67,13 +67,58 @@ impl From<SocketAddr> for SocketAddress {
 
 impl From<tokio::net::unix::SocketAddr> for SocketAddress {
     fn from(a: tokio::net::unix::SocketAddr) -> Self {
-        SocketAddress::Unix(a.as_pathname().map(PathBuf::from))
+        let std: std::os::unix::net::SocketAddr = a.into();
+        std.into()
     }
 }
 
 impl From<std::os::unix::net::SocketAddr> for SocketAddress {
+    /// A path, a Linux abstract name (as a path whose first byte is NUL, as
+    /// Python shows it), or `None` for an unnamed socket.
     fn from(a: std::os::unix::net::SocketAddr) -> Self {
-        SocketAddress::Unix(a.as_pathname().map(PathBuf::from))
+        if let Some(path) = a.as_pathname() {
+            return SocketAddress::Unix(Some(PathBuf::from(path)));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            use std::os::unix::ffi::OsStrExt;
+            if let Some(name) = a.as_abstract_name() {
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(name);
+                return SocketAddress::Unix(Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                    &bytes,
+                ))));
+            }
+        }
+        SocketAddress::Unix(None)
+    }
+}
+
+/// The credentials of a Unix socket's peer when it connected
+/// (`SO_PEERCRED`), from [`Transport::peer_credentials`](crate::Transport::peer_credentials).
+///
+/// ```
+/// let c = tokio_transports::PeerCredentials { pid: Some(1), uid: 0, gid: 0 };
+/// assert_eq!(c.uid, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// The peer's process id (`None` where the platform does not say).
+    pub pid: Option<i32>,
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's group id.
+    pub gid: u32,
+}
+
+impl From<tokio::net::unix::UCred> for PeerCredentials {
+    fn from(c: tokio::net::unix::UCred) -> Self {
+        PeerCredentials {
+            pid: c.pid(),
+            uid: c.uid(),
+            gid: c.gid(),
+        }
     }
 }
 
@@ -99,6 +144,8 @@ pub enum ExtraInfo {
     Cipher(String),
     /// `"ssl_object"`: everything the TLS handshake negotiated.
     Tls(Box<TlsInfo>),
+    /// `"peercred"`: a Unix socket peer's credentials (`SO_PEERCRED`).
+    PeerCredentials(PeerCredentials),
 }
 
 impl std::fmt::Display for ExtraInfo {
@@ -111,6 +158,9 @@ impl std::fmt::Display for ExtraInfo {
             ExtraInfo::PeerCertificates(chain) => write!(f, "<{} certificate(s)>", chain.len()),
             ExtraInfo::Cipher(name) => f.write_str(name),
             ExtraInfo::Tls(info) => write!(f, "{info:?}"),
+            ExtraInfo::PeerCredentials(c) => {
+                write!(f, "(pid={:?}, uid={}, gid={})", c.pid, c.uid, c.gid)
+            }
         }
     }
 }
@@ -125,6 +175,8 @@ pub(crate) struct Extra {
     pub(crate) fd: Mutex<Option<RawFd>>,
     /// TLS: what the handshake negotiated, once it is done.
     pub(crate) tls: Mutex<Option<TlsInfo>>,
+    /// A Unix stream's peer credentials.
+    pub(crate) peercred: Option<PeerCredentials>,
 }
 
 impl Extra {
@@ -138,7 +190,21 @@ impl Extra {
             sockname,
             fd: Mutex::new(fd),
             tls: Mutex::new(None),
+            peercred: None,
         }
+    }
+
+    /// [`Extra::new`] for a Unix stream: its names and its peer's
+    /// credentials.
+    pub(crate) fn unix(stream: &tokio::net::UnixStream) -> Self {
+        use std::os::fd::AsRawFd;
+        let mut extra = Extra::new(
+            stream.peer_addr().ok().map(SocketAddress::from),
+            stream.local_addr().ok().map(SocketAddress::from),
+            Some(stream.as_raw_fd()),
+        );
+        extra.peercred = stream.peer_cred().ok().map(PeerCredentials::from);
+        extra
     }
 
     /// The outermost TLS session's (TLS inside TLS replaces the inner's).

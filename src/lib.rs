@@ -56,6 +56,7 @@ mod shared;
 mod stream;
 mod tcp;
 mod tls;
+mod unix;
 
 /// The byte buffers of this crate's API, re-exported so that a project needs
 /// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a
@@ -79,7 +80,7 @@ pub use exception::{
     ExceptionContext, ExceptionHandler, call_exception_handler, default_exception_handler,
     set_exception_handler,
 };
-pub use extra::{ExtraInfo, SocketAddress};
+pub use extra::{ExtraInfo, PeerCredentials, SocketAddress};
 pub use limits::{DEFAULT_HIGH_WATER, WriteLimits};
 pub use protocol::{
     AnyProtocol, AsAny, BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol,
@@ -88,7 +89,10 @@ pub use protocol::{
 /// ([`ClientConfig`](rustls::ClientConfig), [`ServerConfig`](rustls::ServerConfig),
 /// certificates and keys in [`pki_types`](rustls::pki_types)).
 pub use rustls;
-pub use server::{ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, create_server};
+pub use server::{
+    ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, UnixEndpoint, create_server,
+    create_unix_server,
+};
 pub use stream::handle::Transport;
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
 pub use tcp::{
@@ -99,6 +103,7 @@ pub use tls::{
     ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls, StartTls,
     TLS_WRITE_LIMITS, TlsError, TlsInfo, start_tls,
 };
+pub use unix::create_unix_connection;
 
 /// The unit protocol ignores every callback: handy for a transport that
 /// only writes, or in examples.

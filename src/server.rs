@@ -1,4 +1,5 @@
-//! TCP servers: asyncio's `loop.create_server` and its `Server` object.
+//! Servers: asyncio's `loop.create_server` (TCP), `loop.create_unix_server`
+//! (`unix.rs`) and the `Server` object both return.
 //!
 //! A [`Server`] owns its listening sockets and one accept task per socket.
 //! Each accepted connection gets a fresh protocol from the factory and its
@@ -14,10 +15,10 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::error::{AddressError, current_runtime};
+use crate::extra::SocketAddress;
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::{AnyProtocol, IntoProtocol};
@@ -25,10 +26,13 @@ use crate::{AnyProtocol, IntoProtocol};
 mod accept;
 mod listener;
 mod options;
+mod unix;
 
 use accept::{CloseOnDrop, accept_loop};
-use listener::{BoundSocket, ClosedSignal, Listener, ListeningSocket};
+use listener::{AnyListener, BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
+pub(crate) use unix::check_unix_stream;
+pub use unix::{UnixEndpoint, create_unix_server};
 
 /// How long accepting pauses after EMFILE and the like (asyncio's
 /// `ACCEPT_RETRY_DELAY`).
@@ -59,7 +63,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
+pub(crate) type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
 
 struct State {
     listeners: Vec<Listener>,
@@ -74,6 +78,8 @@ struct State {
 struct Inner {
     factory: Factory,
     options: ServerOptions,
+    /// Unix socket files to remove when the server closes.
+    cleanup: Vec<unix::Cleanup>,
     state: Mutex<State>,
     /// Woken on close and when the last client detaches after it.
     changed: Notify,
@@ -104,6 +110,9 @@ impl Inner {
                     task.abort();
                 }
             }
+        }
+        for file in &self.cleanup {
+            file.remove_if_ours();
         }
         self.changed.notify_waiters();
     }
@@ -220,10 +229,28 @@ where
         }
     }
     let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
+    let bound = bound
+        .into_iter()
+        .map(|(sock, addr)| (sock, SocketAddress::Inet(addr)))
+        .collect();
+    new_server(factory, options, bound, Vec::new()).await
+}
+
+/// The server over sockets already bound (TCP or Unix): listening at once
+/// unless `start_serving` is off. `cleanup`: Unix socket files to remove at
+/// close if they are still the ones bound.
+pub(crate) async fn new_server(
+    factory: Factory,
+    options: ServerOptions,
+    bound: Vec<(socket2::Socket, SocketAddress)>,
+    cleanup: Vec<unix::Cleanup>,
+) -> io::Result<Server> {
+    let start_serving = options.start_serving;
     let server = Server {
         inner: Arc::new(Inner {
             factory,
-            options: options.clone(),
+            options,
+            cleanup,
             state: Mutex::new(State {
                 listeners: Vec::with_capacity(bound.len()),
                 open_sockets: 0,
@@ -244,7 +271,7 @@ where
                 .push(Listener::Bound(BoundSocket { sock, signal }, addr));
         }
     }
-    if options.start_serving {
+    if start_serving {
         server.start_serving().await?;
     }
     Ok(server)
@@ -286,7 +313,27 @@ impl Server {
             .lock()
             .listeners
             .iter()
-            .map(Listener::addr)
+            .filter_map(|l| l.addr().as_inet())
+            .collect()
+    }
+
+    /// Every address the server listens on, of any family (empty once
+    /// closed): a Unix server's path, or `SocketAddress::Unix(None)` for a
+    /// socket whose name cannot be shown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_server, ServerOptions, SocketAddress};
+    /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
+    /// assert!(matches!(server.socket_addresses()[0], SocketAddress::Inet(_)));
+    /// # Ok(()) }
+    /// ```
+    pub fn socket_addresses(&self) -> Vec<SocketAddress> {
+        self.inner
+            .lock()
+            .listeners
+            .iter()
+            .map(|l| l.addr().clone())
             .collect()
     }
 
@@ -338,28 +385,29 @@ impl Server {
         let mut to_spawn = Vec::new();
         for l in listeners {
             let next = match l {
-                Listener::Bound(BoundSocket { sock, signal }, addr) if result.is_ok() => match sock
-                    .listen(backlog)
-                    .and_then(|_| TcpListener::from_std(sock.into()))
-                {
-                    Ok(listener) => {
-                        let listener = Arc::new(ListeningSocket {
-                            listener,
-                            _signal: signal,
-                        });
-                        to_spawn.push((listener.clone(), addr));
-                        Listener::Listening {
-                            listener,
-                            addr,
-                            task: None,
+                Listener::Bound(BoundSocket { sock, signal }, addr) if result.is_ok() => {
+                    match sock.listen(backlog).and_then(|_| {
+                        AnyListener::from_socket(sock, matches!(addr, SocketAddress::Unix(_)))
+                    }) {
+                        Ok(listener) => {
+                            let listener = Arc::new(ListeningSocket {
+                                listener,
+                                _signal: signal,
+                            });
+                            to_spawn.push((listener.clone(), addr.clone()));
+                            Listener::Listening {
+                                listener,
+                                addr,
+                                task: None,
+                            }
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            failed.push(signal);
+                            continue;
                         }
                     }
-                    Err(e) => {
-                        result = Err(e);
-                        failed.push(signal);
-                        continue;
-                    }
-                },
+                }
                 other => other,
             };
             st.listeners.push(next);

@@ -3,18 +3,22 @@
 //! protocol and transport, attached to the server before `connection_made`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::listener::Accepted;
 use super::listener::ListeningSocket;
 use super::{ACCEPT_RETRY_DELAY, Inner};
+use crate::AnyProtocol;
 use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::extra::SocketAddress;
 use crate::stream::driver::FinishHook;
 use crate::stream::handle::Transport;
-use crate::stream::prepare_stream;
+use crate::stream::stream_io::StreamIo;
+use crate::stream::{StreamConfig, prepare_stream};
 use crate::tcp::{tcp_config, tls_config};
 use crate::tls::io::TlsIo;
+use crate::unix::unix_config;
 
 fn is_resource_error(e: &io::Error) -> bool {
     matches!(
@@ -52,7 +56,7 @@ impl Drop for CloseOnDrop {
 pub(super) async fn accept_loop(
     close: CloseOnDrop,
     listener: Arc<ListeningSocket>,
-    addr: SocketAddr,
+    addr: SocketAddress,
 ) {
     let server = close.0.clone();
     let _close = close;
@@ -62,13 +66,13 @@ pub(super) async fn accept_loop(
             return;
         };
         match accepted {
-            Ok((stream, peer)) => accept_one(&inner, stream, peer),
+            Ok(accepted) => accept_one(&inner, accepted),
             Err(_) if inner.lock().closed => return,
             Err(e) if is_resource_error(&e) => {
                 call_exception_handler(
                     &ExceptionContext::new("socket.accept() out of system resource")
                         .with_error(&e)
-                        .with_sockname(Some(addr)),
+                        .with_sockname(addr.as_inet()),
                 );
                 drop(inner);
                 // One retry after the delay, however many errors the batch had.
@@ -79,7 +83,7 @@ pub(super) async fn accept_loop(
                 call_exception_handler(
                     &ExceptionContext::new("socket.accept() failed")
                         .with_error(&e)
-                        .with_sockname(Some(addr)),
+                        .with_sockname(addr.as_inet()),
                 );
                 drop(inner);
                 // Do not spin on a persistent error.
@@ -89,11 +93,17 @@ pub(super) async fn accept_loop(
     }
 }
 
-fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+fn accept_one(inner: &Arc<Inner>, accepted: Accepted) {
     let opts = &inner.options;
-    if opts.keep_alive {
-        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    }
+    let peer = match &accepted {
+        Accepted::Tcp(stream, peer) => {
+            if opts.keep_alive {
+                let _ = socket2::SockRef::from(stream).set_keepalive(true);
+            }
+            Some(*peer)
+        }
+        Accepted::Unix(_) => None,
+    };
     let factory = inner.factory.clone();
     let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (factory)())) {
         Ok(p) => p,
@@ -102,7 +112,7 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
             call_exception_handler(
                 &ExceptionContext::new("Error on transport creation for incoming connection")
                     .with_error(&err)
-                    .with_peername(Some(peer)),
+                    .with_peername(peer),
             );
             return;
         }
@@ -132,22 +142,41 @@ fn accept_one(inner: &Arc<Inner>, stream: tokio::net::TcpStream, peer: SocketAdd
     // A TLS connection is attached from the start too: `close_clients` and
     // `abort_clients` end a handshake in progress, and `wait_closed` waits
     // for it.
-    let config = tcp_config(
-        &stream,
-        opts.nodelay,
-        opts.write_limits,
-        Some(peer),
-        Some(on_finish),
-        false,
-    );
-    match &opts.ssl {
+    match accepted {
+        Accepted::Tcp(stream, peer) => {
+            let config = tcp_config(
+                &stream,
+                opts.nodelay,
+                opts.write_limits,
+                Some(peer),
+                Some(on_finish),
+                false,
+            );
+            attach_and_spawn(inner, stream, protocol, config);
+        }
+        Accepted::Unix(stream) => {
+            let config = unix_config(&stream, opts.write_limits, Some(on_finish), false);
+            attach_and_spawn(inner, stream, protocol, config);
+        }
+    }
+}
+
+/// Make the connection's transport (plain or TLS, as the server's options
+/// say), attach it, then spawn its task (after the lock is let go).
+fn attach_and_spawn<IO: StreamIo>(
+    inner: &Arc<Inner>,
+    io: IO,
+    protocol: AnyProtocol,
+    config: StreamConfig,
+) {
+    match &inner.options.ssl {
         None => {
-            let (transport, _started, driver) = prepare_stream(stream, protocol, config);
+            let (transport, _started, driver) = prepare_stream(io, protocol, config);
             inner.lock().clients.insert(transport.id(), transport);
             tokio::spawn(driver);
         }
         Some(tls) => {
-            let io = TlsIo::server(stream, tls);
+            let io = TlsIo::server(io, tls);
             let (transport, _started, driver) = prepare_stream(io, protocol, tls_config(config));
             inner.lock().clients.insert(transport.id(), transport);
             tokio::spawn(driver);

@@ -8,13 +8,16 @@
 //! shutdown drops a moment later on its own thread), so counting drops is
 //! the only exact way to know when it is closed.
 
+use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Weak};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
 use super::Inner;
+use crate::extra::SocketAddress;
 
 /// Lowers the server's count of open sockets when dropped.
 pub(super) struct ClosedSignal(Weak<Inner>);
@@ -48,25 +51,64 @@ pub(super) struct BoundSocket {
 /// A listening socket, shared by the server's state and its accept task.
 pub(super) struct ListeningSocket {
     /// Declared first: closed before `_signal` reports it.
-    pub(super) listener: TcpListener,
+    pub(super) listener: AnyListener,
     pub(super) _signal: ClosedSignal,
 }
 
+/// A TCP or a Unix stream listener: one server implementation serves both.
+pub(super) enum AnyListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// What an accept gave.
+pub(super) enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl AnyListener {
+    /// Register a socket that `listen()` was called on.
+    pub(super) fn from_socket(sock: socket2::Socket, unix: bool) -> io::Result<Self> {
+        Ok(if unix {
+            AnyListener::Unix(UnixListener::from_std(sock.into())?)
+        } else {
+            AnyListener::Tcp(TcpListener::from_std(sock.into())?)
+        })
+    }
+
+    pub(super) async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            AnyListener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+            AnyListener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+impl AsFd for AnyListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            AnyListener::Tcp(l) => l.as_fd(),
+            AnyListener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
 pub(super) enum Listener {
-    Bound(BoundSocket, SocketAddr),
+    Bound(BoundSocket, SocketAddress),
     /// Listening, with its accept task (`None` for the moment between the
     /// socket's `listen` and the task's spawn).
     Listening {
         listener: Arc<ListeningSocket>,
-        addr: SocketAddr,
+        addr: SocketAddress,
         task: Option<JoinHandle<()>>,
     },
 }
 
 impl Listener {
-    pub(super) fn addr(&self) -> SocketAddr {
+    pub(super) fn addr(&self) -> &SocketAddress {
         match self {
-            Listener::Bound(_, a) | Listener::Listening { addr: a, .. } => *a,
+            Listener::Bound(_, a) | Listener::Listening { addr: a, .. } => a,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct ServerOptions {
     /// timeouts): each runs its handshake before `connection_made`; one that
     /// fails is logged at debug level and its protocol hears nothing.
     pub ssl: Option<ServerTls>,
+    /// Unix servers: remove the socket file at close if it is still the
+    /// one the server bound (asyncio 3.13's `cleanup_socket`, default on).
+    pub cleanup_socket: bool,
 }
 
 impl Default for ServerOptions {
@@ -61,6 +64,7 @@ impl Default for ServerOptions {
             nodelay: true,
             write_limits: WriteLimits::default(),
             ssl: None,
+            cleanup_socket: true,
         }
     }
 }
@@ -164,6 +168,17 @@ impl ServerOptions {
     /// ```
     pub fn ssl(mut self, tls: ServerTls) -> Self {
         self.ssl = Some(tls);
+        self
+    }
+
+    /// Set [`cleanup_socket`](ServerOptions#structfield.cleanup_socket).
+    ///
+    /// ```
+    /// let opts = tokio_transports::ServerOptions::default().cleanup_socket(false);
+    /// assert!(!opts.cleanup_socket);
+    /// ```
+    pub fn cleanup_socket(mut self, cleanup_socket: bool) -> Self {
+        self.cleanup_socket = cleanup_socket;
         self
     }
 }

@@ -341,6 +341,7 @@ impl Transport {
                 .and_then(|i| i.cipher_suite)
                 .map(|c| ExtraInfo::Cipher(format!("{c:?}"))),
             "ssl_object" => extra.tls().map(|i| ExtraInfo::Tls(Box::new(i))),
+            "peercred" => extra.peercred.map(ExtraInfo::PeerCredentials),
             _ => None,
         }
     }
@@ -358,6 +359,20 @@ impl Transport {
     /// ```
     pub fn tls_info(&self) -> Option<crate::TlsInfo> {
         self.shared.extra.tls()
+    }
+
+    /// A Unix stream peer's credentials (`SO_PEERCRED`: pid, uid, gid),
+    /// read when the transport was made; `None` for other transports.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// let t = tokio_transports::connect_unix_stream(|| (), a).await?;
+    /// assert_eq!(t.peer_credentials().map(|c| c.pid), Some(Some(std::process::id() as i32)));
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_credentials(&self) -> Option<crate::PeerCredentials> {
+        self.shared.extra.peercred
     }
 
     /// The peer's IP address and port (TCP), captured when the connection was made.

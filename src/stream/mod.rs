@@ -22,7 +22,7 @@ use futures::channel::oneshot;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::current_runtime;
-use crate::extra::{Extra, SocketAddress};
+use crate::extra::Extra;
 use crate::{IntoProtocol, WriteLimits};
 use driver::{Driver, OnFinish};
 use handle::{Shared, Transport};
@@ -187,7 +187,7 @@ impl IntoUnixStream for std::os::unix::net::UnixStream {
 /// by the protocol that `protocol_factory` makes (e.g. one end of a
 /// socketpair: the reference's "connecting existing sockets" example,
 /// asyncio's `create_unix_connection(sock=...)`). Addresses are captured as
-/// [`SocketAddress::Unix`]. Returns once `connection_made` has run; an error
+/// [`SocketAddress::Unix`](crate::SocketAddress::Unix). Returns once `connection_made` has run; an error
 /// (not a panic) outside a tokio runtime.
 ///
 /// ```
@@ -205,16 +205,10 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
-    use std::os::fd::AsRawFd;
     current_runtime()?;
     let stream = sock.into_tokio_stream()?;
-    let extra = Extra::new(
-        stream.peer_addr().ok().map(SocketAddress::from),
-        stream.local_addr().ok().map(SocketAddress::from),
-        Some(stream.as_raw_fd()),
-    );
     let config = StreamConfig {
-        extra,
+        extra: Extra::unix(&stream),
         ..StreamConfig::default()
     };
     let (transport, rx) = spawn_stream(stream, protocol_factory(), config);
