@@ -40,8 +40,9 @@ impl SocketAddress {
 }
 
 impl std::fmt::Display for SocketAddress {
-    /// Formats like Python prints the address tuple: `('127.0.0.1', 8888)`,
-    /// `('::1', 8888, 0, 0)`, or the Unix path (`''` when unnamed).
+    /// Formats like Python's `str()` of the address: the tuple
+    /// `('127.0.0.1', 8888)`, `('::1', 8888, 0, 0)`, or the Unix path as it
+    /// is (empty when unnamed, as Python prints `''`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SocketAddress::Inet(SocketAddr::V4(a)) => write!(f, "('{}', {})", a.ip(), a.port()),
@@ -53,8 +54,8 @@ impl std::fmt::Display for SocketAddress {
                 a.flowinfo(),
                 a.scope_id()
             ),
-            SocketAddress::Unix(Some(p)) => write!(f, "'{}'", p.display()),
-            SocketAddress::Unix(None) => f.write_str("''"),
+            SocketAddress::Unix(Some(p)) => write!(f, "{}", p.display()),
+            SocketAddress::Unix(None) => Ok(()),
         }
     }
 }

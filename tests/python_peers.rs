@@ -280,6 +280,77 @@ fn tls_session(server: Peer, client: Peer) -> (Output, Output) {
     (server_out, client_out)
 }
 
+/// An echo session over a Unix socket path: the server is started on a
+/// fresh path, the client once something accepts there.
+fn unix_session(server: Peer, client: Peer) -> (Output, Output) {
+    let dir = std::env::temp_dir().join(format!(
+        "tt-unix-echo-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("echo.sock");
+    let path_arg = path.to_string_lossy().into_owned();
+    let args = [path_arg.as_str()];
+    let mut server_proc = Running::start(server.command(&args), &server.name());
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(10);
+    while std::os::unix::net::UnixStream::connect(&path).is_err() {
+        if server_proc.has_exited() {
+            let out = server_proc.kill();
+            panic!("{} exited before listening: {out:#?}", server.name());
+        }
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "{} was not listening on {path_arg} after {READY_TIMEOUT:?}",
+            server.name()
+        );
+        // Readiness probe only: the server is still starting up.
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+    let client_out = Running::start(client.command(&args), &client.name()).wait();
+    let server_out = server_proc.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    (server_out, client_out)
+}
+
+/// The reference's server lines over a Unix socket: the client's address
+/// is the empty name (Python's `str()` of `''`).
+const UNIX_SERVER_LINES: [&str; 4] = [
+    "Connection from ",
+    "Data received: 'Hello World!'",
+    "Send: 'Hello World!'",
+    "Close the client socket",
+];
+
+/// Check one Unix echo session against the reference lines (the probe
+/// connection the harness made first prints a line of its own on the
+/// server, which is skipped).
+fn check_unix_session(server: Peer, client: Peer) {
+    let (server_out, client_out) = unix_session(server, client);
+    assert!(
+        client_out.status.success(),
+        "{} failed: {client_out:#?}",
+        client.name()
+    );
+    assert_eq!(client_out.stderr, "", "{}: {client_out:#?}", client.name());
+    assert_eq!(client_out.lines(), CLIENT_LINES, "{}", client.name());
+    let lines = server_out.lines();
+    let session: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .skip_while(|l| *l == UNIX_SERVER_LINES[0])
+        .collect();
+    assert_eq!(
+        session,
+        &UNIX_SERVER_LINES[1..],
+        "{}: {server_out:#?}",
+        server.name()
+    );
+    assert!(lines.iter().any(|l| l == UNIX_SERVER_LINES[0]));
+}
+
 /// Check one TLS echo session: both sides print the TCP reference's lines.
 fn check_tls_session(server: Peer, client: Peer) {
     let (server_out, client_out) = tls_session(server, client);
@@ -589,4 +660,45 @@ fn starttls_runs_to_completion() {
             out.stdout
         );
     }
+}
+
+#[test]
+fn unix_echo_client_against_unix_echo_server() {
+    check_unix_session(
+        Peer::Example("unix_echo_server"),
+        Peer::Example("unix_echo_client"),
+    );
+}
+
+#[test]
+fn python_unix_client_against_unix_echo_server() {
+    if python().is_none() {
+        return;
+    }
+    check_unix_session(
+        Peer::Example("unix_echo_server"),
+        Peer::Python("unix_echo_client"),
+    );
+}
+
+#[test]
+fn unix_echo_client_against_python_unix_server() {
+    if python().is_none() {
+        return;
+    }
+    check_unix_session(
+        Peer::Python("unix_echo_server"),
+        Peer::Example("unix_echo_client"),
+    );
+}
+
+#[test]
+fn python_unix_reference_pair() {
+    if python().is_none() {
+        return;
+    }
+    check_unix_session(
+        Peer::Python("unix_echo_server"),
+        Peer::Python("unix_echo_client"),
+    );
 }

@@ -22,6 +22,23 @@ pub fn host_port() -> io::Result<(String, u16)> {
     parse_host_port(std::env::args().skip(1))
 }
 
+/// `[PATH]` from the command line for the Unix examples, defaulting to
+/// `tokio-transports-echo.sock` in the temporary directory.
+pub fn unix_path() -> io::Result<std::path::PathBuf> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tokio-transports-echo.sock"));
+    if let Some(extra) = args.next() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("unexpected argument {extra:?} (usage: [PATH])"),
+        ));
+    }
+    Ok(path)
+}
+
 /// [`host_port`] with another default port (the TLS examples: 8443).
 pub fn host_port_or(default_port: u16) -> io::Result<(String, u16)> {
     parse_host_port_or(std::env::args().skip(1), default_port)
