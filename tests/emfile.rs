@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_transports::{
     BaseProtocol, ExceptionContext, Protocol, ServerOptions, Transport, create_server,
-    set_exception_handler,
+    create_unix_server, set_exception_handler,
 };
 
 #[derive(Default)]
@@ -35,6 +35,10 @@ fn open_fds() -> u64 {
         .unwrap_or(64)
 }
 
+/// A client connection of either kind.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for T {}
+
 #[tokio::test(flavor = "current_thread")]
 async fn emfile_pauses_accepting_and_the_server_recovers() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -45,11 +49,38 @@ async fn emfile_pauses_accepting_and_the_server_recovers() {
             ctx.error.map(|e| e.to_string()).unwrap_or_default()
         ));
     })));
+    // TCP, then a Unix server: one accept loop serves both.
     let server = create_server(Echo::default, "127.0.0.1", 0, ServerOptions::default())
         .await
         .expect("server");
     let addr = server.sockets()[0];
+    check_emfile(&server, &mut rx, async move {
+        Box::new(tokio::net::TcpStream::connect(addr).await.expect("connect")) as Box<dyn Stream>
+    })
+    .await;
+    server.close();
+    server.wait_closed().await;
+    let path = std::env::temp_dir().join(format!("tt-emfile-{}.sock", std::process::id()));
+    let server = create_unix_server(Echo::default, &path, ServerOptions::default())
+        .await
+        .expect("unix server");
+    let p2 = path.clone();
+    check_emfile(&server, &mut rx, async move {
+        Box::new(tokio::net::UnixStream::connect(p2).await.expect("connect")) as Box<dyn Stream>
+    })
+    .await;
+    drop(server);
+    assert!(!path.exists());
+    set_exception_handler(None);
+}
 
+async fn check_emfile(
+    server: &tokio_transports::Server,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    connect: impl std::future::Future<Output = Box<dyn Stream>>,
+) {
+    // Reports from an earlier round are not this round's.
+    while rx.try_recv().is_ok() {}
     // Lower the limit close to what is open, then use up every descriptor
     // but one, which the client socket takes.
     let mut old = libc::rlimit {
@@ -70,7 +101,7 @@ async fn emfile_pauses_accepting_and_the_server_recovers() {
         assert!(hogs.len() < 10_000, "the lowered limit did not take");
     }
     hogs.pop();
-    let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut client = connect.await;
 
     let report = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -94,5 +125,4 @@ async fn emfile_pauses_accepting_and_the_server_recovers() {
         .expect("read");
     assert_eq!(&buf, b"still serving");
     assert!(server.is_serving());
-    set_exception_handler(None);
 }
