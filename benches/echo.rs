@@ -55,6 +55,20 @@
 //!   space by a hand-written server with the same pause logic (stop reading
 //!   above 64 KiB queued, resume at 16 KiB, reads of at most 64 KiB), whose
 //!   own bound is 2x.
+//! * `unix-rr-64-x1`, `unix-rr-1k-x1`, `unix-rr-64-x64`: request/response
+//!   as `rr-*`, over a Unix stream socket: ours is [`Echo`] served by
+//!   `create_unix_server(.., ServerOptions::default())` (which removes its
+//!   socket file on close), raw tokio the same task-per-connection echo as
+//!   `rr-*` (64 KiB buffer, `read_buf` + `write_all`) on a
+//!   `tokio::net::UnixListener`; the clients are `rr-*`'s, connecting with
+//!   `UnixStream::connect`. Both sockets live in a fresh temporary directory
+//!   (`$TMPDIR/echo-bench-<pid>-..`) made only when one of these scenarios
+//!   runs and removed at the end (raw's socket file is removed by hand; a
+//!   warning is printed if ours's outlived its server). Target: user CPU
+//!   per request at most 1.10x raw. They are in the default set, after the
+//!   TCP scenarios, with 4 rounds instead of 6 in a default-length run
+//!   (about 30 s; `ECHO_BENCH_ROUNDS` or `ECHO_BENCH_QUICK` set the rounds
+//!   for them as for the rest); `ECHO_BENCH_FILTER=unix` runs them alone.
 //!
 //! Every new scenario runs ours and raw in the same run. The memory and
 //! slow-reader scenarios run a warm-up round (memory only) and then 1
@@ -70,7 +84,8 @@
 //! Environment:
 //!
 //! * `ECHO_BENCH_QUICK=1`: a short run (3 rounds of 0.25 s; the default is
-//!   6 rounds of 1.2 s, about two minutes in all).
+//!   6 rounds of 1.2 s, about two minutes in all, plus about 30 s for the
+//!   `unix-*` scenarios).
 //! * `ECHO_BENCH_ROUNDS=n`, `ECHO_BENCH_SECS=x`: rounds and seconds per round.
 //! * `ECHO_BENCH_WARMUP_SECS=x`: warm-up per scenario and server (0: none).
 //! * `ECHO_BENCH_OPS=n`: at most `n` operations per connection per round
@@ -99,6 +114,7 @@ use common::{ServerThread, median, pin_to_cpu};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
@@ -107,8 +123,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Notify;
 use tokio_transports::{
     BaseProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol, Server, ServerOptions,
@@ -300,6 +316,83 @@ async fn start_raw(buf_size: usize) -> u16 {
         }
     });
     port
+}
+
+/// Start our [`Echo`] server on the Unix socket `path` on the current
+/// (server-thread) runtime; it removes the socket file when it closes.
+async fn start_ours_unix(path: PathBuf) -> Server {
+    tokio_transports::create_unix_server(Echo::default, &path, ServerOptions::default())
+        .await
+        .expect("create_unix_server")
+}
+
+/// [`start_raw`] over a Unix stream socket bound at `path`: a task per
+/// connection, a heap buffer of `buf_size` bytes, `read_buf` + `write_all`.
+/// The caller removes the socket file.
+async fn start_raw_unix(path: PathBuf, buf_size: usize) {
+    let listener = UnixListener::bind(&path).expect("bind unix");
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+            };
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::with_capacity(buf_size);
+                loop {
+                    buf.clear();
+                    match sock.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if sock.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A fresh temporary directory for the Unix sockets of one run; removed
+/// (with whatever is left in it) on drop, panics included.
+struct SocketDir {
+    path: PathBuf,
+}
+
+impl SocketDir {
+    fn create() -> SocketDir {
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // Bounded: a handful of names, each new to this process.
+        for attempt in 0..16u32 {
+            let path = base.join(format!(
+                "echo-bench-{}-{nanos:x}-{attempt}",
+                std::process::id()
+            ));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return SocketDir { path },
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create {}: {e}", path.display()),
+            }
+        }
+        panic!("no fresh socket directory under {}", base.display());
+    }
+
+    fn socket(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A raw tokio accept loop: `TCP_NODELAY` on each socket, then `conn(sock)`
@@ -858,6 +951,10 @@ impl Which {
 struct Config {
     quick: bool,
     rounds: usize,
+    /// Rounds of the `unix-*` scenarios: `rounds` when `ECHO_BENCH_ROUNDS`
+    /// or `ECHO_BENCH_QUICK` is set, 4 otherwise (keeps the default run
+    /// about 30 s longer than without them).
+    unix_rounds: usize,
     dur: Duration,
     warmup: Duration,
     max_ops: u64,
@@ -880,6 +977,11 @@ impl Config {
         let quick = std::env::var("ECHO_BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
         let rounds = env_f64("ECHO_BENCH_ROUNDS")
             .map_or(if quick { 3 } else { 6 }, |v| (v as usize).clamp(1, 50));
+        let unix_rounds = if quick || env_f64("ECHO_BENCH_ROUNDS").is_some() {
+            rounds
+        } else {
+            4
+        };
         let secs = env_f64("ECHO_BENCH_SECS")
             .unwrap_or(if quick { 0.25 } else { 1.2 })
             .clamp(0.01, 120.0);
@@ -918,6 +1020,7 @@ impl Config {
         Config {
             quick,
             rounds,
+            unix_rounds,
             dur: Duration::from_secs_f64(secs),
             warmup: Duration::from_secs_f64(warmup),
             max_ops,
@@ -949,6 +1052,21 @@ impl Config {
     fn runs(&self, which: Which) -> bool {
         self.only.is_none_or(|o| o == which)
     }
+
+    /// Measured rounds per server of scenario `sc`.
+    fn rounds_of(&self, sc: &Scenario) -> usize {
+        if sc.is_unix() {
+            self.unix_rounds
+        } else {
+            self.rounds
+        }
+    }
+
+    /// Whether any `unix-*` scenario runs (the Unix servers start only
+    /// then).
+    fn wants_unix(&self) -> bool {
+        SCENARIOS.iter().any(|sc| sc.is_unix() && self.wants(sc.id))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -973,6 +1091,15 @@ enum Srv {
     Echo,
     /// [`Chunked`] and [`start_raw_chunked`].
     Chunked(ChunkMode),
+    /// Over a Unix stream socket: [`Echo`] ([`start_ours_unix`]) and
+    /// [`start_raw_unix`] with 64 KiB.
+    Unix,
+}
+
+impl Scenario {
+    fn is_unix(&self) -> bool {
+        matches!(self.kind, Kind::Rr { srv: Srv::Unix, .. })
+    }
 }
 
 struct Scenario {
@@ -1067,6 +1194,36 @@ const SCENARIOS: &[Scenario] = &[
         title: "churn: connect+echo 64 B+close, 4 clients",
         kind: Kind::Churn { size: 64, par: 4 },
         target: Some(1.15),
+    },
+    Scenario {
+        id: "unix-rr-64-x1",
+        title: "unix req/resp 64 B, 1 conn",
+        kind: Kind::Rr {
+            size: 64,
+            conns: 1,
+            srv: Srv::Unix,
+        },
+        target: Some(1.10),
+    },
+    Scenario {
+        id: "unix-rr-1k-x1",
+        title: "unix req/resp 1 KiB, 1 conn",
+        kind: Kind::Rr {
+            size: 1024,
+            conns: 1,
+            srv: Srv::Unix,
+        },
+        target: Some(1.10),
+    },
+    Scenario {
+        id: "unix-rr-64-x64",
+        title: "unix req/resp 64 B, 64 conns",
+        kind: Kind::Rr {
+            size: 64,
+            conns: 64,
+            srv: Srv::Unix,
+        },
+        target: Some(1.10),
     },
 ];
 
@@ -1187,19 +1344,30 @@ async fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-async fn echo_once(s: &mut TcpStream, msg: &[u8], buf: &mut [u8]) {
+/// A Unix stream connection to `path`.
+async fn connect_unix(path: &Path) -> UnixStream {
+    io("connect unix", UnixStream::connect(path)).await
+}
+
+async fn echo_once<S>(s: &mut S, msg: &[u8], buf: &mut [u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     io("write", s.write_all(msg)).await;
     io("read", s.read_exact(buf)).await;
 }
 
 /// Request/response on every stream until `deadline` or `max_ops` each.
 /// Returns the streams (closed by the caller after the CPU sample).
-async fn rr_run(
-    streams: Vec<TcpStream>,
+async fn rr_run<S>(
+    streams: Vec<S>,
     size: usize,
     deadline: Instant,
     max_ops: u64,
-) -> (Vec<TcpStream>, u64, Vec<u64>) {
+) -> (Vec<S>, u64, Vec<u64>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut tasks = Vec::with_capacity(streams.len());
     for mut s in streams {
         tasks.push(tokio::spawn(async move {
@@ -1298,6 +1466,47 @@ async fn settle(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
+/// One request/response round against the server on `thread`: set up
+/// outside the measurement (`conns` times: connect, one echo), then measure
+/// [`rr_run`] for `dur` (or `max_ops` per connection).
+async fn rr_round<S, C, Fut>(
+    thread: &ServerThread,
+    connect: C,
+    size: usize,
+    conns: usize,
+    dur: Duration,
+    max_ops: u64,
+) -> Round
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    // Set up outside the measurement: connect, one echo each.
+    let msg = vec![0x5au8; size];
+    let mut buf = vec![0u8; size];
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let mut s = connect().await;
+        echo_once(&mut s, &msg, &mut buf).await;
+        streams.push(s);
+    }
+    settle(10).await;
+    let before = sample(thread).await;
+    let t0 = Instant::now();
+    let (streams, ops, lat_ns) = rr_run(streams, size, t0 + dur, max_ops).await;
+    let elapsed = t0.elapsed();
+    let cpu = sample(thread).await.since(before);
+    drop(streams);
+    settle(30).await;
+    Round {
+        ops,
+        elapsed,
+        cpu,
+        lat_ns,
+    }
+}
+
 /// The ports of one side's servers (all on that side's thread).
 #[derive(Debug, Default, Clone, Copy)]
 struct Ports {
@@ -1323,10 +1532,49 @@ struct Side {
     /// Ours only; kept open for the whole run.
     _servers: Vec<Server>,
     ports: Ports,
+    /// The Unix echo server, when a `unix-*` scenario runs.
+    unix: Option<UnixEcho>,
+}
+
+/// One side's Unix echo server: its socket path and (ours) the server.
+struct UnixEcho {
+    path: PathBuf,
+    /// Ours only.
+    server: Option<Server>,
 }
 
 impl Side {
-    async fn start_ours(thread: ServerThread) -> Side {
+    /// Close the Unix echo server and make sure its socket file is gone:
+    /// ours removes it itself on close (checked), raw's is removed here.
+    /// Ours is closed on its own server thread: `Server::close` shuts the
+    /// listener down before it aborts the accept task, and a Unix listener
+    /// shut down reads as closed to tokio forever while `accept` keeps
+    /// failing with `EAGAIN`, so an accept task polled in between (another
+    /// thread's `close`) spins in one poll and never sees its abort.
+    async fn close_unix(&mut self) {
+        let Some(unix) = self.unix.as_mut() else {
+            return;
+        };
+        match unix.server.take() {
+            Some(server) => {
+                self.thread.run(async move { server.close() }).await;
+                if unix.path.exists() {
+                    eprintln!(
+                        "warning: {} still exists after our server closed",
+                        unix.path.display()
+                    );
+                    let _ = std::fs::remove_file(&unix.path);
+                }
+            }
+            None => {
+                let _ = std::fs::remove_file(&unix.path);
+            }
+        }
+    }
+}
+
+impl Side {
+    async fn start_ours(thread: ServerThread, unix_dir: Option<&SocketDir>) -> Side {
         let mut servers = Vec::new();
         let mut ports = Ports::default();
         let (s, p) = thread.run(start_ours(Echo::default)).await;
@@ -1352,14 +1600,24 @@ impl Side {
         let (s, p) = thread.run(start_ours(Flood::default)).await;
         servers.push(s);
         ports.flood = p;
+        let mut unix = None;
+        if let Some(dir) = unix_dir {
+            let path = dir.socket("ours.sock");
+            let server = thread.run(start_ours_unix(path.clone())).await;
+            unix = Some(UnixEcho {
+                path,
+                server: Some(server),
+            });
+        }
         Side {
             thread,
             _servers: servers,
             ports,
+            unix,
         }
     }
 
-    async fn start_raw(thread: ServerThread) -> Side {
+    async fn start_raw(thread: ServerThread, unix_dir: Option<&SocketDir>) -> Side {
         let mut ports = Ports {
             echo: thread.run(start_raw(64 * 1024)).await,
             echo4k: thread.run(start_raw(4 * 1024)).await,
@@ -1372,10 +1630,17 @@ impl Side {
         ports.keep_copy = thread.run(start_raw_keep_copy()).await;
         ports.idle = thread.run(start_raw_lazy()).await;
         ports.flood = thread.run(start_raw_flood()).await;
+        let mut unix = None;
+        if let Some(dir) = unix_dir {
+            let path = dir.socket("raw.sock");
+            thread.run(start_raw_unix(path.clone(), 64 * 1024)).await;
+            unix = Some(UnixEcho { path, server: None });
+        }
         Side {
             thread,
             _servers: Vec::new(),
             ports,
+            unix,
         }
     }
 }
@@ -1403,42 +1668,39 @@ impl Bench {
         let port = match srv {
             Srv::Echo => side.ports.echo,
             Srv::Chunked(mode) => side.ports.chunk[mode.index()],
+            Srv::Unix => unreachable!("a Unix scenario has no TCP address"),
         };
         (&side.thread, local(port))
     }
 
     async fn round(&self, which: Which, kind: Kind, dur: Duration) -> Round {
+        let max_ops = self.cfg.max_ops;
+        if let Kind::Rr {
+            size,
+            conns,
+            srv: Srv::Unix,
+        } = kind
+        {
+            let side = self.side(which);
+            let path = &side.unix.as_ref().expect("unix server running").path;
+            return rr_round(
+                &side.thread,
+                || connect_unix(path),
+                size,
+                conns,
+                dur,
+                max_ops,
+            )
+            .await;
+        }
         let srv = match kind {
             Kind::Rr { srv, .. } => srv,
             Kind::Bulk { .. } | Kind::Churn { .. } => Srv::Echo,
         };
         let (thread, addr) = self.target(which, srv);
-        let max_ops = self.cfg.max_ops;
         match kind {
             Kind::Rr { size, conns, .. } => {
-                // Set up outside the measurement: connect, one echo each.
-                let msg = vec![0x5au8; size];
-                let mut buf = vec![0u8; size];
-                let mut streams = Vec::with_capacity(conns);
-                for _ in 0..conns {
-                    let mut s = connect(addr).await;
-                    echo_once(&mut s, &msg, &mut buf).await;
-                    streams.push(s);
-                }
-                settle(10).await;
-                let before = sample(thread).await;
-                let t0 = Instant::now();
-                let (streams, ops, lat_ns) = rr_run(streams, size, t0 + dur, max_ops).await;
-                let elapsed = t0.elapsed();
-                let cpu = sample(thread).await.since(before);
-                drop(streams);
-                settle(30).await;
-                Round {
-                    ops,
-                    elapsed,
-                    cpu,
-                    lat_ns,
-                }
+                rr_round(thread, || connect(addr), size, conns, dur, max_ops).await
             }
             Kind::Bulk { chunk } => {
                 let mut s = connect(addr).await;
@@ -1490,7 +1752,7 @@ impl Bench {
         }
         let mut ours = Vec::new();
         let mut raw = Vec::new();
-        for r in 0..self.cfg.rounds {
+        for r in 0..self.cfg.rounds_of(sc) {
             let mut order = servers.clone();
             if r % 2 == 1 {
                 order.reverse();
@@ -2062,6 +2324,16 @@ fn main() {
     }
     let server_cpu = cfg.pin.then_some(1);
 
+    // Removed at the end of main (or while unwinding from a panic).
+    let unix_dir = cfg.wants_unix().then(SocketDir::create);
+    if let Some(dir) = &unix_dir {
+        println!(
+            "unix-*: Unix stream sockets in {}, {} rounds; ours = create_unix_server, raw = tokio UnixListener",
+            dir.path.display(),
+            cfg.unix_rounds
+        );
+    }
+
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -2070,13 +2342,13 @@ fn main() {
     client_rt.block_on(async {
         let ours = if cfg.runs(Which::Ours) {
             let t = ServerThread::spawn("srv-ours", server_cpu);
-            Some(Side::start_ours(t).await)
+            Some(Side::start_ours(t, unix_dir.as_ref()).await)
         } else {
             None
         };
         let raw = if cfg.runs(Which::Raw) {
             let t = ServerThread::spawn("srv-raw", server_cpu);
-            Some(Side::start_raw(t).await)
+            Some(Side::start_raw(t, unix_dir.as_ref()).await)
         } else {
             None
         };
@@ -2217,6 +2489,11 @@ fn main() {
         }
         println!();
         println!("total {:.1} s", started.elapsed().as_secs_f64());
+        let mut bench = bench;
+        for side in [bench.ours.as_mut(), bench.raw.as_mut()].into_iter().flatten() {
+            side.close_unix().await;
+        }
         drop(bench);
     });
+    drop(unix_dir);
 }
