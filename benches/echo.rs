@@ -1546,11 +1546,12 @@ struct UnixEcho {
 impl Side {
     /// Close the Unix echo server and make sure its socket file is gone:
     /// ours removes it itself on close (checked), raw's is removed here.
-    /// Ours is closed on its own server thread: `Server::close` shuts the
-    /// listener down before it aborts the accept task, and a Unix listener
-    /// shut down reads as closed to tokio forever while `accept` keeps
-    /// failing with `EAGAIN`, so an accept task polled in between (another
-    /// thread's `close`) spins in one poll and never sees its abort.
+    /// Ours is closed on its own server thread, as a server's owner would.
+    /// (This bench found that a Unix server closed from another thread
+    /// could leave its accept task spinning: a shut-down Unix listener
+    /// reads as ready forever while `accept` finds nothing. Fixed in the
+    /// crate: the task is aborted before the shutdown, and its accept
+    /// yields through tokio's budget; `server::listener` has the test.)
     async fn close_unix(&mut self) {
         let Some(unix) = self.unix.as_mut() else {
             return;

@@ -103,12 +103,14 @@ impl Inner {
         };
         for l in listeners {
             if let Listener::Listening { listener, task, .. } = l {
-                // Stop listening now: new connects are refused from here on,
-                // even before the accept task is gone.
-                let _ = socket2::SockRef::from(&listener.listener).shutdown(Shutdown::Read);
+                // The accept task first: once the socket is shut down, a
+                // Unix listener reads as ready with nothing to accept.
                 if let Some(task) = task {
                     task.abort();
                 }
+                // Stop listening now: new connects are refused from here on,
+                // even before the accept task is gone.
+                let _ = socket2::SockRef::from(&listener.listener).shutdown(Shutdown::Read);
             }
         }
         for file in &self.cleanup {

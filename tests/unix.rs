@@ -403,3 +403,37 @@ asyncio.run(main(sys.argv[1]))
     reg.finish().await;
     let _ = tokio::io::stdout().flush().await;
 }
+
+#[test]
+fn closing_from_another_thread_while_the_server_idles_ends_its_accept_task() {
+    // The server's runtime runs on its own thread; close() comes from this
+    // one, racing with the accept task's polls (a shut-down Unix listener
+    // reads as ready with nothing to accept: the task must not spin).
+    for round in 0..20 {
+        let path = sock_path("close-race");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let p2 = path.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = create_unix_server(|| (), &p2, ServerOptions::default())
+                    .await
+                    .unwrap();
+                tx.send(server.clone()).unwrap();
+                let _ = stop_rx.await;
+                guard("wait_closed on the server's runtime", server.wait_closed()).await;
+            });
+        });
+        let server = rx.recv().unwrap();
+        server.close();
+        let _ = stop_tx.send(());
+        thread
+            .join()
+            .unwrap_or_else(|_| panic!("round {round}: the server thread failed"));
+        assert!(!path.exists(), "round {round}");
+    }
+}

@@ -80,7 +80,14 @@ impl AnyListener {
     pub(super) async fn accept(&self) -> io::Result<Accepted> {
         match self {
             AnyListener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
-            AnyListener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+            // `poll_accept` takes its readiness through tokio's cooperative
+            // budget: a Unix listener that was shut down reads as ready
+            // forever while `accept` finds nothing, and the task must
+            // still yield (so that the abort that follows the shutdown
+            // lands) rather than spin inside one poll.
+            AnyListener::Unix(l) => std::future::poll_fn(|cx| l.poll_accept(cx))
+                .await
+                .map(|(s, _)| Accepted::Unix(s)),
         }
     }
 }
@@ -110,5 +117,54 @@ impl Listener {
         match self {
             Listener::Bound(_, a) | Listener::Listening { addr: a, .. } => a,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Unix listener shut down under its accept task reads as ready
+    /// forever while `accept` finds nothing: the accept must still yield to
+    /// the runtime (so a timeout, or the server's abort, can take effect)
+    /// instead of spinning inside one poll.
+    #[test]
+    fn accept_on_a_shut_down_unix_listener_yields() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // A thread of its own: on a regression it spins forever, and the
+        // test fails on the channel's timeout instead of hanging.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let yielded = rt.block_on(async {
+                let path =
+                    std::env::temp_dir().join(format!("tt-listener-{}.sock", std::process::id()));
+                let _ = std::fs::remove_file(&path);
+                let std = std::os::unix::net::UnixListener::bind(&path).unwrap();
+                std.set_nonblocking(true).unwrap();
+                let listener = AnyListener::Unix(UnixListener::from_std(std).unwrap());
+                socket2::SockRef::from(&listener)
+                    .shutdown(std::net::Shutdown::Read)
+                    .unwrap();
+                let accepted =
+                    tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept())
+                        .await;
+                let _ = std::fs::remove_file(&path);
+                // The timeout fired (the accept yielded), or the accept
+                // reported an error; it never accepts anything.
+                match accepted {
+                    Err(_elapsed) => "yielded",
+                    Ok(Err(_)) => "error",
+                    Ok(Ok(_)) => "accepted",
+                }
+            });
+            let _ = done_tx.send(yielded);
+        });
+        let outcome = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("accept spun without yielding");
+        assert_ne!(outcome, "accepted");
     }
 }
