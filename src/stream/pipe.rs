@@ -348,8 +348,10 @@ where
 
 /// A write-only transport over the write end of a pipe, a FIFO, a socket or
 /// a character device (asyncio's `loop.connect_write_pipe`), driven by the
-/// protocol that `protocol_factory` makes (a [`BaseProtocol`](crate::BaseProtocol)
-/// is all it needs; `()` will do). Returns once `connection_made` has run.
+/// protocol that `protocol_factory` makes. Returns once `connection_made`
+/// has run. Only its [`BaseProtocol`](crate::BaseProtocol) callbacks are
+/// ever called (an empty `impl Protocol for P {}` does for the rest; `()`
+/// will do too).
 ///
 /// `pipe` is anything that gives up its fd (a std `File` for a FIFO,
 /// `ChildStdin`, `UnixStream`, `OwnedFd`); it is made non-blocking.
