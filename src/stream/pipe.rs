@@ -147,8 +147,10 @@ impl AsyncWrite for ReadPipe {
 /// write-only [`StreamIo`] that can tell when its reader went away.
 pub(crate) struct WritePipe {
     fd: AsyncFd<File>,
-    /// FIFOs and sockets: readability means the reader went away (CPython's
-    /// trick; a pty would be readable with its own echo, so not for those).
+    /// Sockets: readability means the reader went away (CPython's trick,
+    /// which it also plays on FIFOs, whose closed reader shows on Linux as
+    /// `EPOLLERR`: tokio's "write closed", watched for every kind here; a
+    /// pty would be readable with its own echo).
     watch_readable: bool,
 }
 
@@ -164,7 +166,7 @@ pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
         .map_err(|e| e.into_parts().1)?;
     Ok(WritePipe {
         fd,
-        watch_readable: matches!(kind, PipeKind::Fifo | PipeKind::Socket),
+        watch_readable: kind == PipeKind::Socket,
     })
 }
 
@@ -199,11 +201,17 @@ impl StreamIo for WritePipe {
         Poll::Pending
     }
 
-    fn poll_reader_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_reader_gone(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<()> {
         if self.watch_readable && self.fd.poll_read_ready(cx).is_ready() {
             // A socket's peer closed (or sent something, which a write pipe
             // has no use for: CPython closes then too).
             return Poll::Ready(());
+        }
+        if !idle {
+            // A write waits for write readiness: the reader's end (EPOLLERR)
+            // wakes it, and the write fails with a broken pipe, which is
+            // what the watch would report with data buffered.
+            return Poll::Pending;
         }
         loop {
             match self.fd.poll_write_ready(cx) {

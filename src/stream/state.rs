@@ -365,6 +365,12 @@ impl StreamState {
         self.queue.only().map(|b| &b[..])
     }
 
+    /// How many chunks are queued.
+    #[inline]
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Fill `out` with the queued chunks, oldest first; returns how many.
     pub(crate) fn chunks<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;

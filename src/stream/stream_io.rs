@@ -59,8 +59,11 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
 
     /// Write-only I/O: ready once the reader at the other end went away
     /// (seen without writing); pending otherwise, with `cx`'s waker woken
-    /// when that changes. Never called for other modes.
-    fn poll_reader_gone(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+    /// when that changes. `idle`: nothing waits to be written (otherwise a
+    /// write is pending on the I/O's write readiness, which an I/O whose
+    /// reader's end shows there, a pipe's, need not watch twice). Never
+    /// called for other modes.
+    fn poll_reader_gone(&mut self, _cx: &mut Context<'_>, _idle: bool) -> Poll<()> {
         Poll::Pending
     }
 
