@@ -256,6 +256,9 @@ fn main() {
         user.push(u);
     }
     if user.len() == 2 {
-        println!("  ours/raw user CPU: {:.2}x (target <= 1.10)", user[0] / user[1]);
+        println!(
+            "  ours/raw user CPU: {:.2}x (target <= 1.10)",
+            user[0] / user[1]
+        );
     }
 }

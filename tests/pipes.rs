@@ -90,7 +90,11 @@ async fn read_pipe_data_then_eof_then_lost_none() {
     assert_eq!(log.wait_lost().await, None);
     let evs = log.events();
     assert_eq!(received_in(&evs), b"hello pipe");
-    assert_eq!(evs[evs.len() - 2], Ev::Eof, "eof_received right before the end");
+    assert_eq!(
+        evs[evs.len() - 2],
+        Ev::Eof,
+        "eof_received right before the end"
+    );
     assert!(t.is_closing());
     assert!(!t.is_reading());
     guard("closed", t.closed()).await;
@@ -132,7 +136,11 @@ async fn read_pipe_refuses_what_it_cannot_do() {
     t.close();
     let log = reg.nth("r", 0).await;
     assert_eq!(log.wait_lost().await, None);
-    assert_eq!(log.count(|e| *e == Ev::Eof), 0, "close() is not an end of file");
+    assert_eq!(
+        log.count(|e| *e == Ev::Eof),
+        0,
+        "close() is not an end of file"
+    );
     reg.finish().await;
 }
 
@@ -234,7 +242,11 @@ async fn sockets_are_accepted_both_ways() {
     wt.write_eof().unwrap();
     assert!(wt.is_closing(), "write_eof makes a write pipe closing");
     assert_eq!(wlog.wait_lost().await, None);
-    assert_eq!(rlog.wait_lost().await, None, "the socket's end is the reader's EOF");
+    assert_eq!(
+        rlog.wait_lost().await,
+        None,
+        "the socket's end is the reader's EOF"
+    );
     assert_eq!(rlog.count(|e| *e == Ev::Eof), 1);
     assert!(rt.is_closing());
     reg.finish().await;
@@ -300,7 +312,9 @@ async fn pty_end_is_an_end_of_file() {
     })
     .await;
     // A character device is accepted for writing too.
-    let wt = tokio_transports::connect_write_pipe(|| (), master_w).await.unwrap();
+    let wt = tokio_transports::connect_write_pipe(|| (), master_w)
+        .await
+        .unwrap();
     wt.close();
     guard("write pipe closed", wt.closed()).await;
     // The other side closes: Linux reports EIO on the master, which is the
@@ -326,7 +340,10 @@ async fn write_pipe_basics() {
     assert!(!t.is_reading(), "a write pipe reads nothing");
     t.pause_reading();
     t.resume_reading();
-    assert!(!t.is_reading(), "pause/resume reading do nothing on a write pipe");
+    assert!(
+        !t.is_reading(),
+        "pause/resume reading do nothing on a write pipe"
+    );
     assert_eq!(t.get_extra_info("pipe"), Some(ExtraInfo::Socket(raw)));
     assert_eq!(t.get_extra_info("socket"), None);
     let reader = read_to_end_on_thread(r);
@@ -350,14 +367,21 @@ async fn write_eof_makes_is_closing_true_flushes_then_closes() {
     let data = pattern(200_000, 3); // more than the pipe holds: some is buffered
     t.write(data.clone()).unwrap();
     t.write_eof().unwrap();
-    assert!(t.is_closing(), "unlike a socket's, a write pipe's write_eof closes");
+    assert!(
+        t.is_closing(),
+        "unlike a socket's, a write pipe's write_eof closes"
+    );
     assert!(t.write("late").is_ok(), "not an error on a pipe ...");
     assert!(t.writelines([&b"later"[..]]).is_ok());
     assert_eq!(t.dropped_writes(), 2, "... but dropped and counted");
     t.write_eof().unwrap();
     let reader = read_to_end_on_thread(r);
     assert_eq!(log.wait_lost().await, None);
-    assert_eq!(reader.join().await, data, "flushed, without the late writes");
+    assert_eq!(
+        reader.join().await,
+        data,
+        "flushed, without the late writes"
+    );
     reg.finish().await;
 }
 
@@ -374,14 +398,21 @@ async fn writes_after_close_and_after_loss_are_dropped_counted_and_reported() {
         t.write("x").unwrap();
     }
     assert_eq!(t.dropped_writes(), 4);
-    assert_eq!(exc.count(|r| r.message == PIPE_MSG), 0, "reported from the 5th");
+    assert_eq!(
+        exc.count(|r| r.message == PIPE_MSG),
+        0,
+        "reported from the 5th"
+    );
     let log = reg.nth("w", 0).await;
     assert_eq!(log.wait_lost().await, None);
     t.write("y").unwrap();
     assert_eq!(t.dropped_writes(), 5);
     exc.wait_for("the 5th dropped write", |r| r.message == PIPE_MSG)
         .await;
-    assert!(t.drain().await.is_err(), "dropped writes were not delivered");
+    assert!(
+        t.drain().await.is_err(),
+        "dropped writes were not delivered"
+    );
     drop(r);
     reg.finish().await;
 }
@@ -417,10 +448,17 @@ async fn reader_gone_with_data_buffered_is_a_broken_pipe() {
     let log = reg.nth("w", 0).await;
     t.write(vec![1u8; 1 << 20]).unwrap();
     barrier(&t).await;
-    assert!(t.get_write_buffer_size() > 0, "the pipe is full, the rest waits");
+    assert!(
+        t.get_write_buffer_size() > 0,
+        "the pipe is full, the rest waits"
+    );
     drop(r);
     let lost = log.wait_lost().await;
-    assert_eq!(lost_kind(&lost), Some(io::ErrorKind::BrokenPipe), "{lost:?}");
+    assert_eq!(
+        lost_kind(&lost),
+        Some(io::ErrorKind::BrokenPipe),
+        "{lost:?}"
+    );
     assert!(t.drain().await.is_err());
     reg.finish().await;
 }
@@ -533,7 +571,9 @@ async fn socket_protocol_runs_unchanged_read_to_write() {
     }
     let (r1, mut w1) = pipe_pair();
     let (r2, w2) = pipe_pair();
-    let out = tokio_transports::connect_write_pipe(|| (), w2).await.unwrap();
+    let out = tokio_transports::connect_write_pipe(|| (), w2)
+        .await
+        .unwrap();
     let o = out.clone();
     let _in = tokio_transports::connect_read_pipe(move || Forward(o), r1)
         .await
@@ -618,7 +658,11 @@ fn pipe_cat_example_copies_megabytes() {
     let out = out.recv_timeout(GUARD).expect("pipe_cat's output");
     let status = child.wait().unwrap();
     let err = err.recv_timeout(GUARD).unwrap();
-    assert!(status.success(), "{status}: {}", String::from_utf8_lossy(&err));
+    assert!(
+        status.success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&err)
+    );
     assert_eq!(out.len(), data.len());
     assert!(out == data, "the copy differs");
 }

@@ -420,7 +420,10 @@ where
         let Some(io) = self.io.as_mut() else {
             return false;
         };
-        if io.poll_reader_gone(cx, self.core.sm.queued() == 0).is_pending() {
+        if io
+            .poll_reader_gone(cx, self.core.sm.queued() == 0)
+            .is_pending()
+        {
             return false;
         }
         let exc = self.core.sm.reader_gone_error();
