@@ -228,7 +228,7 @@ impl Transport {
     // ---- ReadTransport ---------------------------------------------------
 
     /// Whether the transport is receiving: false while paused, after EOF
-    /// (for good) and once closing.
+    /// (for good), once closing, and always on a write pipe.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

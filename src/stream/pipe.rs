@@ -147,10 +147,10 @@ impl AsyncWrite for ReadPipe {
 /// write-only [`StreamIo`] that can tell when its reader went away.
 pub(crate) struct WritePipe {
     fd: AsyncFd<File>,
-    /// Sockets: readability means the reader went away (CPython's trick,
-    /// which it also plays on FIFOs, whose closed reader shows on Linux as
-    /// `EPOLLERR`: tokio's "write closed", watched for every kind here; a
-    /// pty would be readable with its own echo).
+    /// FIFOs (pipes) and sockets: readability means the reader went away
+    /// (CPython's trick). A pipe's closed reader shows on Linux as
+    /// `EPOLLERR`, tokio's "write closed", which is watched for every kind;
+    /// not for a pty, which would be readable with its own echo.
     watch_readable: bool,
 }
 
@@ -166,7 +166,7 @@ pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
         .map_err(|e| e.into_parts().1)?;
     Ok(WritePipe {
         fd,
-        watch_readable: kind == PipeKind::Socket,
+        watch_readable: kind != PipeKind::CharDevice,
     })
 }
 

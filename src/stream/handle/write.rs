@@ -23,6 +23,11 @@ impl Transport {
     /// counted ([`Transport::dropped_writes`]), never an error. After
     /// [`write_eof`](Self::write_eof) it is an error and nothing is queued.
     ///
+    /// Pipes: on a read pipe every `write` is an error
+    /// ([`TransportError::Unsupported`]); on a write pipe a `write` after
+    /// [`close`](Self::close) or `write_eof` is dropped and counted, like one
+    /// after the loss (asyncio's rule for pipes).
+    ///
     /// Pass a received `Bytes` to echo it without a copy.
     ///
     /// # When the data goes out, and flow control
@@ -109,7 +114,8 @@ impl Transport {
 
     /// Queue several buffers at once (asyncio's `writelines`): they go out in
     /// one vectored write, and flow control applies as for
-    /// [`write`](Self::write). Empty chunks are skipped.
+    /// [`write`](Self::write). Empty chunks are skipped. The errors and the
+    /// pipe rules are [`write`](Self::write)'s.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -221,12 +227,18 @@ impl Transport {
     /// (asyncio's `write_eof`). Data is still received afterwards. Later
     /// writes are errors. A no-op when closing or already done.
     ///
+    /// On a write pipe (asyncio's rule) it is [`close`](Self::close):
+    /// [`is_closing`](Self::is_closing) is true at once, the buffer is
+    /// flushed, then `connection_lost(None)`; later writes are dropped and
+    /// counted, not errors.
+    ///
     /// # Errors
     ///
     /// [`TransportError::Unsupported`] on a transport that cannot
     /// half-close ([`can_write_eof`](Self::can_write_eof) is false: TLS,
     /// whose only end is close_notify; asyncio raises
-    /// `NotImplementedError`). Nothing changes then.
+    /// `NotImplementedError`), and on a read pipe, which has no write half.
+    /// Nothing changes then.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -260,7 +272,8 @@ impl Transport {
     }
 
     /// Whether [`write_eof`](Self::write_eof) is supported: `true` for TCP,
-    /// Unix streams and any I/O whose shutdown half-closes.
+    /// Unix streams, write pipes and any I/O whose shutdown half-closes;
+    /// `false` for TLS and read pipes.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -318,6 +331,8 @@ impl Transport {
     /// neither → 64 KiB / 16 KiB; only `high` → `low = high / 4`; only `low`
     /// → `high = 4 * low`; `low > high` → an error and nothing changes.
     /// Effective at once: going strictly over the new high pauses the protocol.
+    /// On a read pipe, which never writes, it is
+    /// [`TransportError::Unsupported`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
