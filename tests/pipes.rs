@@ -137,7 +137,11 @@ async fn read_pipe_refuses_what_it_cannot_do() {
         .with_no_client_auth();
     let tls = tokio_transports::ClientTls::new(std::sync::Arc::new(tls)).server_hostname("x");
     let err = tokio_transports::start_tls(&t, tls).await.unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "TLS needs both ways");
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::Unsupported,
+        "TLS needs both ways"
+    );
     assert!(!t.is_closing(), "refusals change nothing");
     t.close();
     let log = reg.nth("r", 0).await;
