@@ -44,6 +44,9 @@
 //! * `PIPE_BENCH_ROUNDS=n`, `PIPE_BENCH_MB=n`: rounds, megabytes per round.
 //! * `PIPE_BENCH_ONLY=ours|raw`: run one relay only (for callgrind).
 //! * `PIPE_BENCH_VERBOSE=1`: print every round.
+//! * `PIPE_BENCH_PIPE_SIZE=n`: ask for pipes of `n` bytes (`F_SETPIPE_SZ`;
+//!   default: the system's, 64 KiB). With 1 MiB pipes this crate's relay
+//!   pays for fresh read buffers (see docs/performance.md, Pipes).
 
 mod common;
 
@@ -83,6 +86,13 @@ fn pipe_pair() -> (OwnedFd, OwnedFd) {
     // SAFETY: `pipe2` writes two fds into the array.
     let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     assert_eq!(rc, 0, "pipe2");
+    let size = env_usize("PIPE_BENCH_PIPE_SIZE", 0);
+    if size > 0 {
+        for fd in fds {
+            // SAFETY: F_SETPIPE_SZ on our own fd; a failure leaves the default.
+            unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int) };
+        }
+    }
     // SAFETY: both fds are fresh and ours.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }

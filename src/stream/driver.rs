@@ -33,7 +33,7 @@ use super::handle::{
 };
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
-use super::stream_io::StreamIo;
+use super::stream_io::{Mode, StreamIo};
 use crate::context;
 use crate::error::TASK_DROPPED_MSG;
 use crate::flow::{self, Kind, OnPanic};
@@ -480,7 +480,12 @@ where
             };
             if progress {
                 reads += 1;
-                if reads < READS_PER_POLL {
+                // A read pipe whose slices another task holds (a relay to a
+                // write pipe) yields as soon as the pool had to allocate, so
+                // that the holder sends and drops them and the pool starts
+                // over in place (compiled out of two-way builds).
+                let yield_now = matches!(IO::MODE, Mode::ReadOnly) && pool.take_fresh();
+                if reads < READS_PER_POLL && !yield_now {
                     continue;
                 }
                 // Let the other tasks on this worker run; come back soon.
