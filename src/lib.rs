@@ -34,6 +34,9 @@
 //! and [`start_tls`] to upgrade a live connection; rustls is re-exported as
 //! [`rustls`] for its configuration types.
 //!
+//! Pipes: [`connect_read_pipe`] and [`connect_write_pipe`] (pipes, FIFOs,
+//! sockets, ptys): the same [`Transport`], one way.
+//!
 //! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
 //! project needs only this crate and `tokio`.
 //!
@@ -94,6 +97,7 @@ pub use server::{
     create_unix_server,
 };
 pub use stream::handle::Transport;
+pub use stream::pipe::{connect_read_pipe, connect_write_pipe};
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
 pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,

@@ -33,7 +33,7 @@ use super::handle::{
 };
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
-use super::stream_io::StreamIo;
+use super::stream_io::{Mode, StreamIo};
 use crate::context;
 use crate::error::TASK_DROPPED_MSG;
 use crate::flow::{self, Kind, OnPanic};
@@ -412,6 +412,25 @@ impl<IO> Driver<IO>
 where
     IO: StreamIo,
 {
+    /// A write pipe's read step: whether its reader went away (seen without
+    /// writing). Then the connection is lost: with `None` if nothing was
+    /// waiting to be sent, a broken pipe otherwise. Returns whether it was.
+    #[cold]
+    fn watch_reader(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        if io
+            .poll_reader_gone(cx, self.core.sm.queued() == 0)
+            .is_pending()
+        {
+            return false;
+        }
+        let exc = self.core.sm.reader_gone_error();
+        self.lose(exc);
+        true
+    }
+
     /// One poll of the task; `pool` is the thread's read buffer, lent for
     /// this poll.
     #[inline(always)]
@@ -447,7 +466,11 @@ where
                 this.finish(lost);
                 return Poll::Ready(());
             }
-            let progress = if !this.may_deliver() {
+            let progress = if !IO::MODE.readable() {
+                // A write pipe reads nothing: it watches for its reader
+                // going away instead (compiled out of two-way builds).
+                this.watch_reader(cx)
+            } else if !this.may_deliver() {
                 false
             } else if this.stash.is_some() {
                 this.deliver_stash();
@@ -457,7 +480,12 @@ where
             };
             if progress {
                 reads += 1;
-                if reads < READS_PER_POLL {
+                // A read pipe whose slices another task holds (a relay to a
+                // write pipe) yields as soon as the pool had to allocate, so
+                // that the holder sends and drops them and the pool starts
+                // over in place (compiled out of two-way builds).
+                let yield_now = matches!(IO::MODE, Mode::ReadOnly) && pool.take_fresh();
+                if reads < READS_PER_POLL && !yield_now {
                     continue;
                 }
                 // Let the other tasks on this worker run; come back soon.

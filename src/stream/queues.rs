@@ -21,7 +21,7 @@ pub(crate) struct ChunkQueue {
 }
 
 impl ChunkQueue {
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }

@@ -167,21 +167,24 @@ pub(crate) struct Pool {
     retired: Vec<Region>,
     /// The same for slabs.
     retired_slabs: Vec<Region>,
+    /// A chunk was allocated (no free one to start over in) since the last
+    /// [`take_fresh`](Pool::take_fresh).
+    fresh: bool,
 }
 
 /// Start `current` (a region of `size` bytes, or a new, empty one) over: in
 /// place if no slice of it is alive, else in a free retired region, else in
 /// a new one (zeroed once); a region still shared is retired, and at most
 /// [`RETIRED_MAX`] are kept (the oldest is dropped, and freed with its last
-/// slice).
-fn start_over(current: &mut Region, retired: &mut Vec<Region>, size: usize) {
+/// slice). Returns whether it allocated.
+fn start_over(current: &mut Region, retired: &mut Vec<Region>, size: usize) -> bool {
     if current.chunk.len() == size && current.is_free() {
         current.filled = 0;
-        return;
+        return false;
     }
-    let next = match retired.iter().position(Region::is_free) {
-        Some(i) => retired.swap_remove(i),
-        None => Region::fresh(size),
+    let (next, fresh) = match retired.iter().position(Region::is_free) {
+        Some(i) => (retired.swap_remove(i), false),
+        None => (Region::fresh(size), true),
     };
     let old = std::mem::replace(current, next);
     current.filled = 0;
@@ -191,6 +194,7 @@ fn start_over(current: &mut Region, retired: &mut Vec<Region>, size: usize) {
         }
         retired.push(old);
     }
+    fresh
 }
 
 /// This thread's pool, lent out for one poll: taken from the thread-local
@@ -276,7 +280,18 @@ impl Pool {
             slab: Region::new(),
             retired: Vec::new(),
             retired_slabs: Vec::new(),
+            fresh: false,
         }
+    }
+
+    /// Whether a chunk was allocated since the last call: every slice of
+    /// the earlier ones is still alive somewhere (another task's write
+    /// queue, in a relay). A reader that yields then lets their holders run
+    /// and drop them, instead of allocating (and zeroing) one chunk after
+    /// another.
+    #[inline]
+    pub(crate) fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh)
     }
 
     /// Room left for the next read.
@@ -289,14 +304,14 @@ impl Pool {
     /// same allocation, a retired one, or a new one (see the module docs).
     #[inline(never)]
     fn refill(&mut self) {
-        start_over(&mut self.chunk, &mut self.retired, CHUNK);
+        self.fresh |= start_over(&mut self.chunk, &mut self.retired, CHUNK);
     }
 
     /// Make room for `n` bytes (at most `SLAB`) in the slab: the same way.
     #[inline(never)]
     fn refill_slab(&mut self, n: usize) {
         debug_assert!(n <= SLAB);
-        start_over(&mut self.slab, &mut self.retired_slabs, SLAB);
+        let _ = start_over(&mut self.slab, &mut self.retired_slabs, SLAB);
     }
 
     /// Read at most `max` bytes (at least 1) from `io` into the pool's free

@@ -214,6 +214,13 @@ fn prepare(transport: &Transport, tls: StartTls) -> io::Result<oneshot::Receiver
         }
     };
     let shared = &transport.shared;
+    if shared.mode.is_pipe() {
+        // TLS needs both ways; a pipe transport has one.
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "start_tls() on a pipe transport",
+        ));
+    }
     if shared.has(CLOSING | LOST) {
         return Err(io::Error::new(
             io::ErrorKind::NotConnected,
