@@ -95,6 +95,7 @@ pub use server::{
 };
 pub use stream::handle::Transport;
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
+pub use stream::pipe::{connect_read_pipe, connect_write_pipe};
 pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
     create_connection_from_socket,

@@ -18,6 +18,10 @@ use crate::{TransportError, WriteLimits};
 /// further one is reported (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
 pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 
+/// What is reported for a write dropped after a socket's loss (asyncio's
+/// message).
+pub(crate) const SOCKET_DROPPED_MSG: &str = "socket.send() raised exception.";
+
 /// Bits of [`Common::flags`].
 pub(crate) mod flags {
     /// `close()`/`abort()` was called or the task began closing.
@@ -190,11 +194,17 @@ impl Common {
     /// because the transport is lost, and report it once the count reaches
     /// the threshold. A later `drain()` reports the loss.
     pub(crate) fn count_dropped_write(&self) {
+        self.count_dropped_write_as(SOCKET_DROPPED_MSG);
+    }
+
+    /// [`count_dropped_write`](Self::count_dropped_write), reporting with
+    /// `message` (a pipe's differs from a socket's).
+    pub(crate) fn count_dropped_write_as(&self, message: &'static str) {
         self.set(DISCARDED);
         let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
             call_exception_handler(
-                &ExceptionContext::new("socket.send() raised exception.")
+                &ExceptionContext::new(message)
                     .with_peername(self.extra.peer_inet())
                     .with_sockname(self.extra.sockname.as_ref().and_then(|a| a.as_inet())),
             );

@@ -412,6 +412,22 @@ impl<IO> Driver<IO>
 where
     IO: StreamIo,
 {
+    /// A write pipe's read step: whether its reader went away (seen without
+    /// writing). Then the connection is lost: with `None` if nothing was
+    /// waiting to be sent, a broken pipe otherwise. Returns whether it was.
+    #[cold]
+    fn watch_reader(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        if io.poll_reader_gone(cx).is_pending() {
+            return false;
+        }
+        let exc = self.core.sm.reader_gone_error();
+        self.lose(exc);
+        true
+    }
+
     /// One poll of the task; `pool` is the thread's read buffer, lent for
     /// this poll.
     #[inline(always)]
@@ -447,7 +463,11 @@ where
                 this.finish(lost);
                 return Poll::Ready(());
             }
-            let progress = if !this.may_deliver() {
+            let progress = if !IO::MODE.readable() {
+                // A write pipe reads nothing: it watches for its reader
+                // going away instead (compiled out of two-way builds).
+                this.watch_reader(cx)
+            } else if !this.may_deliver() {
                 false
             } else if this.stash.is_some() {
                 this.deliver_stash();

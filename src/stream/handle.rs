@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use super::state::{StreamState, WriteOutcome};
+use super::stream_io::Mode;
 use crate::context::{self, Slot};
 use crate::extra::{Extra, ExtraInfo, SocketAddress};
 use crate::inbox::Inbox;
@@ -92,6 +93,9 @@ pub(crate) struct Shared {
     pub(crate) common: Common,
     /// Cleared when the connection is upgraded to TLS.
     pub(crate) can_write_eof: AtomicBool,
+    /// Both ways, or a one-way pipe: what the handle refuses, and what
+    /// extra info it has.
+    pub(crate) mode: Mode,
 }
 
 impl std::ops::Deref for Shared {
@@ -102,13 +106,39 @@ impl std::ops::Deref for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(extra: Extra, limits: WriteLimits, can_write_eof: bool) -> Arc<Shared> {
-        Arc::new(Shared {
+    pub(crate) fn new(
+        extra: Extra,
+        limits: WriteLimits,
+        can_write_eof: bool,
+        mode: Mode,
+    ) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
             common: Common::new(extra, limits),
-            can_write_eof: AtomicBool::new(can_write_eof),
-        })
+            can_write_eof: AtomicBool::new(can_write_eof && mode.writable()),
+            mode,
+        });
+        match mode {
+            Mode::Duplex => {}
+            // Writes take the handle's unusual path, which refuses them.
+            Mode::ReadOnly => shared.set(EOF_WRITTEN),
+            // Nothing is read: `is_reading()` is false, pause and resume
+            // have nothing to do.
+            Mode::WriteOnly => shared.set(READ_DONE),
+        }
+        shared
+    }
+
+    /// Count one write dropped after the loss (or, on a write pipe, after
+    /// `close()`/`write_eof()`), reported from the 5th with asyncio's
+    /// message for the kind of transport.
+    pub(crate) fn count_dropped_write(&self) {
+        self.common.count_dropped_write_as(if self.mode.is_pipe() {
+            "pipe closed by peer or os.write(pipe, data) raised exception."
+        } else {
+            crate::shared::SOCKET_DROPPED_MSG
+        });
     }
 }
 
@@ -215,7 +245,9 @@ impl Transport {
 
     /// Stop delivering received data until [`resume_reading`](Self::resume_reading).
     /// Idempotent; a no-op on a closing transport. Called from a callback, no
-    /// data is delivered after that callback returns.
+    /// data is delivered after that callback returns. A no-op on a write
+    /// pipe, which reads nothing ([`is_reading`](Self::is_reading) is always
+    /// false there).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -310,8 +342,9 @@ impl Transport {
     }
 
     /// Extra information by asyncio's names: `"peername"`, `"sockname"`,
-    /// `"socket"`. Unknown names give `None`. Addresses stay available after
-    /// the connection is closed.
+    /// `"socket"`; on a pipe transport `"pipe"` instead of `"socket"` (its fd,
+    /// as an [`ExtraInfo::Socket`], while the pipe is open). Unknown names
+    /// give `None`. Addresses stay available after the connection is closed.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -329,7 +362,11 @@ impl Transport {
         match name {
             "peername" => extra.peername.clone().map(ExtraInfo::Address),
             "sockname" => extra.sockname.clone().map(ExtraInfo::Address),
-            "socket" => {
+            // A pipe's fd is `"pipe"` (asyncio's key), a socket's `"socket"`.
+            "socket" if !self.shared.mode.is_pipe() => {
+                (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
+            }
+            "pipe" if self.shared.mode.is_pipe() => {
                 (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
             }
             "peercert" => extra
@@ -432,8 +469,8 @@ impl Transport {
     }
 
     /// Run `f` with the socket (to get or set options), if the transport
-    /// has one and it is still open; `None` otherwise. The socket cannot be
-    /// closed while `f` runs, so keep `f` short.
+    /// has one and it is still open; `None` otherwise (a pipe transport has
+    /// none). The socket cannot be closed while `f` runs, so keep `f` short.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -446,6 +483,9 @@ impl Transport {
     /// # }
     /// ```
     pub fn with_socket<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> Option<R> {
+        if self.shared.mode.is_pipe() {
+            return None;
+        }
         let guard = self
             .shared
             .extra

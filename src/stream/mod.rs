@@ -1,5 +1,6 @@
 //! Stream transports over any `AsyncRead + AsyncWrite`: TCP, Unix streams,
-//! TLS (see [`crate::tls`]), in-memory pipes, and later subprocess pipes.
+//! TLS (see [`crate::tls`]), in-memory pipes, and one-way pipe transports
+//! (see [`pipe`]: read-only and write-only modes of the same driver).
 //!
 //! * [`state`]: the sans-IO state machine (write queue, watermarks, read and
 //!   close state).
@@ -7,10 +8,14 @@
 //! * [`driver`]: the tokio task that owns the I/O.
 //! * [`read_pool`]: the per-thread read buffer.
 //! * [`queues`]: the write queue, allocation-free in the common case.
-//! * [`stream_io`]: what the driver needs of its I/O (TLS included).
+//! * [`stream_io`]: what the driver needs of its I/O (TLS included), and
+//!   which ways its bytes go ([`stream_io::Mode`]).
+//! * [`pipe`]: the read and write pipe I/O types and `connect_read_pipe` /
+//!   `connect_write_pipe`.
 
 pub(crate) mod driver;
 pub(crate) mod handle;
+pub(crate) mod pipe;
 pub(crate) mod queues;
 pub(crate) mod read_pool;
 pub(crate) mod state;
@@ -82,7 +87,7 @@ pub(crate) fn prepare_stream<IO>(
 where
     IO: StreamIo,
 {
-    let shared = Shared::new(config.extra, config.limits, config.can_write_eof);
+    let shared = Shared::new(config.extra, config.limits, config.can_write_eof, IO::MODE);
     let transport = Transport { shared };
     let (started_tx, started_rx) = if config.notify_started {
         let (tx, rx) = oneshot::channel();
@@ -96,7 +101,7 @@ where
         if IO::TLS {
             StreamState::new_tls(config.limits)
         } else {
-            StreamState::new(config.limits)
+            StreamState::with_mode(config.limits, IO::MODE)
         },
         protocol.into_protocol(),
         started_tx,

@@ -6,12 +6,19 @@
 //! (a write was asked for, `n` bytes went out, EOF was read, an error) and
 //! executes the [`Event`]s it emits (call `pause_writing`, shut down the write
 //! half, deliver `connection_lost`). Unit tests drive it without a runtime.
+//!
+//! A [`Mode`] says which ways bytes go. A read pipe (`ReadOnly`) starts with
+//! its write half shut and always closes at end of file; a write pipe
+//! (`WriteOnly`) starts with reading stopped, its close is its end of file
+//! (later writes are dropped, as asyncio's write pipe does), and the reader
+//! going away loses it ([`StreamState::reader_gone_error`]).
 
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
 use super::queues::ChunkQueue;
+use super::stream_io::Mode;
 use crate::WriteLimits;
 use crate::flow::FlowControl;
 
@@ -107,6 +114,8 @@ pub(crate) struct StreamState {
     /// The peer's end of file (TLS: its close_notify, or the socket's end)
     /// was read.
     peer_closed: bool,
+    /// Both ways, or a one-way pipe.
+    mode: Mode,
 }
 
 impl Default for StreamState {
@@ -131,7 +140,28 @@ impl StreamState {
             busy: false,
             graceful_close: false,
             peer_closed: false,
+            mode: Mode::Duplex,
         }
+    }
+
+    /// The state of a transport whose bytes go `mode`'s way: for a read
+    /// pipe the write half is shut from the start (nothing is ever queued),
+    /// for a write pipe reading is stopped from the start.
+    pub(crate) fn with_mode(limits: WriteLimits, mode: Mode) -> Self {
+        let mut sm = Self::new(limits);
+        sm.mode = mode;
+        match mode {
+            Mode::Duplex => {}
+            Mode::ReadOnly => sm.write_side = WriteSide::Shut,
+            Mode::WriteOnly => sm.read = ReadState::Stopped,
+        }
+        sm
+    }
+
+    /// Which ways bytes go.
+    #[cfg(test)]
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// A TLS connection's state: see [`awaiting_peer_close`](Self::awaiting_peer_close).
@@ -409,8 +439,16 @@ impl StreamState {
 
     /// Half-close: shut the write half once the queue is empty. A no-op when
     /// closing, lost, or already done.
+    ///
+    /// A write pipe's end of file is its close (asyncio's `write_eof()` on a
+    /// write pipe): flush, then `Lost(None)`. A read pipe has no write half:
+    /// a no-op (the handle refuses it first).
     pub(crate) fn write_eof(&mut self) {
         if self.phase != Phase::Open || self.write_side != WriteSide::Open {
+            return;
+        }
+        if self.mode == Mode::WriteOnly {
+            self.close();
             return;
         }
         self.write_side = WriteSide::EofPending;
@@ -453,6 +491,23 @@ impl StreamState {
         }
     }
 
+    /// `eof_received` returned `keep_open`: close unless the protocol keeps
+    /// the transport open for writing. A read pipe has nothing to keep open:
+    /// it always closes (asyncio ignores the return value there).
+    pub(crate) fn eof_received_returned(&mut self, keep_open: bool) {
+        if !keep_open || self.mode == Mode::ReadOnly {
+            self.close();
+        }
+    }
+
+    /// A write pipe's reader went away (the driver saw it without writing):
+    /// the error the connection is lost with, `None` if nothing was waiting
+    /// to be sent, a broken pipe if something was (asyncio's rule). The
+    /// driver aborts with it.
+    pub(crate) fn reader_gone_error(&self) -> Option<io::Error> {
+        (self.queued > 0).then(|| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+
     /// EOF was read. Returns whether `eof_received` must be called (once).
     pub(crate) fn read_eof(&mut self) -> bool {
         self.peer_closed = true;
@@ -467,14 +522,20 @@ impl StreamState {
 
     // ---- closing -------------------------------------------------------
 
-    /// Graceful close: stop reading, flush, then `Lost(None)`.
+    /// Graceful close: stop reading, flush, then `Lost(None)`. A write pipe
+    /// takes no more writes from then on.
     pub(crate) fn close(&mut self) {
         if self.phase != Phase::Open {
             return;
         }
         self.phase = Phase::Closing;
-        self.update_busy();
         self.read = ReadState::Stopped;
+        if self.mode == Mode::WriteOnly {
+            // A write pipe's close is its end of file: what is queued is
+            // sent, later writes are dropped (asyncio's write pipe).
+            self.write_side = WriteSide::EofPending;
+        }
+        self.update_busy();
         self.drained();
     }
 

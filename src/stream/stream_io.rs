@@ -16,8 +16,54 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
+/// Which ways bytes go through a stream transport's I/O. A constant of the
+/// I/O type ([`StreamIo::MODE`]), so the driver's branches for the other
+/// modes vanish from each build (a socket's build has no pipe code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Both ways: sockets, TLS, any `AsyncRead + AsyncWrite`.
+    Duplex,
+    /// Read only: a read pipe (`connect_read_pipe`). Writes are refused by
+    /// the handle, end of file always closes the transport.
+    ReadOnly,
+    /// Write only: a write pipe (`connect_write_pipe`). Nothing is read; the
+    /// read step of the driver watches for the reader going away instead.
+    WriteOnly,
+}
+
+impl Mode {
+    /// Whether the driver reads (and delivers data and end of file).
+    #[inline(always)]
+    pub(crate) const fn readable(self) -> bool {
+        !matches!(self, Mode::WriteOnly)
+    }
+
+    /// Whether the transport accepts writes.
+    #[inline(always)]
+    pub(crate) const fn writable(self) -> bool {
+        !matches!(self, Mode::ReadOnly)
+    }
+
+    /// A pipe transport (read-only or write-only).
+    #[inline(always)]
+    pub(crate) const fn is_pipe(self) -> bool {
+        !matches!(self, Mode::Duplex)
+    }
+}
+
 /// A stream transport's I/O.
 pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Which ways bytes go: both, or one (pipes). A constant, so the
+    /// driver's one-way branches compile out of the socket builds.
+    const MODE: Mode = Mode::Duplex;
+
+    /// Write-only I/O: ready once the reader at the other end went away
+    /// (seen without writing); pending otherwise, with `cx`'s waker woken
+    /// when that changes. Never called for other modes.
+    fn poll_reader_gone(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+
     /// Ready once a read may find data, EOF or an error; otherwise pending,
     /// with `cx`'s waker woken when that changes. Ready may be a false
     /// alarm (the read then finds nothing). The default is always ready.

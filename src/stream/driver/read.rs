@@ -246,12 +246,20 @@ where
                         }
                         self.core.sm.close();
                         self.sync_flags();
-                    } else if keep_open == Some(false) {
-                        self.core.sm.close();
+                    } else if let Some(keep_open) = keep_open {
+                        // (A read pipe closes whatever it returned.)
+                        self.core.sm.eof_received_returned(keep_open);
                     }
                 }
             }
             ReadOutcome::Error(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            ReadOutcome::Error(e) if IO::MODE.is_pipe() && e.raw_os_error() == Some(libc::EIO) => {
+                // A pty's end: the other side closed (Linux reports EIO, not
+                // a 0-byte read). An end of file, not a failure (asyncio
+                // logs it at debug level only).
+                tracing::debug!("pipe read ended with EIO (pty closed): {e}");
+                self.deliver(ReadOutcome::Eof);
+            }
             ReadOutcome::Error(e) if IO::TLS && e.kind() == io::ErrorKind::UnexpectedEof => {
                 // A ragged end: the socket closed without close_notify. Not
                 // a graceful end of file, so no `eof_received` (uvloop's

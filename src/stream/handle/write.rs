@@ -10,6 +10,12 @@ use super::{CLOSING, CURRENT, Command, Core, EOF_WRITTEN, LOST, Transport};
 use crate::TransportError;
 use crate::context;
 use crate::stream::state::WriteOutcome;
+use crate::stream::stream_io::Mode;
+
+/// [`TransportError::Unsupported`]'s message for a write on a read pipe.
+const READ_PIPE_WRITE: &str = "write() on a read-only pipe transport";
+/// ... for `writelines`.
+const READ_PIPE_WRITELINES: &str = "writelines() on a read-only pipe transport";
 
 impl Transport {
     /// Queue `data` for sending (asyncio's `write`). Never blocks. Empty data
@@ -87,12 +93,13 @@ impl Transport {
         self.send_outside(Command::Write(data));
     }
 
-    /// An empty write, or one after `write_eof()` or the connection's loss.
+    /// An empty write, or one after `write_eof()` or the connection's loss,
+    /// or any write on a read pipe (its `EOF_WRITTEN` is set from the start).
     #[cold]
     fn write_unusual(&self, data: Bytes) -> Result<(), TransportError> {
         let flags = self.shared.flags.load(Ordering::Acquire);
         if flags & EOF_WRITTEN != 0 {
-            return Err(TransportError::WriteAfterEof);
+            return self.refuse_after_eof(!data.is_empty(), false);
         }
         if !data.is_empty() && flags & LOST != 0 {
             self.shared.count_dropped_write();
@@ -119,7 +126,12 @@ impl Transport {
     {
         let flags = self.shared.flags.load(Ordering::Acquire);
         if flags & EOF_WRITTEN != 0 {
-            return Err(TransportError::WritelinesAfterEof);
+            if self.shared.mode == Mode::WriteOnly {
+                let mut chunks = chunks.into_iter().map(Into::into);
+                let has_data = chunks.any(|c: Bytes| !c.is_empty());
+                return self.refuse_after_eof(has_data, true);
+            }
+            return self.refuse_after_eof(false, true);
         }
         // Inside a callback that has issued no other command yet (the common
         // case), the chunks go straight into the write queue.
@@ -185,6 +197,26 @@ impl Transport {
         }
     }
 
+    /// A write or `writelines` after `EOF_WRITTEN`: an error on a two-way
+    /// transport (`write_eof()` was called) and on a read pipe (it never
+    /// writes); dropped and counted on a closing write pipe (asyncio's rule
+    /// for pipes: `write_eof()` and `close()` are the same there).
+    #[cold]
+    fn refuse_after_eof(&self, has_data: bool, lines: bool) -> Result<(), TransportError> {
+        match self.shared.mode {
+            Mode::ReadOnly if lines => Err(TransportError::Unsupported(READ_PIPE_WRITELINES)),
+            Mode::ReadOnly => Err(TransportError::Unsupported(READ_PIPE_WRITE)),
+            Mode::WriteOnly => {
+                if has_data {
+                    self.shared.count_dropped_write();
+                }
+                Ok(())
+            }
+            Mode::Duplex if lines => Err(TransportError::WritelinesAfterEof),
+            Mode::Duplex => Err(TransportError::WriteAfterEof),
+        }
+    }
+
     /// Half-close: shut down the write half once the buffer is flushed
     /// (asyncio's `write_eof`). Data is still received afterwards. Later
     /// writes are errors. A no-op when closing or already done.
@@ -207,9 +239,17 @@ impl Transport {
     /// ```
     pub fn write_eof(&self) -> Result<(), TransportError> {
         if !self.shared.can_write_eof.load(Ordering::Acquire) {
-            return Err(TransportError::Unsupported(
-                "write_eof() on a transport that cannot half-close (TLS)",
-            ));
+            return Err(TransportError::Unsupported(match self.shared.mode {
+                Mode::ReadOnly => "write_eof() on a read-only pipe transport",
+                _ => "write_eof() on a transport that cannot half-close (TLS)",
+            }));
+        }
+        if self.shared.mode == Mode::WriteOnly {
+            // A write pipe's end of file is its close (asyncio's rule):
+            // `is_closing()` is true at once, the buffer is flushed, then
+            // `connection_lost(None)`.
+            self.close();
+            return Ok(());
         }
         if self.shared.has(CLOSING | EOF_WRITTEN | LOST) {
             return Ok(());
@@ -293,6 +333,11 @@ impl Transport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> Result<(), TransportError> {
+        if self.shared.mode == Mode::ReadOnly {
+            return Err(TransportError::Unsupported(
+                "set_write_buffer_limits() on a read-only pipe transport",
+            ));
+        }
         let limits = self.shared.set_limits(high, low)?;
         self.send(Command::SetLimits(limits));
         Ok(())
@@ -300,7 +345,9 @@ impl Transport {
 
     /// Close gracefully (asyncio's `close`): stop reading, flush the write
     /// buffer, then deliver `connection_lost(None)`. Idempotent; a no-op
-    /// after the connection is lost.
+    /// after the connection is lost. On a write pipe, writes made after it
+    /// are dropped and counted (asyncio's rule for pipes; a socket still
+    /// sends them).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -313,6 +360,10 @@ impl Transport {
     /// # }
     /// ```
     pub fn close(&self) {
+        if self.shared.mode == Mode::WriteOnly {
+            // A write pipe drops writes once closing (asyncio's rule).
+            self.shared.set(EOF_WRITTEN);
+        }
         if self.shared.mark_closing() {
             self.send(Command::Close);
         }

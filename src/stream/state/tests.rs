@@ -351,3 +351,108 @@ fn a_plain_close_does_not_wait_for_the_peer() {
     assert!(!sm.awaiting_peer_close());
     assert_eq!(events(&mut sm), ["lost"]);
 }
+
+// ---- one-way modes (pipes) ---------------------------------------------
+
+#[test]
+fn read_pipe_refuses_writes_and_write_eof() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::ReadOnly);
+    assert_eq!(sm.mode(), Mode::ReadOnly);
+    assert_eq!(sm.write_side(), WriteSide::Shut);
+    assert!(!sm.accepts_writes());
+    assert_eq!(sm.write(b(3)), WriteOutcome::Dropped);
+    assert_eq!(sm.queued(), 0);
+    sm.write_eof();
+    assert!(events(&mut sm).is_empty(), "no shutdown for a read pipe");
+    assert!(sm.only_writes());
+    assert!(sm.is_reading());
+}
+
+#[test]
+fn read_pipe_closes_at_eof_whatever_eof_received_returns() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::ReadOnly);
+    assert!(sm.read_eof(), "eof_received is due once");
+    sm.eof_received_returned(true);
+    assert_eq!(sm.phase(), Phase::Lost);
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn duplex_eof_received_true_keeps_open() {
+    let mut sm = StreamState::new(limits(2, 10));
+    assert!(sm.read_eof());
+    sm.eof_received_returned(true);
+    assert_eq!(sm.phase(), Phase::Open);
+    sm.eof_received_returned(false);
+    assert_eq!(events(&mut sm), ["lost"]);
+}
+
+#[test]
+fn read_pipe_pause_resume_and_close() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::ReadOnly);
+    sm.pause_reading();
+    sm.pause_reading();
+    assert_eq!(sm.read_state(), ReadState::Paused);
+    sm.resume_reading();
+    assert!(sm.is_reading());
+    sm.close();
+    assert_eq!(events(&mut sm), ["lost"], "nothing to flush: lost at once");
+    sm.resume_reading();
+    sm.pause_reading();
+    assert_eq!(sm.read_state(), ReadState::Stopped, "harmless once closed");
+}
+
+#[test]
+fn write_pipe_does_not_read() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::WriteOnly);
+    assert!(!sm.is_reading());
+    sm.resume_reading();
+    assert!(!sm.is_reading(), "nothing to resume");
+    assert_eq!(sm.write(b(4)), WriteOutcome::Queued);
+}
+
+#[test]
+fn write_pipe_write_eof_is_close_and_drops_later_writes() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::WriteOnly);
+    sm.write(b(5));
+    sm.write_eof();
+    assert_eq!(sm.phase(), Phase::Closing, "write_eof closes a write pipe");
+    assert_eq!(sm.write(b(1)), WriteOutcome::Dropped, "asyncio drops writes while closing");
+    assert!(events(&mut sm).is_empty(), "waits for the queue");
+    sm.consume(5);
+    sm.drained();
+    assert_eq!(events(&mut sm), ["lost"], "no shutdown event: the close ends it");
+}
+
+#[test]
+fn write_pipe_close_drops_later_writes_socket_close_does_not() {
+    let mut pipe = StreamState::with_mode(limits(2, 10), Mode::WriteOnly);
+    pipe.write(b(5));
+    pipe.close();
+    assert_eq!(pipe.write(b(1)), WriteOutcome::Dropped);
+    let mut sock = StreamState::new(limits(2, 10));
+    sock.write(b(5));
+    sock.close();
+    assert_eq!(sock.write(b(1)), WriteOutcome::Queued, "gh-115514: a socket still sends");
+}
+
+#[test]
+fn write_pipe_reader_gone_error_depends_on_buffer() {
+    let mut sm = StreamState::with_mode(limits(2, 10), Mode::WriteOnly);
+    assert!(sm.reader_gone_error().is_none(), "empty buffer: a clean end");
+    sm.write(b(3));
+    let err = sm.reader_gone_error().expect("data buffered");
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    assert_eq!(sm.abort(Some(err)), 3);
+    assert_eq!(events(&mut sm), ["lost(broken pipe)"]);
+}
+
+#[test]
+fn write_pipe_flow_control_as_sockets() {
+    let mut sm = StreamState::with_mode(limits(4, 10), Mode::WriteOnly);
+    sm.write(b(11));
+    sm.check_pause();
+    assert_eq!(events(&mut sm), ["pause"]);
+    sm.consume(7);
+    assert_eq!(events(&mut sm), ["resume"]);
+}
