@@ -22,7 +22,7 @@ mod transport;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio as StdStdio;
@@ -300,7 +300,10 @@ struct ParentEnds {
 }
 
 /// Set the child's standard streams on `cmd`; returns the parent's ends.
-fn set_stdio(cmd: &mut std::process::Command, options: &mut SubprocessOptions) -> io::Result<ParentEnds> {
+fn set_stdio(
+    cmd: &mut std::process::Command,
+    options: &mut SubprocessOptions,
+) -> io::Result<ParentEnds> {
     let mut ends = ParentEnds::default();
     let refuse = |what: &str| {
         io::Error::new(
@@ -330,7 +333,7 @@ fn set_stdio(cmd: &mut std::process::Command, options: &mut SubprocessOptions) -
     match std::mem::replace(&mut options.stdout, Stdio::Inherit) {
         Stdio::Pipe => {
             let (r, w) = std::io::pipe()?;
-            stdout_target = Some(OwnedFd::from(w).try_clone()?);
+            stdout_target = Some(w.try_clone()?.into());
             cmd.stdout(w);
             ends.stdout = Some(r.into());
         }
@@ -439,7 +442,12 @@ async fn start(
         .filter(|e| e.is_some())
         .count();
     let shared = Shared::new(process, protocol, pipes_open);
-    let watcher = AsyncFd::with_interest(PidfdRef(shared.process.pidfd().as_raw_fd()), Interest::READABLE);
+    let watcher = shared.process.pidfd().try_clone().and_then(|fd| {
+        // SAFETY: the `AsyncFd` owns `fd` (a duplicate of the pidfd), so it
+        // stays open and names the same file description for the
+        // registration's whole life.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into())
+    });
     let watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
@@ -463,20 +471,10 @@ async fn start(
     Ok(transport)
 }
 
-/// The pidfd, borrowed for `AsyncFd` (which must not close it: the
-/// `Process` owns it).
-struct PidfdRef(std::os::fd::RawFd);
-
-impl AsRawFd for PidfdRef {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0
-    }
-}
-
 /// Reaps the child when its pidfd says it exited, then reports the exit.
 /// If the task is dropped first (its runtime went away), a thread waits for
 /// the child and reaps it: no zombie is left behind.
-async fn watch_exit(shared: Arc<Shared>, watcher: AsyncFd<PidfdRef>) {
+async fn watch_exit(shared: Arc<Shared>, watcher: AsyncFd<OwnedFd>) {
     struct ReapOnDrop(Option<Arc<Shared>>);
     impl Drop for ReapOnDrop {
         fn drop(&mut self) {

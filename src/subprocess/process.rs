@@ -147,7 +147,10 @@ mod tests {
         let err = p.signal(libc::SIGTERM).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
 
-        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let p = Process::open(child.id()).unwrap();
         assert_eq!(p.try_reap().unwrap(), Status::Running);
         assert!(!p.has_exited().unwrap());

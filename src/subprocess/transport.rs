@@ -147,7 +147,9 @@ impl Shared {
             }
             Event::PipeLost(fd, exc) => {
                 d.pipes_open = d.pipes_open.saturating_sub(1);
-                call(d, "pipe_connection_lost", |p| p.pipe_connection_lost(fd, exc));
+                call(d, "pipe_connection_lost", |p| {
+                    p.pipe_connection_lost(fd, exc)
+                });
             }
             Event::Exited => {
                 d.exited = true;

@@ -417,11 +417,19 @@ fn write_pipe_write_eof_is_close_and_drops_later_writes() {
     sm.write(b(5));
     sm.write_eof();
     assert_eq!(sm.phase(), Phase::Closing, "write_eof closes a write pipe");
-    assert_eq!(sm.write(b(1)), WriteOutcome::Dropped, "asyncio drops writes while closing");
+    assert_eq!(
+        sm.write(b(1)),
+        WriteOutcome::Dropped,
+        "asyncio drops writes while closing"
+    );
     assert!(events(&mut sm).is_empty(), "waits for the queue");
     sm.consume(5);
     sm.drained();
-    assert_eq!(events(&mut sm), ["lost"], "no shutdown event: the close ends it");
+    assert_eq!(
+        events(&mut sm),
+        ["lost"],
+        "no shutdown event: the close ends it"
+    );
 }
 
 #[test]
@@ -433,13 +441,20 @@ fn write_pipe_close_drops_later_writes_socket_close_does_not() {
     let mut sock = StreamState::new(limits(2, 10));
     sock.write(b(5));
     sock.close();
-    assert_eq!(sock.write(b(1)), WriteOutcome::Queued, "gh-115514: a socket still sends");
+    assert_eq!(
+        sock.write(b(1)),
+        WriteOutcome::Queued,
+        "gh-115514: a socket still sends"
+    );
 }
 
 #[test]
 fn write_pipe_reader_gone_error_depends_on_buffer() {
     let mut sm = StreamState::with_mode(limits(2, 10), Mode::WriteOnly);
-    assert!(sm.reader_gone_error().is_none(), "empty buffer: a clean end");
+    assert!(
+        sm.reader_gone_error().is_none(),
+        "empty buffer: a clean end"
+    );
     sm.write(b(3));
     let err = sm.reader_gone_error().expect("data buffered");
     assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
