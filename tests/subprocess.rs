@@ -352,26 +352,35 @@ async fn closing_stdout_gives_the_child_a_broken_pipe() {
 
 #[tokio::test]
 async fn stdin_flow_control_pauses_and_resumes_the_protocol() {
+    // The child reads nothing until it gets SIGUSR1, so the pipe fills and
+    // the stdin transport must pause; then it reads everything.
+    let script = "import signal, sys\n\
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n\
+print('ready', flush=True)\n\
+signal.sigwait([signal.SIGUSR1])\n\
+print(len(sys.stdin.buffer.read()), flush=True)\n";
     let log = Log::default();
     let l2 = log.clone();
     let t = subprocess_exec(
         move || Rec::new(&l2),
-        "cat",
-        Vec::<&str>::new(),
+        "python3",
+        ["-c", script],
         SubprocessOptions::default()
-            .stdout(Stdio::Null)
             .stdin_write_limits(WriteLimits::new(Some(16 * 1024), None).unwrap()),
     )
     .await
     .unwrap();
+    log.wait_until("ready", |_| log.output(1) == b"ready\n").await;
     let stdin = t.get_pipe_transport(0).unwrap();
-    stdin.write(vec![b'x'; 8 * 1024 * 1024]).unwrap();
+    stdin.write(vec![b'x'; 4 * 1024 * 1024]).unwrap();
     log.wait_until("pause", |e| e.contains(&Ev::Pause)).await;
+    t.send_signal(libc::SIGUSR1).unwrap();
     log.wait_until("resume", |e| e.contains(&Ev::Resume)).await;
     stdin.close();
     let evs = log.wait_lost().await;
+    assert_eq!(log.output(1), b"ready\n4194304\n");
     assert_eq!(t.get_returncode(), Some(0));
-    check_grammar(&evs, &[0, 2]);
+    check_grammar(&evs, &[0, 1, 2]);
 }
 
 #[tokio::test]
