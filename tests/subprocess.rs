@@ -345,7 +345,9 @@ async fn closing_stdout_gives_the_child_a_broken_pipe() {
         .await;
     t.get_pipe_transport(1).unwrap().close();
     assert_eq!(guard("exit", t.wait()).await, -libc::SIGPIPE);
-    t.get_pipe_transport(0).map(|p| p.close());
+    if let Some(stdin) = t.get_pipe_transport(0) {
+        stdin.close();
+    }
     let evs = log.wait_lost().await;
     check_grammar(&evs, &[0, 1, 2]);
 }
@@ -370,7 +372,8 @@ print(len(sys.stdin.buffer.read()), flush=True)\n";
     )
     .await
     .unwrap();
-    log.wait_until("ready", |_| log.output(1) == b"ready\n").await;
+    log.wait_until("ready", |_| log.output(1) == b"ready\n")
+        .await;
     let stdin = t.get_pipe_transport(0).unwrap();
     stdin.write(vec![b'x'; 4 * 1024 * 1024]).unwrap();
     log.wait_until("pause", |e| e.contains(&Ev::Pause)).await;

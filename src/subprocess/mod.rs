@@ -22,7 +22,7 @@ mod transport;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio as StdStdio;
@@ -313,9 +313,9 @@ fn set_stdio(
     };
     match std::mem::replace(&mut options.stdin, Stdio::Inherit) {
         Stdio::Pipe => {
-            let (r, w) = std::io::pipe()?;
+            let (r, w) = pipe()?;
             cmd.stdin(r);
-            ends.stdin = Some(w.into());
+            ends.stdin = Some(w);
         }
         Stdio::Inherit => {
             cmd.stdin(StdStdio::inherit());
@@ -332,10 +332,10 @@ fn set_stdio(
     let mut stdout_target: Option<OwnedFd> = None;
     match std::mem::replace(&mut options.stdout, Stdio::Inherit) {
         Stdio::Pipe => {
-            let (r, w) = std::io::pipe()?;
-            stdout_target = Some(w.try_clone()?.into());
+            let (r, w) = pipe()?;
+            stdout_target = Some(w.try_clone()?);
             cmd.stdout(w);
-            ends.stdout = Some(r.into());
+            ends.stdout = Some(r);
         }
         Stdio::Inherit => {
             stdout_target = Some(std::io::stdout().as_fd_owned()?);
@@ -352,9 +352,9 @@ fn set_stdio(
     }
     match std::mem::replace(&mut options.stderr, Stdio::Inherit) {
         Stdio::Pipe => {
-            let (r, w) = std::io::pipe()?;
+            let (r, w) = pipe()?;
             cmd.stderr(w);
-            ends.stderr = Some(r.into());
+            ends.stderr = Some(r);
         }
         Stdio::Inherit => {
             cmd.stderr(StdStdio::inherit());
@@ -375,6 +375,21 @@ fn set_stdio(
         },
     }
     Ok(ends)
+}
+
+/// A pipe, `(read end, write end)`, both close-on-exec and blocking (the
+/// child's end stays blocking; the pipe transport makes the parent's end
+/// non-blocking).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `pipe2` writes two fds into the two-element array we pass
+    // and touches nothing else.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned these two fds to us; nothing else
+    // owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// A duplicate of a std stream's fd.

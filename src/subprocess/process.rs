@@ -132,6 +132,8 @@ impl Process {
 }
 
 #[cfg(test)]
+// The children are reaped through their pidfd, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 mod tests {
     use super::*;
 
