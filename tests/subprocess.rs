@@ -433,3 +433,56 @@ async fn a_python_child_with_environment_and_directory() {
     );
     check_grammar(&evs, &[0, 1, 2]);
 }
+
+#[test]
+fn a_runtime_dropped_under_a_running_child_leaves_no_zombie() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // `cat` ends when its stdin closes: the pipe transports go with the
+    // runtime, so it exits on its own, and someone must still reap it.
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = rt
+        .block_on(subprocess_exec(
+            move || Rec::new(&l2),
+            "cat",
+            Vec::<&str>::new(),
+            SubprocessOptions::default(),
+        ))
+        .unwrap();
+    assert!(t.get_returncode().is_none());
+    drop(rt);
+    // The exit watcher went with the runtime; its reaper thread takes over.
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = other.block_on(async { guard("reaped", t.wait()).await });
+    assert_eq!(code, 0);
+    assert_eq!(t.get_returncode(), Some(0));
+    // The protocol still hears the end: each pipe's loss (with the
+    // task-dropped error), the exit, then connection_lost.
+    let evs = other.block_on(log.wait_lost());
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_child_killed_from_outside_is_reaped_and_reported() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "sleep",
+        ["30"],
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    // SAFETY: kill(2) with a pid and a signal number touches no memory.
+    assert_eq!(unsafe { libc::kill(t.get_pid() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(guard("exit", t.wait()).await, -libc::SIGTERM);
+    let evs = log.wait_lost().await;
+    check_grammar(&evs, &[0, 1, 2]);
+}

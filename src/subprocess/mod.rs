@@ -502,6 +502,10 @@ async fn watch_exit(shared: Arc<Shared>, watcher: AsyncFd<OwnedFd>) {
                         if let Ok(process::Status::Exited(code)) = shared.process.reap_blocking() {
                             shared.state().returncode = Some(code);
                             shared.exit.send_replace(Some(code));
+                            // The rest of the grammar, on this thread (the
+                            // pipes' tasks reported their end as they were
+                            // dropped): `process_exited`, `connection_lost`.
+                            shared.deliver(Event::Exited);
                         }
                     });
             }
