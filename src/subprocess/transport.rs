@@ -136,8 +136,12 @@ impl Shared {
             d.pending.push_back(ev);
             return;
         }
+        // Only a pipe's loss or the exit can complete the end.
+        let may_end = matches!(ev, Event::PipeLost(..) | Event::Exited);
         self.handle(&mut d, ev);
-        self.maybe_lost(&mut d);
+        if may_end {
+            self.maybe_lost(&mut d);
+        }
     }
 
     fn handle(&self, d: &mut Dispatch, ev: Event) {
