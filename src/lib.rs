@@ -57,6 +57,7 @@ mod protocol;
 mod server;
 mod shared;
 mod stream;
+mod subprocess;
 mod tcp;
 mod tls;
 mod unix;
@@ -99,6 +100,10 @@ pub use server::{
 pub use stream::handle::Transport;
 pub use stream::pipe::{connect_read_pipe, connect_write_pipe};
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
+pub use subprocess::{
+    Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport, subprocess_exec,
+    subprocess_shell,
+};
 pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
     create_connection_from_socket,

@@ -702,3 +702,41 @@ fn python_unix_reference_pair() {
         Peer::Python("unix_echo_client"),
     );
 }
+
+/// "Current date: YYYY-MM-DD HH:MM:SS.ffffff" (Python's `datetime.now()`).
+fn is_date_line(line: &str) -> bool {
+    let Some(date) = line.strip_prefix("Current date: ") else {
+        return false;
+    };
+    let shape: String = date
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    shape == "9999-99-99 99:99:99.999999" || shape == "9999-99-99 99:99:99"
+}
+
+#[test]
+fn subprocess_date_prints_what_python_prints() {
+    let ours = Running::start(
+        Peer::Example("subprocess_date").command(&[]),
+        "example subprocess_date",
+    )
+    .wait();
+    assert!(ours.status.success(), "{ours:#?}");
+    assert_eq!(ours.stderr, "", "{ours:#?}");
+    let lines: Vec<&str> = ours.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{ours:#?}");
+    assert!(is_date_line(lines[0]), "{ours:#?}");
+    if python().is_none() {
+        return;
+    }
+    let theirs = Running::start(
+        Peer::Python("subprocess_date").command(&[]),
+        "python3 tests/python/subprocess_date.py",
+    )
+    .wait();
+    assert!(theirs.status.success(), "{theirs:#?}");
+    let their_lines: Vec<&str> = theirs.stdout.lines().collect();
+    assert_eq!(their_lines.len(), 1, "{theirs:#?}");
+    assert!(is_date_line(their_lines[0]), "{theirs:#?}");
+}

@@ -1,0 +1,362 @@
+//! [`SubprocessTransport`] and the state it shares with the child's pipes
+//! and its exit watcher: who may call the protocol, when, and in what order.
+//!
+//! Three pipe transports (each its own task) and the exit watcher (a task)
+//! produce the child's events. They all hand them to [`Shared::deliver`],
+//! which calls the protocol under one lock: one callback at a time, on
+//! whichever task produced the event. Before `connection_made` has run,
+//! events wait in a queue and are replayed after it, in order. The lock is
+//! never held while the state lock is: the protocol may call any method of
+//! the transport from its callbacks.
+
+use std::collections::VecDeque;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, watch};
+
+use super::SubprocessProtocol;
+use super::process::{Process, Status};
+use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::stream::handle::Transport;
+
+/// One event for the protocol.
+pub(crate) enum Event {
+    Data(i32, Bytes),
+    PipeLost(i32, Option<io::Error>),
+    Exited,
+    PauseWriting,
+    ResumeWriting,
+}
+
+/// The transport's own state (short critical sections; never held while
+/// the protocol runs).
+pub(crate) struct State {
+    pub(crate) returncode: Option<i32>,
+    pub(crate) closing: bool,
+    /// `connection_lost` has run.
+    pub(crate) finished: bool,
+    pub(crate) pipes: [Option<Transport>; 3],
+}
+
+/// The protocol and what decides its next call.
+struct Dispatch {
+    protocol: Box<dyn SubprocessProtocol>,
+    made: bool,
+    pending: VecDeque<Event>,
+    /// Pipes whose `pipe_connection_lost` has not come yet.
+    pipes_open: usize,
+    exited: bool,
+    lost: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) process: Process,
+    pub(crate) state: Mutex<State>,
+    dispatch: Mutex<Dispatch>,
+    /// The return code once the child is reaped (exit waiters).
+    pub(crate) exit: watch::Sender<Option<i32>>,
+    /// Woken when `connection_lost` has run.
+    pub(crate) done: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(
+        process: Process,
+        protocol: Box<dyn SubprocessProtocol>,
+        pipes_open: usize,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            process,
+            state: Mutex::new(State {
+                returncode: None,
+                closing: false,
+                finished: false,
+                pipes: [None, None, None],
+            }),
+            dispatch: Mutex::new(Dispatch {
+                protocol,
+                made: false,
+                pending: VecDeque::new(),
+                pipes_open,
+                exited: false,
+                lost: false,
+            }),
+            exit: watch::channel(None).0,
+            done: Notify::new(),
+        })
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Reap the child if it has exited, recording its return code under
+    /// the state lock (so a signal never races with the reaping).
+    pub(crate) fn try_reap(&self) -> io::Result<Option<i32>> {
+        let mut st = self.state();
+        if let Some(code) = st.returncode {
+            return Ok(Some(code));
+        }
+        match self.process.try_reap()? {
+            Status::Running => Ok(None),
+            Status::Exited(code) => {
+                st.returncode = Some(code);
+                drop(st);
+                self.exit.send_replace(Some(code));
+                Ok(Some(code))
+            }
+        }
+    }
+
+    /// `connection_made`, then the events that came before it.
+    pub(crate) fn made(self: &Arc<Self>) {
+        let transport = SubprocessTransport {
+            shared: self.clone(),
+        };
+        let mut d = lock(&self.dispatch);
+        call(&mut d, "connection_made", |p| p.connection_made(&transport));
+        d.made = true;
+        while let Some(ev) = d.pending.pop_front() {
+            self.handle(&mut d, ev);
+        }
+        self.maybe_lost(&mut d);
+    }
+
+    /// Hand one event to the protocol (or queue it until `connection_made`).
+    pub(crate) fn deliver(self: &Arc<Self>, ev: Event) {
+        let mut d = lock(&self.dispatch);
+        if !d.made {
+            d.pending.push_back(ev);
+            return;
+        }
+        // Only a pipe's loss or the exit can complete the end.
+        let may_end = matches!(ev, Event::PipeLost(..) | Event::Exited);
+        self.handle(&mut d, ev);
+        if may_end {
+            self.maybe_lost(&mut d);
+        }
+    }
+
+    fn handle(&self, d: &mut Dispatch, ev: Event) {
+        match ev {
+            Event::Data(fd, data) => {
+                call(d, "pipe_data_received", |p| p.pipe_data_received(fd, data))
+            }
+            Event::PipeLost(fd, exc) => {
+                d.pipes_open = d.pipes_open.saturating_sub(1);
+                call(d, "pipe_connection_lost", |p| {
+                    p.pipe_connection_lost(fd, exc)
+                });
+            }
+            Event::Exited => {
+                d.exited = true;
+                call(d, "process_exited", |p| p.process_exited());
+            }
+            Event::PauseWriting => call(d, "pause_writing", |p| p.pause_writing()),
+            Event::ResumeWriting => call(d, "resume_writing", |p| p.resume_writing()),
+        }
+    }
+
+    /// `connection_lost(None)` once the child exited and every pipe closed.
+    fn maybe_lost(&self, d: &mut Dispatch) {
+        if d.lost || !d.exited || d.pipes_open > 0 || !d.made {
+            return;
+        }
+        d.lost = true;
+        call(d, "connection_lost", |p| p.connection_lost(None));
+        let mut st = self.state();
+        st.finished = true;
+        st.pipes = [None, None, None];
+        drop(st);
+        self.done.notify_waiters();
+    }
+}
+
+/// Call the protocol; a panic is reported to the exception handler and the
+/// child's events go on (the transport's own bookkeeping never depends on
+/// the protocol returning).
+fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
+    let protocol = &mut *d.protocol;
+    if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
+        let msg = format!("Exception in callback protocol.{name}()");
+        call_exception_handler(&ExceptionContext::new(&msg));
+    }
+}
+
+/// A running (or finished) child process: asyncio's `SubprocessTransport`.
+/// Cheap to clone; usable from any thread, and from the protocol's
+/// callbacks.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio_transports::{SubprocessOptions, subprocess_exec};
+/// let t = subprocess_exec(|| (), "sleep", ["30"], SubprocessOptions::default()).await?;
+/// println!("pid {}", t.get_pid());
+/// t.terminate()?;
+/// assert_eq!(t.wait().await, -15);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SubprocessTransport {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SubprocessTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubprocessTransport")
+            .field("pid", &self.get_pid())
+            .field("returncode", &self.get_returncode())
+            .finish()
+    }
+}
+
+impl SubprocessTransport {
+    /// The child's process id.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { println!("{}", t.get_pid()); }
+    /// ```
+    pub fn get_pid(&self) -> u32 {
+        self.shared.process.pid()
+    }
+
+    /// `None` while the child runs; then its exit code, or minus the number
+    /// of the signal that ended it (asyncio's `returncode`).
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { assert_eq!(t.get_returncode(), None); }
+    /// ```
+    pub fn get_returncode(&self) -> Option<i32> {
+        self.shared.state().returncode
+    }
+
+    /// The transport of pipe `fd` (0: stdin, write-only; 1: stdout, 2:
+    /// stderr, read-only) if that stream is a pipe; `None` otherwise, and
+    /// once the transport has finished.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> {
+    /// if let Some(stdin) = t.get_pipe_transport(0) {
+    ///     stdin.write("input\n")?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn get_pipe_transport(&self, fd: i32) -> Option<Transport> {
+        let i = usize::try_from(fd).ok()?;
+        self.shared.state().pipes.get(i)?.clone()
+    }
+
+    /// Send `signal` to the child. A child that has exited (reaped or not)
+    /// is not signalled and this returns `Ok`; once the transport has
+    /// finished (`connection_lost` ran) it is an error (asyncio's
+    /// `ProcessLookupError`, "No such process"). The signal can never reach
+    /// another process that reused the pid (it goes through a pidfd).
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> {
+    /// t.send_signal(10)?; // SIGUSR1 on Linux
+    /// # Ok(()) }
+    /// ```
+    pub fn send_signal(&self, signal: i32) -> io::Result<()> {
+        let st = self.shared.state();
+        if st.finished {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        if st.returncode.is_some() || self.shared.process.has_exited()? {
+            return Ok(());
+        }
+        self.shared.process.signal(signal)
+    }
+
+    /// `send_signal(SIGTERM)`.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> { t.terminate() }
+    /// ```
+    pub fn terminate(&self) -> io::Result<()> {
+        self.send_signal(libc::SIGTERM)
+    }
+
+    /// `send_signal(SIGKILL)`.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> { t.kill() }
+    /// ```
+    pub fn kill(&self) -> io::Result<()> {
+        self.send_signal(libc::SIGKILL)
+    }
+
+    /// Close the pipes and kill the child (SIGKILL) if it is still running,
+    /// without waiting. The remaining events (`pipe_connection_lost`,
+    /// `process_exited`, `connection_lost`) still arrive. Idempotent.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { t.close(); assert!(t.is_closing()); }
+    /// ```
+    pub fn close(&self) {
+        let pipes = {
+            let mut st = self.shared.state();
+            if st.closing {
+                return;
+            }
+            st.closing = true;
+            st.pipes.clone()
+        };
+        for pipe in pipes.iter().flatten() {
+            pipe.close();
+        }
+        let _ = self.send_signal(libc::SIGKILL);
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { assert!(!t.is_closing()); }
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.shared.state().closing
+    }
+
+    /// Resolves with the return code when the child has exited, even if a
+    /// grandchild still holds its stdout open (CPython gh-119710).
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { let code = t.wait().await; }
+    /// ```
+    pub async fn wait(&self) -> i32 {
+        let mut rx = self.shared.exit.subscribe();
+        loop {
+            if let Some(code) = *rx.borrow_and_update() {
+                return code;
+            }
+            // The sender lives in `Shared`, which `self` holds: it cannot
+            // close while we wait.
+            let _ = rx.changed().await;
+        }
+    }
+
+    /// Resolves once `connection_lost` has run (the child exited and every
+    /// pipe closed).
+    ///
+    /// ```no_run
+    /// # async fn f(t: tokio_transports::SubprocessTransport) { t.closed().await; }
+    /// ```
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.shared.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.state().finished {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

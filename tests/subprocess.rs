@@ -1,0 +1,488 @@
+//! Child processes (`subprocess_exec`, `subprocess_shell`) with real
+//! children (`sh`, `cat`, `python3`): the events, their order, the return
+//! codes and signals, `close()`, a grandchild holding stdout, stdin flow
+//! control.
+
+mod common;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use common::guard;
+use tokio::sync::Notify;
+use tokio_transports::{
+    Bytes, Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport, WriteLimits,
+    subprocess_exec, subprocess_shell,
+};
+
+/// One recorded subprocess callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Made,
+    Data(i32, Vec<u8>),
+    PipeLost(i32, Option<io::ErrorKind>),
+    Exited(Option<i32>),
+    Pause,
+    Resume,
+    Lost,
+}
+
+#[derive(Clone, Default)]
+struct Log(Arc<(Mutex<Vec<Ev>>, Notify)>);
+
+impl Log {
+    fn push(&self, ev: Ev) {
+        self.0.0.lock().unwrap().push(ev);
+        self.0.1.notify_waiters();
+    }
+
+    fn events(&self) -> Vec<Ev> {
+        self.0.0.lock().unwrap().clone()
+    }
+
+    async fn wait_until(&self, what: &str, pred: impl Fn(&[Ev]) -> bool) -> Vec<Ev> {
+        guard(what, async {
+            loop {
+                let notified = self.0.1.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let evs = self.events();
+                if pred(&evs) {
+                    return evs;
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+
+    async fn wait_lost(&self) -> Vec<Ev> {
+        self.wait_until("connection_lost", |e| e.contains(&Ev::Lost))
+            .await
+    }
+
+    fn output(&self, fd: i32) -> Vec<u8> {
+        self.events()
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Data(f, d) if *f == fd => Some(d.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+/// Records every callback; checks the grammar as it goes.
+struct Rec {
+    log: Log,
+    t: Option<SubprocessTransport>,
+}
+
+impl Rec {
+    fn new(log: &Log) -> Rec {
+        Rec {
+            log: log.clone(),
+            t: None,
+        }
+    }
+}
+
+impl SubprocessProtocol for Rec {
+    fn connection_made(&mut self, t: &SubprocessTransport) {
+        self.t = Some(t.clone());
+        self.log.push(Ev::Made);
+    }
+    fn pipe_data_received(&mut self, fd: i32, data: Bytes) {
+        self.log.push(Ev::Data(fd, data.to_vec()));
+    }
+    fn pipe_connection_lost(&mut self, fd: i32, exc: Option<io::Error>) {
+        self.log.push(Ev::PipeLost(fd, exc.map(|e| e.kind())));
+    }
+    fn process_exited(&mut self) {
+        let code = self.t.as_ref().and_then(|t| t.get_returncode());
+        self.log.push(Ev::Exited(code));
+    }
+    fn pause_writing(&mut self) {
+        self.log.push(Ev::Pause);
+    }
+    fn resume_writing(&mut self) {
+        self.log.push(Ev::Resume);
+    }
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
+        assert!(exc.is_none());
+        self.log.push(Ev::Lost);
+    }
+}
+
+/// The subprocess grammar: `Made` first and once; `Lost` last and once,
+/// after `Exited` and every pipe's `PipeLost`; per fd, data before its
+/// `PipeLost`, which comes once; `Exited` once.
+fn check_grammar(evs: &[Ev], pipes: &[i32]) {
+    assert_eq!(evs.first(), Some(&Ev::Made), "{evs:?}");
+    assert_eq!(evs.iter().filter(|e| **e == Ev::Made).count(), 1, "{evs:?}");
+    assert_eq!(evs.last(), Some(&Ev::Lost), "{evs:?}");
+    assert_eq!(evs.iter().filter(|e| **e == Ev::Lost).count(), 1, "{evs:?}");
+    assert_eq!(
+        evs.iter().filter(|e| matches!(e, Ev::Exited(_))).count(),
+        1,
+        "{evs:?}"
+    );
+    for &fd in pipes {
+        let lost: Vec<_> = evs
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Ev::PipeLost(f, _) if *f == fd))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(lost.len(), 1, "fd {fd}: {evs:?}");
+        let last_data = evs
+            .iter()
+            .rposition(|e| matches!(e, Ev::Data(f, _) if *f == fd));
+        if let Some(i) = last_data {
+            assert!(
+                i < lost[0],
+                "fd {fd}: data after its pipe_connection_lost: {evs:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interactive_child_echoes_through_its_pipes() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "cat",
+        Vec::<&str>::new(),
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.events(), [Ev::Made], "connection_made has run");
+    assert!(t.get_returncode().is_none());
+    let stdin = t.get_pipe_transport(0).expect("stdin pipe");
+    assert!(t.get_pipe_transport(3).is_none());
+    stdin.write("line one\n").unwrap();
+    log.wait_until("first echo", |_| log.output(1).len() == 9)
+        .await;
+    stdin.write("line two\n").unwrap();
+    stdin.close();
+    let evs = log.wait_lost().await;
+    assert_eq!(log.output(1), b"line one\nline two\n");
+    assert!(evs.contains(&Ev::Exited(Some(0))), "{evs:?}");
+    check_grammar(&evs, &[0, 1, 2]);
+    assert_eq!(t.wait().await, 0);
+    // Finished: signals are refused as asyncio's ProcessLookupError.
+    let err = t.kill().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    assert!(t.get_pipe_transport(0).is_none());
+}
+
+#[tokio::test]
+async fn shell_stdout_and_stderr_apart_and_merged() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_shell(
+        move || Rec::new(&l2),
+        "echo out; echo err >&2; exit 3",
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    let evs = log.wait_lost().await;
+    assert_eq!(log.output(1), b"out\n");
+    assert_eq!(log.output(2), b"err\n");
+    assert_eq!(t.get_returncode(), Some(3));
+    check_grammar(&evs, &[0, 1, 2]);
+
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_shell(
+        move || Rec::new(&l2),
+        "echo out; echo err >&2",
+        SubprocessOptions::default().stderr(Stdio::Stdout),
+    )
+    .await
+    .unwrap();
+    assert!(t.get_pipe_transport(2).is_none(), "no stderr pipe");
+    let evs = log.wait_lost().await;
+    assert_eq!(log.output(1), b"out\nerr\n");
+    assert!(log.output(2).is_empty());
+    check_grammar(&evs, &[0, 1]);
+}
+
+#[tokio::test]
+async fn a_child_that_exits_at_once_still_gets_connection_made_first() {
+    for _ in 0..10 {
+        let log = Log::default();
+        let l2 = log.clone();
+        let _t = subprocess_exec(
+            move || Rec::new(&l2),
+            "echo",
+            ["quick"],
+            SubprocessOptions::default().stdin(Stdio::Null),
+        )
+        .await
+        .unwrap();
+        let evs = log.wait_lost().await;
+        assert_eq!(log.output(1), b"quick\n");
+        check_grammar(&evs, &[1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn signals_and_return_codes() {
+    for (signal, code) in [
+        (None, -libc::SIGKILL),
+        (Some(libc::SIGTERM), -libc::SIGTERM),
+        (Some(libc::SIGUSR1), -libc::SIGUSR1),
+    ] {
+        let log = Log::default();
+        let l2 = log.clone();
+        let t = subprocess_exec(
+            move || Rec::new(&l2),
+            "sleep",
+            ["30"],
+            SubprocessOptions::default(),
+        )
+        .await
+        .unwrap();
+        match signal {
+            None => t.kill().unwrap(),
+            Some(libc::SIGTERM) => t.terminate().unwrap(),
+            Some(s) => t.send_signal(s).unwrap(),
+        }
+        assert_eq!(guard("exit", t.wait()).await, code);
+        let evs = log.wait_lost().await;
+        assert!(evs.contains(&Ev::Exited(Some(code))), "{evs:?}");
+        check_grammar(&evs, &[0, 1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn close_kills_a_running_child_and_spares_a_finished_one() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "sleep",
+        ["30"],
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    t.close();
+    assert!(t.is_closing());
+    let evs = log.wait_lost().await;
+    assert_eq!(t.get_returncode(), Some(-libc::SIGKILL));
+    check_grammar(&evs, &[0, 1, 2]);
+
+    // A child that has exited: close() sends nothing; its code stays 0.
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "true",
+        Vec::<&str>::new(),
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.wait().await, 0);
+    t.close();
+    let evs = log.wait_lost().await;
+    assert_eq!(t.get_returncode(), Some(0));
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn exit_waiters_resolve_while_a_grandchild_holds_stdout() {
+    let log = Log::default();
+    let l2 = log.clone();
+    // The shell starts a grandchild that inherits stdout, prints its pid
+    // and exits.
+    let t = subprocess_shell(
+        move || Rec::new(&l2),
+        "sleep 30 & echo $!",
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(guard("the shell's exit", t.wait()).await, 0);
+    let evs = log
+        .wait_until("pid and exit", |e| {
+            e.iter().any(|e| matches!(e, Ev::Exited(_))) && log.output(1).ends_with(b"\n")
+        })
+        .await;
+    assert!(!evs.contains(&Ev::Lost), "stdout is still open: {evs:?}");
+    // End the grandchild: stdout closes, and the transport finishes.
+    let pid: i32 = String::from_utf8(log.output(1))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) with a pid and a signal number touches no memory.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let evs = log.wait_lost().await;
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn closing_stdout_gives_the_child_a_broken_pipe() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "yes",
+        Vec::<&str>::new(),
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    log.wait_until("some output", |_| !log.output(1).is_empty())
+        .await;
+    t.get_pipe_transport(1).unwrap().close();
+    assert_eq!(guard("exit", t.wait()).await, -libc::SIGPIPE);
+    if let Some(stdin) = t.get_pipe_transport(0) {
+        stdin.close();
+    }
+    let evs = log.wait_lost().await;
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn stdin_flow_control_pauses_and_resumes_the_protocol() {
+    // The child reads nothing until it gets SIGUSR1, so the pipe fills and
+    // the stdin transport must pause; then it reads everything.
+    let script = "import signal, sys\n\
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n\
+print('ready', flush=True)\n\
+signal.sigwait([signal.SIGUSR1])\n\
+print(len(sys.stdin.buffer.read()), flush=True)\n";
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "python3",
+        ["-c", script],
+        SubprocessOptions::default()
+            .stdin_write_limits(WriteLimits::new(Some(16 * 1024), None).unwrap()),
+    )
+    .await
+    .unwrap();
+    log.wait_until("ready", |_| log.output(1) == b"ready\n")
+        .await;
+    let stdin = t.get_pipe_transport(0).unwrap();
+    stdin.write(vec![b'x'; 4 * 1024 * 1024]).unwrap();
+    log.wait_until("pause", |e| e.contains(&Ev::Pause)).await;
+    t.send_signal(libc::SIGUSR1).unwrap();
+    log.wait_until("resume", |e| e.contains(&Ev::Resume)).await;
+    stdin.close();
+    let evs = log.wait_lost().await;
+    assert_eq!(log.output(1), b"ready\n4194304\n");
+    assert_eq!(t.get_returncode(), Some(0));
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_program_that_does_not_exist_is_an_error_and_the_protocol_hears_nothing() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let err = subprocess_exec(
+        move || Rec::new(&l2),
+        "/nonexistent/program",
+        Vec::<&str>::new(),
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    assert!(log.events().is_empty());
+    let err = subprocess_exec(
+        || (),
+        "true",
+        Vec::<&str>::new(),
+        SubprocessOptions::default().stdin(Stdio::Stdout),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test]
+async fn a_python_child_with_environment_and_directory() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let _t = subprocess_exec(
+        move || Rec::new(&l2),
+        "python3",
+        ["-c", "import os,sys; print(os.environ['TT_VALUE'], os.getcwd(), os.getsid(0) == os.getpid())"],
+        SubprocessOptions::default()
+            .env("TT_VALUE", "forty-two")
+            .cwd("/")
+            .new_session(true),
+    )
+    .await
+    .unwrap();
+    let evs = log.wait_lost().await;
+    assert_eq!(
+        String::from_utf8(log.output(1)).unwrap(),
+        "forty-two / True\n"
+    );
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[test]
+fn a_runtime_dropped_under_a_running_child_leaves_no_zombie() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // `cat` ends when its stdin closes: the pipe transports go with the
+    // runtime, so it exits on its own, and someone must still reap it.
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = rt
+        .block_on(subprocess_exec(
+            move || Rec::new(&l2),
+            "cat",
+            Vec::<&str>::new(),
+            SubprocessOptions::default(),
+        ))
+        .unwrap();
+    assert!(t.get_returncode().is_none());
+    drop(rt);
+    // The exit watcher went with the runtime; its reaper thread takes over.
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = other.block_on(async { guard("reaped", t.wait()).await });
+    assert_eq!(code, 0);
+    assert_eq!(t.get_returncode(), Some(0));
+    // The protocol still hears the end: each pipe's loss (with the
+    // task-dropped error), the exit, then connection_lost.
+    let evs = other.block_on(log.wait_lost());
+    check_grammar(&evs, &[0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_child_killed_from_outside_is_reaped_and_reported() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(
+        move || Rec::new(&l2),
+        "sleep",
+        ["30"],
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    // SAFETY: kill(2) with a pid and a signal number touches no memory.
+    assert_eq!(unsafe { libc::kill(t.get_pid() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(guard("exit", t.wait()).await, -libc::SIGTERM);
+    let evs = log.wait_lost().await;
+    check_grammar(&evs, &[0, 1, 2]);
+}
