@@ -244,6 +244,27 @@ fn echo_session(server: Peer, client: Peer) -> (Output, Output) {
     (server_out, client_out)
 }
 
+/// Wait until `probe` (a connect that is closed at once) succeeds: the
+/// server accepts. Fails the test if the server exits first or is not
+/// listening after [`READY_TIMEOUT`].
+fn wait_listening(server_proc: &mut Running, server: Peer, probe: impl Fn() -> bool) {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(10);
+    while !probe() {
+        if server_proc.has_exited() {
+            panic!("{} exited before listening", server.name());
+        }
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "{} was not listening after {READY_TIMEOUT:?}",
+            server.name()
+        );
+        // Readiness probe only: the server is still starting up.
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// [`echo_session`] over TLS: the certificates live in a fresh directory
 /// (made here, and remade by a Rust server at its start), and the client is
 /// started once the server accepts connections (a probe that connects and
@@ -258,22 +279,10 @@ fn tls_session(server: Peer, client: Peer) -> (Output, Output) {
     let port = free_port().to_string();
     let args = ["127.0.0.1", port.as_str()];
     let mut server_proc = Running::start(server.tls_command(&args, &certs), &server.name());
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
-        if server_proc.has_exited() {
-            let out = server_proc.kill();
-            panic!("{} exited before listening: {out:#?}", server.name());
-        }
-        assert!(
-            started.elapsed() < READY_TIMEOUT,
-            "{} was not listening on port {port} after {READY_TIMEOUT:?}",
-            server.name()
-        );
-        // Readiness probe only: the server is still starting up.
-        thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(200));
-    }
+    let port_num: u16 = port.parse().expect("a port");
+    wait_listening(&mut server_proc, server, || {
+        std::net::TcpStream::connect(("127.0.0.1", port_num)).is_ok()
+    });
     let client_out = Running::start(client.tls_command(&args, &certs), &client.name()).wait();
     let server_out = server_proc.kill();
     let _ = std::fs::remove_dir_all(&certs);
@@ -293,22 +302,9 @@ fn unix_session(server: Peer, client: Peer) -> (Output, Output) {
     let path_arg = path.to_string_lossy().into_owned();
     let args = [path_arg.as_str()];
     let mut server_proc = Running::start(server.command(&args), &server.name());
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(10);
-    while std::os::unix::net::UnixStream::connect(&path).is_err() {
-        if server_proc.has_exited() {
-            let out = server_proc.kill();
-            panic!("{} exited before listening: {out:#?}", server.name());
-        }
-        assert!(
-            started.elapsed() < READY_TIMEOUT,
-            "{} was not listening on {path_arg} after {READY_TIMEOUT:?}",
-            server.name()
-        );
-        // Readiness probe only: the server is still starting up.
-        thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(200));
-    }
+    wait_listening(&mut server_proc, server, || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
     let client_out = Running::start(client.command(&args), &client.name()).wait();
     let server_out = server_proc.kill();
     let _ = std::fs::remove_dir_all(&dir);

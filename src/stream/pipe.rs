@@ -345,13 +345,7 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
-    current_runtime()?;
-    let fd: OwnedFd = pipe.into();
-    let raw_fd = fd.as_raw_fd();
-    let io = read_pipe_io(fd)?;
-    let (transport, rx) = spawn_stream(io, protocol_factory(), pipe_config(raw_fd));
-    started(rx).await?;
-    Ok(transport)
+    connect_pipe(protocol_factory, pipe.into(), read_pipe_io).await
 }
 
 /// A write-only transport over the write end of a pipe, a FIFO, a socket or
@@ -413,10 +407,24 @@ where
     F: FnOnce() -> P,
     P: IntoProtocol,
 {
+    connect_pipe(protocol_factory, pipe.into(), write_pipe_io).await
+}
+
+/// Both creation functions: check and wrap the fd (`make_io`), spawn the
+/// transport, wait for `connection_made`.
+async fn connect_pipe<F, P, IO>(
+    protocol_factory: F,
+    fd: OwnedFd,
+    make_io: impl FnOnce(OwnedFd) -> io::Result<IO>,
+) -> io::Result<Transport>
+where
+    F: FnOnce() -> P,
+    P: IntoProtocol,
+    IO: StreamIo,
+{
     current_runtime()?;
-    let fd: OwnedFd = pipe.into();
     let raw_fd = fd.as_raw_fd();
-    let io = write_pipe_io(fd)?;
+    let io = make_io(fd)?;
     let (transport, rx) = spawn_stream(io, protocol_factory(), pipe_config(raw_fd));
     started(rx).await?;
     Ok(transport)
