@@ -147,6 +147,9 @@ pub enum ExtraInfo {
     Tls(Box<TlsInfo>),
     /// `"peercred"`: a Unix socket peer's credentials (`SO_PEERCRED`).
     PeerCredentials(PeerCredentials),
+    /// `"pipe"`: a pipe transport's file descriptor, valid while the
+    /// transport is not closed.
+    Pipe(RawFd),
 }
 
 impl std::fmt::Display for ExtraInfo {
@@ -159,6 +162,7 @@ impl std::fmt::Display for ExtraInfo {
             ExtraInfo::PeerCertificates(chain) => write!(f, "<{} certificate(s)>", chain.len()),
             ExtraInfo::Cipher(name) => f.write_str(name),
             ExtraInfo::Tls(info) => write!(f, "{info:?}"),
+            ExtraInfo::Pipe(fd) => write!(f, "<pipe fd={fd}>"),
             ExtraInfo::PeerCredentials(c) => {
                 write!(f, "(pid={:?}, uid={}, gid={})", c.pid, c.uid, c.gid)
             }

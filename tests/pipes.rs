@@ -79,7 +79,7 @@ async fn read_pipe_data_then_eof_then_lost_none() {
         .await
         .unwrap();
     let log = reg.nth("r", 0).await;
-    assert_eq!(t.get_extra_info("pipe"), Some(ExtraInfo::Socket(raw)));
+    assert_eq!(t.get_extra_info("pipe"), Some(ExtraInfo::Pipe(raw)));
     assert_eq!(t.get_extra_info("socket"), None, "a pipe is not a socket");
     assert!(t.with_socket(|_| ()).is_none());
     assert!(t.is_reading());
@@ -354,7 +354,7 @@ async fn write_pipe_basics() {
         !t.is_reading(),
         "pause/resume reading do nothing on a write pipe"
     );
-    assert_eq!(t.get_extra_info("pipe"), Some(ExtraInfo::Socket(raw)));
+    assert_eq!(t.get_extra_info("pipe"), Some(ExtraInfo::Pipe(raw)));
     assert_eq!(t.get_extra_info("socket"), None);
     let reader = read_to_end_on_thread(r);
     t.write("one ").unwrap();

@@ -343,7 +343,7 @@ impl Transport {
 
     /// Extra information by asyncio's names: `"peername"`, `"sockname"`,
     /// `"socket"`; on a pipe transport `"pipe"` instead of `"socket"` (its fd,
-    /// as an [`ExtraInfo::Socket`], while the pipe is open). Unknown names
+    /// as an [`ExtraInfo::Pipe`], while the pipe is open). Unknown names
     /// give `None`. Addresses stay available after the connection is closed.
     ///
     /// ```
@@ -367,7 +367,7 @@ impl Transport {
                 (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
             }
             "pipe" if self.shared.mode.is_pipe() => {
-                (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Socket)
+                (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Pipe)
             }
             "peercert" => extra
                 .tls()
