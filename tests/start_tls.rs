@@ -241,7 +241,7 @@ async fn the_paused_writing_state_carries_over() {
             "the plaintext before start_tls arrives intact"
         );
         let mut tls = acceptor.accept(sock).await.unwrap();
-        let mut after = vec![0u8; 6];
+        let mut after = vec![0u8; 10];
         tls.read_exact(&mut after).await.unwrap();
         let mut rest = Vec::new();
         tls.read_to_end(&mut rest).await.unwrap();
@@ -249,7 +249,15 @@ async fn the_paused_writing_state_carries_over() {
         after
     });
     let log = reg.log("client");
-    let rec = Recorder::new(log.clone(), Config::default());
+    // The usual producer: write more when resumed. That write must go out
+    // encrypted, after the handshake, even though the resume is due while
+    // the plaintext before start_tls is still being sent.
+    let cfg = Config::default().hook(|t, ev, _| {
+        if ev.is_rw() {
+            t.write("MORE").unwrap();
+        }
+    });
+    let rec = Recorder::new(log.clone(), cfg);
     let t = create_connection(
         move || rec,
         "127.0.0.1",
@@ -266,7 +274,7 @@ async fn the_paused_writing_state_carries_over() {
     guard("upgraded", upgrade).await.unwrap();
     log.wait_event("resume_writing", Ev::is_rw).await;
     t.close();
-    assert_eq!(&guard("peer", peer).await.unwrap(), b"after!");
+    assert_eq!(&guard("peer", peer).await.unwrap(), b"after!MORE");
     assert_eq!(guard("client lost", log.wait_lost()).await, None);
     assert_eq!(log.count(Ev::is_pw), 1);
     assert_eq!(log.count(Ev::is_rw), 1);
@@ -365,6 +373,18 @@ async fn bad_calls_are_refused_at_once() {
         .unwrap_err();
     assert!(err.to_string().contains("already under way"), "{err}");
     drop(first);
+    let (t2, log2, _peer2) = client_with_raw_peer(&reg, Config::default()).await;
+    t2.write_eof().unwrap();
+    let err = start_tls(&t2, pki.client().server_hostname("localhost"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotConnected,
+        "after write_eof: {err}"
+    );
+    t2.abort();
+    log2.wait_lost().await;
     t.abort();
     log.wait_lost().await;
     let err = start_tls(&t, pki.client().server_hostname("localhost"))

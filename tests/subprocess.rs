@@ -486,3 +486,26 @@ async fn a_child_killed_from_outside_is_reaped_and_reported() {
     let evs = log.wait_lost().await;
     check_grammar(&evs, &[0, 1, 2]);
 }
+
+#[tokio::test]
+async fn a_dropped_subprocess_exec_kills_the_child() {
+    use futures::FutureExt;
+    use tokio::io::AsyncReadExt;
+    // The child's stderr is the write end of our own pipe: when the child
+    // is gone, our read end sees the end of file.
+    let (w, mut r) = tokio::net::unix::pipe::pipe().unwrap();
+    let w = w.into_blocking_fd().unwrap();
+    let exec = subprocess_exec(
+        || (),
+        "cat",
+        Vec::<&str>::new(),
+        SubprocessOptions::default().stderr(Stdio::Fd(w)),
+    );
+    // Polled once (the child is spawned, the pipes are connecting), then
+    // dropped: the caller gave up.
+    assert!(exec.now_or_never().is_none());
+    let mut rest = Vec::new();
+    guard("the child is gone", r.read_to_end(&mut rest))
+        .await
+        .unwrap();
+}

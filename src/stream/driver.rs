@@ -171,12 +171,14 @@ impl<IO> Driver<IO> {
         let mut cmds = std::mem::take(&mut self.core.commands);
         let mut rest = cmds.drain(..);
         while let Some(cmd) = rest.next() {
-            self.apply(cmd);
             if let Some(upgrade) = &mut self.upgrade {
-                // `start_tls`: what follows waits for the TLS task.
+                // `start_tls` is pending: this and what follows wait for
+                // the TLS task (writes go out encrypted, in order).
+                upgrade.held.push(cmd);
                 upgrade.held.extend(&mut rest);
                 break;
             }
+            self.apply(cmd);
         }
         drop(rest);
         // Keep the allocation unless a burst made it large.
@@ -191,18 +193,18 @@ impl<IO> Driver<IO> {
     #[inline(always)]
     fn apply_inbox(&mut self) -> bool {
         if self.handle.shared.inbox.is_pending() {
-            self.apply_inbox_now();
-            return true;
+            return self.apply_inbox_now();
         }
         false
     }
 
+    /// Returns whether anything was taken from the inbox.
     #[inline(never)]
-    fn apply_inbox_now(&mut self) {
+    fn apply_inbox_now(&mut self) -> bool {
         if self.upgrade.is_some() {
             // Left for the TLS task: what comes after `start_tls` is sent
             // encrypted.
-            return;
+            return false;
         }
         // Callbacks' commands are applied as each callback returns, so the
         // list is empty here unless the inbox had something.
@@ -211,6 +213,7 @@ impl<IO> Driver<IO> {
         // A `drain()` waiter may have poked us (see `Common::drain`).
         self.shared().notify_drained();
         self.apply_scratch();
+        true
     }
 
     // ---- commands ------------------------------------------------------
@@ -339,7 +342,14 @@ impl<IO> Driver<IO> {
     /// Commands still in the channel are dropped: a `with_protocol` waiter
     /// gets `None`.
     fn release(&mut self) {
-        for cmd in self.handle.shared.inbox.close() {
+        // A `start_tls` that never handed over: the commands it held (made
+        // after the call) never ran; their writes count as dropped.
+        let held = self
+            .upgrade
+            .take()
+            .map(|upgrade| upgrade.held)
+            .unwrap_or_default();
+        for cmd in held.into_iter().chain(self.handle.shared.inbox.close()) {
             let unsent = match cmd {
                 Command::Write(d) => d.len(),
                 Command::WriteMany(v) => v.iter().map(Bytes::len).sum(),
@@ -441,7 +451,12 @@ where
                 return Poll::Ready(());
             }
             if IO::TLS {
-                match this.poll_handshake(cx) {
+                let done = this.poll_handshake(cx);
+                if let Poll::Ready(Err(_)) = &done {
+                    // The failed handshake closed the socket: lend it no more.
+                    this.shared().extra.clear_fd();
+                }
+                match done {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) if this.stage == Stage::Upgrading => {
                         this.upgrade_failed(e);

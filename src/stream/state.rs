@@ -288,6 +288,17 @@ impl StreamState {
         }
     }
 
+    /// Whether the next event is `PauseWriting` or `ResumeWriting` (held
+    /// back while a `start_tls` hand-over is pending: the TLS task delivers
+    /// them, so that nothing a protocol writes from them goes out in
+    /// plaintext).
+    pub(crate) fn next_is_flow(&self) -> bool {
+        matches!(
+            self.events.first(),
+            Some(Event::PauseWriting | Event::ResumeWriting)
+        )
+    }
+
     #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty() || self.lost_due

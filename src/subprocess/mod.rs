@@ -338,7 +338,11 @@ fn set_stdio(
             ends.stdout = Some(r);
         }
         Stdio::Inherit => {
-            stdout_target = Some(std::io::stdout().as_fd_owned()?);
+            // A copy only when stderr is to go there too: a parent whose
+            // stdout is closed can still run children.
+            if matches!(options.stderr, Stdio::Stdout) {
+                stdout_target = Some(std::io::stdout().as_fd_owned()?);
+            }
             cmd.stdout(StdStdio::inherit());
         }
         Stdio::Null => {
@@ -475,13 +479,20 @@ async fn start(
     let transport = SubprocessTransport {
         shared: shared.clone(),
     };
-    match pipes::connect(&shared, ends, options.stdin_limits).await {
-        Ok(pipes) => shared.state().pipes = pipes,
-        Err(e) => {
-            transport.close();
-            return Err(e);
+    // Until `connection_made`, a failure or a dropped future (a caller
+    // that gave up) closes the pipes connected so far and kills the child
+    // (the watcher still reaps it), as asyncio closes the transport.
+    struct CloseOnDrop(Option<SubprocessTransport>);
+    impl Drop for CloseOnDrop {
+        fn drop(&mut self) {
+            if let Some(t) = self.0.take() {
+                t.close();
+            }
         }
     }
+    let mut guard = CloseOnDrop(Some(transport.clone()));
+    pipes::connect(&shared, ends, options.stdin_limits).await?;
+    guard.0 = None;
     shared.made();
     Ok(transport)
 }

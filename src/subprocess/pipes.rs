@@ -53,39 +53,24 @@ impl BaseProtocol for WritePipe {
 impl Protocol for WritePipe {}
 
 /// Connect the parent's ends as pipe transports (stdin write-only, stdout
-/// and stderr read-only).
+/// and stderr read-only), each recorded in the transport's state as soon as
+/// it is connected (so that a close, or a caller that gives up, reaches it).
 pub(super) async fn connect(
     shared: &Arc<Shared>,
     ends: ParentEnds,
     stdin_limits: WriteLimits,
-) -> io::Result<[Option<Transport>; 3]> {
-    let mut pipes: [Option<Transport>; 3] = [None, None, None];
-    let result = connect_each(shared, ends, stdin_limits, &mut pipes).await;
-    if result.is_err() {
-        // Those already connected close with the failure.
-        for pipe in pipes.iter().flatten() {
-            pipe.abort();
-        }
-    }
-    result.map(|()| pipes)
-}
-
-async fn connect_each(
-    shared: &Arc<Shared>,
-    ends: ParentEnds,
-    stdin_limits: WriteLimits,
-    pipes: &mut [Option<Transport>; 3],
 ) -> io::Result<()> {
     if let Some(fd) = ends.stdin {
         let s = shared.clone();
         let t = connect_write_pipe(move || WritePipe { shared: s }, fd).await?;
-        pipes[0] = Some(t.clone());
+        shared.state().pipes[0] = Some(t.clone());
         t.set_write_buffer_limits(Some(stdin_limits.high()), Some(stdin_limits.low()))
             .map_err(io::Error::from)?;
     }
     for (i, fd) in [(1usize, ends.stdout), (2, ends.stderr)] {
         if let Some(fd) = fd {
-            pipes[i] = Some(read_pipe(shared, i as i32, fd).await?);
+            let t = read_pipe(shared, i as i32, fd).await?;
+            shared.state().pipes[i] = Some(t);
         }
     }
     Ok(())

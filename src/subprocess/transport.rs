@@ -269,8 +269,16 @@ impl SubprocessTransport {
         if st.finished {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        if st.returncode.is_some() || self.shared.process.has_exited()? {
+        if st.returncode.is_some() {
             return Ok(());
+        }
+        match self.shared.process.has_exited() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            // Reaped a moment ago by the reaper thread of a dropped
+            // runtime, which sets the return code next: exited.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(()),
+            Err(e) => return Err(e),
         }
         self.shared.process.signal(signal)
     }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use super::{ClientTls, ServerName, ServerTls};
-use crate::stream::handle::{CLOSING, Command, LOST, Transport, UPGRADING};
+use crate::stream::handle::{CLOSING, Command, EOF_WRITTEN, LOST, Transport, UPGRADING};
 
 /// What [`start_tls`] does: which side of the handshake it takes, with its
 /// settings (the client, asyncio's `server_side=False`, whose
@@ -153,6 +153,11 @@ pub(crate) struct Upgrade {
 ///   (CPython delivers nothing and leaves it hanging).
 /// * TLS inside TLS works: upgrade a TLS transport again.
 ///
+/// Keep the returned future until it resolves (await it, or spawn it):
+/// dropping it before the handshake is done cancels the upgrade, and the
+/// connection is aborted (`connection_lost` with a "cancelled" error), as
+/// asyncio closes the transport when `start_tls` is cancelled.
+///
 /// A `BufferedProtocol` should call it from a callback, or pause reading
 /// first: a read made into its own buffer while the call races with it is
 /// the protocol's already.
@@ -160,8 +165,8 @@ pub(crate) struct Upgrade {
 /// # Errors
 ///
 /// At once (nothing changes): a zero timeout, a client side without
-/// `server_hostname`, a transport closing or lost, or an upgrade already
-/// under way. Later: as above.
+/// `server_hostname`, a transport closing, lost or after `write_eof()`, an
+/// upgrade already under way, or a pipe transport. Later: as above.
 ///
 /// ```no_run
 /// use tokio_transports::{BaseProtocol, Bytes, ClientTls, Protocol, Transport, start_tls};
@@ -221,10 +226,10 @@ fn prepare(transport: &Transport, tls: StartTls) -> io::Result<oneshot::Receiver
             "start_tls() on a pipe transport",
         ));
     }
-    if shared.has(CLOSING | LOST) {
+    if shared.has(CLOSING | LOST | EOF_WRITTEN) {
         return Err(io::Error::new(
             io::ErrorKind::NotConnected,
-            "start_tls() on a transport that is closing",
+            "start_tls() on a transport that is closing or whose write half is shut",
         ));
     }
     if shared

@@ -139,9 +139,23 @@ where
     /// attempt already found the I/O full in this pass, so trying again is
     /// pointless (the task is woken when there is room). Returns [`Lost`]
     /// when `connection_lost` is due.
+    /// Whether an event is due now: any, except that flow-control events
+    /// wait for the TLS task while a `start_tls` hand-over is pending on an
+    /// open connection (one that is being lost takes every event, in
+    /// order, and the upgrade is cancelled).
+    fn events_due(&self) -> bool {
+        self.core.sm.has_events()
+            && !(self.upgrade.is_some()
+                && self.core.sm.phase() == Phase::Open
+                && self.core.sm.next_is_flow())
+    }
+
     pub(super) fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> Option<Lost> {
         loop {
-            while let Some(event) = self.core.sm.poll_event() {
+            while self.events_due() {
+                let Some(event) = self.core.sm.poll_event() else {
+                    break;
+                };
                 match event {
                     Event::PauseWriting => {
                         self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
@@ -161,7 +175,7 @@ where
                     blocked = self.flush(cx);
                 }
                 self.core.sm.check_pause();
-                if self.core.sm.has_events() {
+                if self.events_due() {
                     continue;
                 }
             }
@@ -175,7 +189,7 @@ where
                 }
                 // Only now: `resume_writing` (run above) may have written more.
                 self.core.sm.drained();
-                if self.core.sm.has_events() {
+                if self.events_due() {
                     continue;
                 }
             }
@@ -186,7 +200,7 @@ where
                 self.poll_tls_closing(cx);
             }
             self.sync_flags();
-            if !self.core.sm.has_events() {
+            if !self.events_due() {
                 // `Lost` is the last event: once taken, nothing else is due.
                 return None;
             }
