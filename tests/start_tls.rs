@@ -393,3 +393,36 @@ async fn bad_calls_are_refused_at_once() {
     assert_eq!(err.kind(), ErrorKind::NotConnected, "{err}");
     reg.finish().await;
 }
+
+#[tokio::test]
+async fn writes_held_for_a_hand_over_that_never_came_count_as_dropped() {
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let (tx, mut results) = mpsc::unbounded_channel();
+    let tls = pki.client().server_hostname("localhost");
+    // On "GO": start_tls, then a write in the same callback (held for the
+    // TLS task, which never comes: the peer resets first).
+    let cfg = Config::default().hook(move |t, ev, _| {
+        if matches!(ev, Ev::Data(d) if &d[..] == b"GO") {
+            upgrade(t, tls.clone().into(), &tx);
+            t.write("EHLO").unwrap();
+        }
+    });
+    let (t, log, mut peer) = client_with_raw_peer(&reg, cfg).await;
+    // A plaintext queue the peer does not read: the hand-over waits for it.
+    t.write(pattern(32 * 1024 * 1024, 1)).unwrap();
+    log.wait_event("pause_writing", Ev::is_pw).await;
+    peer.write_all(b"GO").await.unwrap();
+    // Delivered: the callback ran, and its write is held.
+    log.wait_until("GO delivered", |evs| received_in(evs) == b"GO")
+        .await;
+    set_reset_on_drop(&peer);
+    drop(peer);
+    let lost = guard("lost", log.wait_lost()).await;
+    assert!(lost.is_some(), "the reset is an error");
+    assert!(guard("start_tls", results.recv()).await.unwrap().is_err());
+    assert!(t.dropped_writes() >= 1, "the held write is counted");
+    assert!(guard("drain", t.drain()).await.is_err(), "drain says so");
+    assert_eq!(t.get_write_buffer_size(), 0);
+    reg.finish().await;
+}
