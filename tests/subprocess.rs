@@ -115,6 +115,30 @@ impl SubprocessProtocol for Rec {
     }
 }
 
+/// Run `program` with a recording protocol.
+async fn exec<A: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: impl IntoIterator<Item = A>,
+    options: SubprocessOptions,
+) -> (SubprocessTransport, Log) {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_exec(move || Rec::new(&l2), program, args, options)
+        .await
+        .expect("subprocess_exec");
+    (t, log)
+}
+
+/// Run `command` through the shell with a recording protocol.
+async fn shell(command: &str, options: SubprocessOptions) -> (SubprocessTransport, Log) {
+    let log = Log::default();
+    let l2 = log.clone();
+    let t = subprocess_shell(move || Rec::new(&l2), command, options)
+        .await
+        .expect("subprocess_shell");
+    (t, log)
+}
+
 /// The subprocess grammar: `Made` first and once; `Lost` last and once,
 /// after `Exited` and every pipe's `PipeLost`; per fd, data before its
 /// `PipeLost`, which comes once; `Exited` once.
@@ -150,16 +174,7 @@ fn check_grammar(evs: &[Ev], pipes: &[i32]) {
 
 #[tokio::test]
 async fn an_interactive_child_echoes_through_its_pipes() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
-        "cat",
-        Vec::<&str>::new(),
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = exec("cat", Vec::<&str>::new(), SubprocessOptions::default()).await;
     assert_eq!(log.events(), [Ev::Made], "connection_made has run");
     assert!(t.get_returncode().is_none());
     let stdin = t.get_pipe_transport(0).expect("stdin pipe");
@@ -182,30 +197,22 @@ async fn an_interactive_child_echoes_through_its_pipes() {
 
 #[tokio::test]
 async fn shell_stdout_and_stderr_apart_and_merged() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_shell(
-        move || Rec::new(&l2),
+    let (t, log) = shell(
         "echo out; echo err >&2; exit 3",
         SubprocessOptions::default(),
     )
-    .await
-    .unwrap();
+    .await;
     let evs = log.wait_lost().await;
     assert_eq!(log.output(1), b"out\n");
     assert_eq!(log.output(2), b"err\n");
     assert_eq!(t.get_returncode(), Some(3));
     check_grammar(&evs, &[0, 1, 2]);
 
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_shell(
-        move || Rec::new(&l2),
+    let (t, log) = shell(
         "echo out; echo err >&2",
         SubprocessOptions::default().stderr(Stdio::Stdout),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(t.get_pipe_transport(2).is_none(), "no stderr pipe");
     let evs = log.wait_lost().await;
     assert_eq!(log.output(1), b"out\nerr\n");
@@ -216,16 +223,12 @@ async fn shell_stdout_and_stderr_apart_and_merged() {
 #[tokio::test]
 async fn a_child_that_exits_at_once_still_gets_connection_made_first() {
     for _ in 0..10 {
-        let log = Log::default();
-        let l2 = log.clone();
-        let _t = subprocess_exec(
-            move || Rec::new(&l2),
+        let (_t, log) = exec(
             "echo",
             ["quick"],
             SubprocessOptions::default().stdin(Stdio::Null),
         )
-        .await
-        .unwrap();
+        .await;
         let evs = log.wait_lost().await;
         assert_eq!(log.output(1), b"quick\n");
         check_grammar(&evs, &[1, 2]);
@@ -239,16 +242,7 @@ async fn signals_and_return_codes() {
         (Some(libc::SIGTERM), -libc::SIGTERM),
         (Some(libc::SIGUSR1), -libc::SIGUSR1),
     ] {
-        let log = Log::default();
-        let l2 = log.clone();
-        let t = subprocess_exec(
-            move || Rec::new(&l2),
-            "sleep",
-            ["30"],
-            SubprocessOptions::default(),
-        )
-        .await
-        .unwrap();
+        let (t, log) = exec("sleep", ["30"], SubprocessOptions::default()).await;
         match signal {
             None => t.kill().unwrap(),
             Some(libc::SIGTERM) => t.terminate().unwrap(),
@@ -263,16 +257,7 @@ async fn signals_and_return_codes() {
 
 #[tokio::test]
 async fn close_kills_a_running_child_and_spares_a_finished_one() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
-        "sleep",
-        ["30"],
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = exec("sleep", ["30"], SubprocessOptions::default()).await;
     t.close();
     assert!(t.is_closing());
     let evs = log.wait_lost().await;
@@ -280,16 +265,7 @@ async fn close_kills_a_running_child_and_spares_a_finished_one() {
     check_grammar(&evs, &[0, 1, 2]);
 
     // A child that has exited: close() sends nothing; its code stays 0.
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
-        "true",
-        Vec::<&str>::new(),
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = exec("true", Vec::<&str>::new(), SubprocessOptions::default()).await;
     assert_eq!(t.wait().await, 0);
     t.close();
     let evs = log.wait_lost().await;
@@ -299,17 +275,9 @@ async fn close_kills_a_running_child_and_spares_a_finished_one() {
 
 #[tokio::test]
 async fn exit_waiters_resolve_while_a_grandchild_holds_stdout() {
-    let log = Log::default();
-    let l2 = log.clone();
     // The shell starts a grandchild that inherits stdout, prints its pid
     // and exits.
-    let t = subprocess_shell(
-        move || Rec::new(&l2),
-        "sleep 30 & echo $!",
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = shell("sleep 30 & echo $!", SubprocessOptions::default()).await;
     assert_eq!(guard("the shell's exit", t.wait()).await, 0);
     let evs = log
         .wait_until("pid and exit", |e| {
@@ -331,16 +299,7 @@ async fn exit_waiters_resolve_while_a_grandchild_holds_stdout() {
 
 #[tokio::test]
 async fn closing_stdout_gives_the_child_a_broken_pipe() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
-        "yes",
-        Vec::<&str>::new(),
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = exec("yes", Vec::<&str>::new(), SubprocessOptions::default()).await;
     log.wait_until("some output", |_| !log.output(1).is_empty())
         .await;
     t.get_pipe_transport(1).unwrap().close();
@@ -361,17 +320,13 @@ signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n\
 print('ready', flush=True)\n\
 signal.sigwait([signal.SIGUSR1])\n\
 print(len(sys.stdin.buffer.read()), flush=True)\n";
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
+    let (t, log) = exec(
         "python3",
         ["-c", script],
         SubprocessOptions::default()
             .stdin_write_limits(WriteLimits::new(Some(16 * 1024), None).unwrap()),
     )
-    .await
-    .unwrap();
+    .await;
     log.wait_until("ready", |_| log.output(1) == b"ready\n")
         .await;
     let stdin = t.get_pipe_transport(0).unwrap();
@@ -470,16 +425,7 @@ fn a_runtime_dropped_under_a_running_child_leaves_no_zombie() {
 
 #[tokio::test]
 async fn a_child_killed_from_outside_is_reaped_and_reported() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(
-        move || Rec::new(&l2),
-        "sleep",
-        ["30"],
-        SubprocessOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (t, log) = exec("sleep", ["30"], SubprocessOptions::default()).await;
     // SAFETY: kill(2) with a pid and a signal number touches no memory.
     assert_eq!(unsafe { libc::kill(t.get_pid() as i32, libc::SIGTERM) }, 0);
     assert_eq!(guard("exit", t.wait()).await, -libc::SIGTERM);

@@ -36,6 +36,20 @@ async fn tls_echo_server(
     (server, port)
 }
 
+/// A TLS echo server whose connections run a buffered protocol.
+async fn tls_buffered_echo_server(reg: &Registry, pki: &Pki) -> (tokio_transports::Server, u16) {
+    let server = create_server(
+        reg.buffered_factory("server", Config::echo()),
+        "127.0.0.1",
+        0,
+        ServerOptions::default().ssl(pki.server()),
+    )
+    .await
+    .expect("create_server");
+    let port = server.sockets()[0].port();
+    (server, port)
+}
+
 async fn tls_client(
     reg: &Registry,
     port: u16,
@@ -487,15 +501,7 @@ async fn pause_reading_holds_decrypted_data_and_a_close_while_paused_drops_it() 
 async fn buffered_protocols_read_plaintext_into_their_own_buffer() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let server = create_server(
-        reg.buffered_factory("server", Config::echo()),
-        "127.0.0.1",
-        0,
-        ServerOptions::default().ssl(pki.server()),
-    )
-    .await
-    .unwrap();
-    let port = server.sockets()[0].port();
+    let (server, port) = tls_buffered_echo_server(&reg, &pki).await;
     let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
     let data = pattern(200_000, 3);
     t.write(data.clone()).unwrap();
@@ -513,15 +519,7 @@ async fn buffered_protocols_read_plaintext_into_their_own_buffer() {
 async fn an_idle_buffered_tls_connection_is_not_asked_for_a_buffer() {
     let pki = Pki::new();
     let reg = Registry::new();
-    let server = create_server(
-        reg.buffered_factory("server", Config::echo()),
-        "127.0.0.1",
-        0,
-        ServerOptions::default().ssl(pki.server()),
-    )
-    .await
-    .unwrap();
-    let port = server.sockets()[0].port();
+    let (server, port) = tls_buffered_echo_server(&reg, &pki).await;
     let (t, log) = tls_client(&reg, port, pki.client()).await.unwrap();
     let srv = reg.nth("server", 0).await;
     let st = srv.wait_made().await;
