@@ -94,8 +94,8 @@ pub use protocol::{
 /// certificates and keys in [`pki_types`](rustls::pki_types)).
 pub use rustls;
 pub use server::{
-    ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, UnixEndpoint, create_server,
-    create_unix_server,
+    ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, ShutdownReport, UnixEndpoint,
+    create_server, create_unix_server,
 };
 pub use stream::handle::Transport;
 pub use stream::pipe::{connect_read_pipe, connect_write_pipe};

@@ -26,11 +26,13 @@ use crate::{AnyProtocol, IntoProtocol};
 mod accept;
 mod listener;
 mod options;
+mod shutdown;
 mod unix;
 
 use accept::{CloseOnDrop, accept_loop};
 use listener::{AnyListener, BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
+pub use shutdown::ShutdownReport;
 pub(crate) use unix::check_unix_stream;
 pub use unix::{UnixEndpoint, create_unix_server};
 
@@ -477,14 +479,8 @@ impl Server {
         }
         let _guard = CloseOnDrop(&self.inner);
         self.start_serving().await?;
-        loop {
-            let mut changed = pin!(self.inner.changed.notified());
-            changed.as_mut().enable();
-            if self.inner.lock().closed {
-                return Ok(());
-            }
-            changed.await;
-        }
+        self.closed().await;
+        Ok(())
     }
 
     /// Stop listening (connects are refused from now on). Accepted
