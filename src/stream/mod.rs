@@ -22,6 +22,7 @@ pub(crate) mod state;
 pub(crate) mod stream_io;
 
 use std::io;
+use std::pin::Pin;
 
 use futures::channel::oneshot;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -83,7 +84,7 @@ pub(crate) fn prepare_stream<IO>(
     io: IO,
     protocol: impl IntoProtocol,
     config: StreamConfig,
-) -> (Transport, Started, Driver<IO>)
+) -> (Transport, Started, Pin<Box<Driver<IO>>>)
 where
     IO: StreamIo,
 {
@@ -95,7 +96,11 @@ where
     } else {
         (None, None)
     };
-    let driver = Driver::new(
+    // Boxed: the task's future is then one pointer, so tokio's moves of it
+    // while spawning and its stage changes copy 8 bytes instead of the whole
+    // driver (about 1,300 instructions per connection, see
+    // docs/performance.md "Churn").
+    let driver = Box::pin(Driver::new(
         io,
         transport.clone(),
         if IO::TLS {
@@ -106,7 +111,7 @@ where
         protocol.into_protocol(),
         started_tx,
         config.on_finish,
-    );
+    ));
     (transport, started_rx, driver)
 }
 

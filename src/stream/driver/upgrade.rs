@@ -153,7 +153,8 @@ where
             .shared
             .can_write_eof
             .store(false, std::sync::atomic::Ordering::Release);
-        let next = Driver {
+        // Boxed, as every stream task (see `prepare_stream`).
+        let next = Box::pin(Driver {
             io: Some(tls_io),
             handle: self.handle.clone(),
             core,
@@ -165,7 +166,7 @@ where
             stash: None,
             on_finish: self.on_finish.take(),
             upgrade: None,
-        };
+        });
         // This task ends here without a callback; the new one owns it all.
         self.stage = Stage::Finished;
         tokio::spawn(next);
