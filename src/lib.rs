@@ -56,10 +56,12 @@ mod limits;
 mod protocol;
 mod server;
 mod shared;
+mod stats;
 mod stream;
 mod subprocess;
 mod tcp;
 mod tls;
+mod trace;
 mod unix;
 
 /// The byte buffers of this crate's API, re-exported so that a project needs
@@ -97,6 +99,7 @@ pub use server::{
     ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, ShutdownReport, UnixEndpoint,
     create_server, create_unix_server,
 };
+pub use stats::{TransportStats, callback_timing, set_callback_timing};
 pub use stream::handle::Transport;
 pub use stream::pipe::{connect_read_pipe, connect_write_pipe};
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};

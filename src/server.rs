@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::error::{AddressError, current_runtime};
 use crate::extra::SocketAddress;
@@ -87,6 +88,9 @@ struct Inner {
     changed: Notify,
     /// The hook every connection calls after `connection_lost` (made once).
     detach: OnceLock<OnFinish>,
+    /// The server's tracing span: its accept tasks run in it, so each
+    /// connection's span is a child of it.
+    span: tracing::Span,
 }
 
 impl Inner {
@@ -103,6 +107,7 @@ impl Inner {
             st.closed = true;
             std::mem::take(&mut st.listeners)
         };
+        tracing::debug!(parent: &self.span, "server closed");
         for l in listeners {
             if let Listener::Listening { listener, task, .. } = l {
                 // The accept task first: once the socket is shut down, a
@@ -250,8 +255,10 @@ pub(crate) async fn new_server(
     cleanup: Vec<unix::Cleanup>,
 ) -> io::Result<Server> {
     let start_serving = options.start_serving;
+    let addrs: Vec<SocketAddress> = bound.iter().map(|(_, a)| a.clone()).collect();
     let server = Server {
         inner: Arc::new(Inner {
+            span: crate::trace::server_span(&addrs),
             factory,
             options,
             cleanup,
@@ -419,11 +426,14 @@ impl Server {
         drop(st);
         drop(failed);
         for (listener, addr) in to_spawn {
-            let task = tokio::spawn(accept_loop(
-                CloseOnDrop(Arc::downgrade(&self.inner)),
-                listener.clone(),
-                addr,
-            ));
+            let task = tokio::spawn(
+                accept_loop(
+                    CloseOnDrop(Arc::downgrade(&self.inner)),
+                    listener.clone(),
+                    addr,
+                )
+                .instrument(self.inner.span.clone()),
+            );
             let mut st = self.inner.lock();
             let slot = st.listeners.iter_mut().find_map(|l| match l {
                 Listener::Listening {

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::Extra;
+use crate::stats::{Stats, TransportStats};
 use crate::{TransportError, WriteLimits};
 
 /// After this many writes dropped because the transport was lost, every
@@ -59,13 +60,17 @@ pub(crate) struct Common {
     high: AtomicUsize,
     pub(crate) dropped_writes: AtomicUsize,
     pub(crate) extra: Extra,
+    /// The counters [`stats`](Self::stats) reads.
+    pub(crate) stats: Stats,
+    /// The transport's tracing span (`Span::none()` without a subscriber).
+    pub(crate) span: tracing::Span,
     finished: Notify,
     drained: Notify,
     drain_waiters: AtomicUsize,
 }
 
 impl Common {
-    pub(crate) fn new(extra: Extra, limits: WriteLimits) -> Self {
+    pub(crate) fn new(extra: Extra, limits: WriteLimits, span: tracing::Span) -> Self {
         Common {
             buffered: AtomicUsize::new(0),
             buffered_here: AtomicUsize::new(0),
@@ -74,10 +79,18 @@ impl Common {
             high: AtomicUsize::new(limits.high),
             dropped_writes: AtomicUsize::new(0),
             extra,
+            stats: Stats::new(),
+            span,
             finished: Notify::new(),
             drained: Notify::new(),
             drain_waiters: AtomicUsize::new(0),
         }
+    }
+
+    /// The counters now.
+    pub(crate) fn stats(&self) -> TransportStats {
+        self.stats
+            .snapshot(self.dropped_writes.load(Ordering::Relaxed))
     }
 
     #[inline]

@@ -17,6 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
@@ -153,10 +154,14 @@ impl<S: Socket> Driver<S> {
     ) -> Option<R> {
         let id = self.handle.shared.id;
         let direct = self.allow_direct();
+        let timed = self.handle.shared.stats.timed().then(Instant::now);
         let (protocol, handle) = (&mut self.protocol, &self.handle);
         let result = context::scope(&CURRENT, id, &mut self.scratch, || {
             catch_unwind(AssertUnwindSafe(|| f(&mut **protocol, handle)))
         });
+        if let Some(start) = timed {
+            self.handle.shared.stats.callback_done(start);
+        }
         self.end_direct(direct);
         self.apply_scratch();
         match result {
@@ -292,6 +297,7 @@ impl<S: Socket> Driver<S> {
                 };
                 match res {
                     Ok(_) => {
+                        self.shared().stats.sent(data.len());
                         self.shared().release(n);
                         return;
                     }
@@ -345,6 +351,7 @@ impl<S: Socket> Driver<S> {
             };
             match res {
                 Ok(_) => {
+                    self.shared().stats.sent(dg.data.len());
                     let n = self.sm.sent();
                     self.shared().release(n);
                 }
@@ -387,9 +394,12 @@ impl<S: Socket> Driver<S> {
             while let Some(event) = self.sm.poll_event() {
                 match event {
                     Event::PauseWriting => {
+                        self.shared().stats.paused();
+                        tracing::debug!(buffered = self.sm.queued(), "pause_writing");
                         self.callback("pause_writing", |p, _| p.pause_writing());
                     }
                     Event::ResumeWriting => {
+                        tracing::debug!(buffered = self.sm.queued(), "resume_writing");
                         self.callback("resume_writing", |p, _| p.resume_writing());
                     }
                     Event::ErrorReceived(e) => {
@@ -438,9 +448,14 @@ impl<S: Socket> Driver<S> {
                 match sock.try_recv_into(buf) {
                     Ok((n, addr)) => {
                         let data = buf.split_to(n).freeze();
+                        shared.stats.received(n);
+                        let timed = shared.stats.timed().then(Instant::now);
                         let r = catch_unwind(AssertUnwindSafe(|| {
                             (**protocol).datagram_received(data, addr)
                         }));
+                        if let Some(start) = timed {
+                            shared.stats.callback_done(start);
+                        }
                         if let Err(payload) = r {
                             report_panic(shared, "datagram_received", &*payload);
                         }
@@ -506,6 +521,7 @@ impl<S: Socket> Driver<S> {
     // ---- start and finish ----------------------------------------------
 
     fn start(&mut self) {
+        tracing::debug!("connection made");
         self.stage = Stage::Running;
         self.callback("connection_made", |p, t| p.connection_made(t));
         if let Some(started) = self.started.take() {
@@ -516,6 +532,10 @@ impl<S: Socket> Driver<S> {
     fn finish(&mut self) {
         self.stage = Stage::Finished;
         let exc = self.lost.take().flatten();
+        match &exc {
+            None => tracing::debug!("connection lost"),
+            Some(e) => tracing::debug!(error = %e, "connection lost"),
+        }
         self.callback("connection_lost", move |p, _| p.connection_lost(exc));
         self.release();
     }
@@ -574,6 +594,9 @@ impl<S: Socket> Future for Driver<S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        // The endpoint's span, entered only when a subscriber wants it.
+        let _span = (!this.handle.shared.span.is_disabled())
+            .then(|| this.handle.shared.span.clone().entered());
         let result = this.poll_endpoint(cx);
         if let Some(buf) = this.recv_buf.take() {
             give_back(buf);

@@ -103,10 +103,15 @@ pub(crate) struct SharedConfig {
 
 impl Shared {
     pub(crate) fn new(config: SharedConfig) -> Arc<Shared> {
+        let kind = match config.family {
+            Family::Unix => "unix-datagram",
+            Family::Inet => "udp",
+        };
+        let span = crate::trace::transport_span(kind, false, &config.extra);
         Arc::new(Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
-            common: Common::new(config.extra, config.limits),
+            common: Common::new(config.extra, config.limits, span),
             family: config.family,
             remote: config.remote,
             connected: config.connected,
@@ -470,6 +475,38 @@ impl DatagramTransport {
     }
 
     // ---- beyond asyncio --------------------------------------------------
+
+    /// The endpoint's counters now (see [`TransportStats`](crate::TransportStats)):
+    /// payload bytes received and sent, `sendto` calls, `pause_writing`
+    /// calls, dropped datagrams, and the time spent in callbacks if
+    /// [`set_callback_timing`](crate::set_callback_timing) was on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # use tokio_transports::{create_datagram_endpoint, DatagramOptions};
+    /// # let opts = DatagramOptions::default().remote_addr(("127.0.0.1", 9));
+    /// let t = create_datagram_endpoint(|| (), opts).await?;
+    /// t.sendto("ping", None)?;
+    /// assert_eq!(t.stats().writes, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> crate::TransportStats {
+        self.shared.stats()
+    }
+
+    /// The endpoint's tracing span (`transport`, DEBUG, `kind` `udp` or
+    /// `unix-datagram`): its task runs in it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// # let opts = tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0));
+    /// let t = tokio_transports::create_datagram_endpoint(|| (), opts).await?;
+    /// let _span = t.span(); // Span::none() without a subscriber
+    /// # Ok(()) }
+    /// ```
+    pub fn span(&self) -> tracing::Span {
+        self.shared.span.clone()
+    }
 
     /// How many datagrams were dropped because the endpoint was already lost.
     ///

@@ -99,6 +99,12 @@ impl Server {
             }
         };
         self.wait_closed().await;
+        tracing::debug!(
+            parent: &self.inner.span,
+            closed = total.saturating_sub(aborted),
+            aborted,
+            "server shut down"
+        );
         ShutdownReport {
             // A connection accepted after the snapshot cannot exist (the
             // accept tasks are gone once `close()` returns), so `aborted`

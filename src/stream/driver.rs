@@ -22,6 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -86,6 +87,8 @@ pub(crate) struct Driver<IO> {
     on_finish: Option<OnFinish>,
     /// A `start_tls` waiting for the plaintext queue to drain.
     upgrade: Option<Box<crate::tls::start::Upgrade>>,
+    /// Callbacks are timed (`set_callback_timing` was on at creation).
+    timed: bool,
 }
 
 // What needs no I/O (callbacks, commands, start and finish) is in a block
@@ -99,7 +102,9 @@ impl<IO> Driver<IO> {
         started: Option<oneshot::Sender<io::Result<()>>>,
         on_finish: Option<OnFinish>,
     ) -> Self {
+        let timed = handle.shared.stats.timed();
         Driver {
+            timed,
             io: Some(io),
             handle,
             core: Core {
@@ -133,11 +138,39 @@ impl<IO> Driver<IO> {
         name: &'static str,
         f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
     ) -> Option<R> {
+        if self.timed {
+            return self.callback_timed(name, f);
+        }
+        self.run_callback::<false, R>(name, f)
+    }
+
+    /// [`callback`](Self::callback) with the time it takes added to the
+    /// transport's counters (`set_callback_timing`).
+    #[cold]
+    #[inline(never)]
+    fn callback_timed<R>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
+    ) -> Option<R> {
+        self.run_callback::<true, R>(name, f)
+    }
+
+    #[inline(always)]
+    fn run_callback<const TIMED: bool, R>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
+    ) -> Option<R> {
         let id = self.handle.shared.id;
+        let start = TIMED.then(Instant::now);
         let (protocol, io, handle) = (&mut self.protocol, &mut self.io, &self.handle);
         let result = context::scope(&CURRENT, id, &mut self.core, || {
             catch_unwind(AssertUnwindSafe(|| f(protocol, io, handle)))
         });
+        if let Some(start) = start {
+            self.handle.shared.stats.callback_done(start);
+        }
         self.apply_scratch();
         match result {
             Ok(r) => Some(r),
@@ -225,8 +258,14 @@ impl<IO> Driver<IO> {
             Command::WriteEof => self.core.sm.write_eof(),
             Command::Close => self.core.sm.close(),
             Command::Abort => self.lose(None),
-            Command::PauseReading => self.core.sm.pause_reading(),
-            Command::ResumeReading => self.core.sm.resume_reading(),
+            Command::PauseReading => {
+                tracing::debug!("pause_reading");
+                self.core.sm.pause_reading();
+            }
+            Command::ResumeReading => {
+                tracing::debug!("resume_reading");
+                self.core.sm.resume_reading();
+            }
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
             Command::SetProtocol(p) => self.protocol = p,
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
@@ -319,6 +358,7 @@ impl<IO> Driver<IO> {
     // ---- start and finish ----------------------------------------------
 
     fn start(&mut self) {
+        tracing::debug!("connection made");
         self.stage = Stage::Running;
         self.callback("connection_made", |p, _, t| p.base_mut().connection_made(t));
         if let Some(started) = self.started.take() {
@@ -327,6 +367,10 @@ impl<IO> Driver<IO> {
     }
 
     fn finish(&mut self, Lost(exc): Lost) {
+        match &exc {
+            None => tracing::debug!("connection lost"),
+            Some(e) => tracing::debug!(error = %e, "connection lost"),
+        }
         self.stage = Stage::Finished;
         self.callback("connection_lost", move |p, _, _| {
             p.base_mut().connection_lost(exc)
@@ -411,10 +455,33 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if !this.handle.shared.span.is_disabled() {
+            return this.poll_in_span(cx);
+        }
+        this.poll_lending(cx)
+    }
+}
+
+impl<IO> Driver<IO>
+where
+    IO: StreamIo,
+{
+    /// A poll with the thread's read buffer lent for its length.
+    #[inline(always)]
+    fn poll_lending(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut loan = Loan::take();
-        let poll = this.poll_running(cx, loan.pool());
+        let poll = self.poll_running(cx, loan.pool());
         loan.give_back();
         poll
+    }
+
+    /// A poll inside the connection's span (a subscriber wants it): events,
+    /// ours and the protocol's, belong to the connection.
+    #[cold]
+    #[inline(never)]
+    fn poll_in_span(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let _entered = self.handle.shared.span.clone().entered();
+        self.poll_lending(cx)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::inbox::Inbox;
 use crate::shared::Common;
 use crate::{AnyProtocol, IntoProtocol, WriteLimits};
 
+mod observe;
 mod write;
 
 thread_local! {
@@ -111,11 +112,17 @@ impl Shared {
         limits: WriteLimits,
         can_write_eof: bool,
         mode: Mode,
+        tls: bool,
     ) -> Arc<Shared> {
+        let span = crate::trace::transport_span(
+            crate::trace::stream_kind(&extra, mode != Mode::Duplex),
+            tls,
+            &extra,
+        );
         let shared = Arc::new(Shared {
             id: context::next_id(),
             inbox: Inbox::new(),
-            common: Common::new(extra, limits),
+            common: Common::new(extra, limits, span),
             can_write_eof: AtomicBool::new(can_write_eof && mode.writable()),
             mode,
         });

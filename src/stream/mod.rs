@@ -88,7 +88,13 @@ pub(crate) fn prepare_stream<IO>(
 where
     IO: StreamIo,
 {
-    let shared = Shared::new(config.extra, config.limits, config.can_write_eof, IO::MODE);
+    let shared = Shared::new(
+        config.extra,
+        config.limits,
+        config.can_write_eof,
+        IO::MODE,
+        IO::TLS,
+    );
     let transport = Transport { shared };
     let (started_tx, started_rx) = if config.notify_started {
         let (tx, rx) = oneshot::channel();

@@ -81,6 +81,7 @@ impl DatagramTransport {
         let data = data.into();
         let flags = shared.flags.load(Ordering::Acquire);
         if flags & LOST != 0 {
+            shared.stats.wrote();
             shared.count_dropped_write();
             return Ok(());
         }
@@ -88,7 +89,12 @@ impl DatagramTransport {
             // From a callback, with nothing queued: send now, as asyncio does.
             match try_direct(shared.id, &data, to.as_ref()) {
                 None => {}
-                Some(Ok(_)) => return Ok(()),
+                Some(Ok(_)) => {
+                    // (Inside a callback: the task's thread.)
+                    shared.stats.wrote_here();
+                    shared.stats.sent(data.len());
+                    return Ok(());
+                }
                 Some(Err(e))
                     if matches!(
                         e.kind(),
@@ -96,11 +102,13 @@ impl DatagramTransport {
                     ) => {}
                 Some(Err(e)) => {
                     // Dropped, and reported once the callback returns.
+                    shared.stats.wrote_here();
                     self.send(Command::SendFailed(e));
                     return Ok(());
                 }
             }
         }
+        shared.stats.wrote();
         shared.add_buffered(cost(data.len()));
         self.send(Command::Send(data, to));
         Ok(())

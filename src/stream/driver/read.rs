@@ -196,6 +196,7 @@ where
 
     #[inline]
     fn data_received(&mut self, data: Bytes) {
+        self.shared().stats.received(data.len());
         self.callback("data_received", move |p, _, _| {
             if let AnyProtocol::Stream(p) = p {
                 p.data_received(data);
@@ -217,6 +218,7 @@ where
             ReadOutcome::Pending | ReadOutcome::Panicked | ReadOutcome::Ran => {}
             ReadOutcome::Data(data) => self.data_received(data),
             ReadOutcome::Filled(n) => {
+                self.shared().stats.received(n);
                 self.callback("buffer_updated", move |p, _, _| {
                     if let AnyProtocol::Buffered(p) = p {
                         p.buffer_updated(n);
@@ -234,6 +236,7 @@ where
             }
             ReadOutcome::Eof => {
                 if self.core.sm.read_eof() {
+                    tracing::debug!("eof received");
                     self.sync_flags();
                     let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
                     if IO::TLS {

@@ -49,6 +49,12 @@ where
                 if done.is_ok()
                     && let Some(info) = io.tls_info()
                 {
+                    tracing::debug!(
+                        version = ?info.protocol_version,
+                        cipher = ?info.cipher_suite,
+                        server_name = info.server_name.as_deref(),
+                        "TLS handshake done"
+                    );
                     self.handle.shared.extra.set_tls(info);
                 }
                 return Poll::Ready(done);

@@ -29,6 +29,7 @@ where
             match self.poll_write_queue(cx) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     let sent = self.core.sm.consume(n);
+                    self.handle.shared.stats.sent(sent);
                     self.handle.shared.release(sent);
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -158,9 +159,12 @@ where
                 };
                 match event {
                     Event::PauseWriting => {
+                        self.shared().stats.paused();
+                        tracing::debug!(buffered = self.core.sm.queued(), "pause_writing");
                         self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
                     }
                     Event::ResumeWriting => {
+                        tracing::debug!(buffered = self.core.sm.queued(), "resume_writing");
                         self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
                     }
                     Event::ShutdownWrite => self.core.sm.start_shutdown(),

@@ -83,9 +83,15 @@ impl Transport {
         {
             // Inside a callback, on the task's thread: counted before
             // `write` returns, and before the task can send any of it.
-            Ok(Ok(())) => shared.add_buffered_here(len),
-            Ok(Err((WriteOutcome::Dropped, _))) => shared.count_dropped_write(),
-            Ok(Err(_)) => {}
+            Ok(Ok(())) => {
+                shared.add_buffered_here(len);
+                shared.stats.wrote_here();
+            }
+            Ok(Err((WriteOutcome::Dropped, _))) => {
+                shared.stats.wrote_here();
+                shared.count_dropped_write();
+            }
+            Ok(Err(_)) => shared.stats.wrote_here(),
             Err(data) => self.write_outside(data),
         }
         Ok(())
@@ -94,6 +100,7 @@ impl Transport {
     /// A write from outside the callbacks: counted, then sent to the task.
     #[inline(never)]
     fn write_outside(&self, data: Bytes) {
+        self.shared.stats.wrote();
         self.shared.add_buffered(data.len());
         self.send_outside(Command::Write(data));
     }
@@ -107,6 +114,7 @@ impl Transport {
             return self.refuse_after_eof(!data.is_empty(), false);
         }
         if !data.is_empty() && flags & LOST != 0 {
+            self.shared.stats.wrote();
             self.shared.count_dropped_write();
         }
         Ok(())
@@ -158,10 +166,12 @@ impl Transport {
             return Ok(());
         }
         if flags & LOST != 0 {
+            self.shared.stats.wrote();
             self.shared.count_dropped_write();
             return Ok(());
         }
         let total: usize = chunks.iter().map(Bytes::len).sum();
+        self.shared.stats.wrote();
         self.shared.add_buffered(total);
         self.send(Command::WriteMany(chunks));
         Ok(())
@@ -198,6 +208,9 @@ impl Transport {
         // Counted before `writelines` returns, and before the task can send
         // any of it (it runs after the callback).
         shared.add_buffered_here(queued);
+        if queued > 0 || dropped {
+            shared.stats.wrote_here();
+        }
         if dropped {
             shared.count_dropped_write();
         }
