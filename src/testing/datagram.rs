@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 use tokio::io::Ready;
 
 use super::checked::{Checked, GrammarCheck};
-use super::step::{QUIET_TURNS, Stepper};
+use super::step::{Stepper, assert_grammar};
 use crate::datagram::driver::Driver;
 use crate::datagram::handle::{Family, READ_PAUSED, Shared, SharedConfig};
 use crate::datagram::socket::{Socket, UDP_RECV_ROOM};
@@ -250,8 +250,7 @@ impl<P: 'static> DatagramHarness<P> {
     /// ```
     pub fn run_pending(&mut self) {
         self.stepper.run();
-        let v = self.check.violations();
-        assert!(v.is_empty(), "callback contract broken: {v:?}");
+        assert_grammar(&self.check);
     }
 
     /// As [`StreamHarness::settle`](super::StreamHarness::settle): run the
@@ -268,21 +267,13 @@ impl<P: 'static> DatagramHarness<P> {
     /// # }
     /// ```
     pub async fn settle(&mut self) {
-        let mut quiet = 0;
-        while quiet < QUIET_TURNS {
-            self.run_pending();
-            tokio::task::yield_now().await;
-            quiet = if self.stepper.is_woken() {
-                0
-            } else {
-                quiet + 1
-            };
-        }
-        self.run_pending();
+        let check = self.check.clone();
+        self.stepper.settle(|| assert_grammar(&check)).await;
     }
 
-    /// Move paused tokio time forward by `d`, then [`settle`](Self::settle)
-    /// (see [`StreamHarness::advance`](super::StreamHarness::advance)).
+    /// Let `d` of tokio time pass, running the endpoint whenever something
+    /// wakes it meanwhile; then [`settle`](Self::settle) (see
+    /// [`StreamHarness::advance`](super::StreamHarness::advance)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -293,9 +284,8 @@ impl<P: 'static> DatagramHarness<P> {
     /// # }
     /// ```
     pub async fn advance(&mut self, d: Duration) {
-        self.settle().await;
-        tokio::time::advance(d).await;
-        self.settle().await;
+        let check = self.check.clone();
+        self.stepper.advance(d, || assert_grammar(&check)).await;
     }
 
     /// The transport the protocol got in `connection_made`.

@@ -22,9 +22,10 @@
 //!
 //! **Time.** The harnesses work under `#[tokio::test(start_paused = true)]`
 //! (the feature turns on tokio's `test-util`): timers the protocol arms
-//! fire when the test moves the clock, with
-//! [`StreamHarness::advance`] (or `tokio::time::advance` followed by
-//! [`StreamHarness::settle`]). Without timers or spawned tasks no runtime
+//! fire when the test moves the clock with [`StreamHarness::advance`] /
+//! [`DatagramHarness::advance`], at their own moments (the connection runs
+//! each time one wakes it). [`StreamHarness::settle`] runs the connection
+//! and the protocol's tasks until both are idle, without moving the clock. Without timers or spawned tasks no runtime
 //! is needed at all: a plain `#[test]` works.
 //!
 //! What the harness does not do: TLS (`start_tls` needs a real task), and

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::checked::{Checked, GrammarCheck};
 use super::scripted::{Peer, ScriptedIo};
-use super::step::{QUIET_TURNS, Stepper};
+use super::step::{Stepper, assert_grammar};
 use crate::stream::driver::Driver;
 use crate::stream::handle::READ_PAUSED;
 use crate::stream::{StreamConfig, prepare_stream};
@@ -187,8 +187,7 @@ impl<P: 'static> StreamHarness<P> {
     /// ```
     pub fn run_pending(&mut self) {
         self.stepper.run();
-        let v = self.check.violations();
-        assert!(v.is_empty(), "callback contract broken: {v:?}");
+        assert_grammar(&self.check);
     }
 
     /// [`run_pending`](Self::run_pending), then give the runtime's other
@@ -208,23 +207,17 @@ impl<P: 'static> StreamHarness<P> {
     /// # }
     /// ```
     pub async fn settle(&mut self) {
-        let mut quiet = 0;
-        while quiet < QUIET_TURNS {
-            self.run_pending();
-            tokio::task::yield_now().await;
-            quiet = if self.stepper.is_woken() {
-                0
-            } else {
-                quiet + 1
-            };
-        }
-        self.run_pending();
+        let check = self.check.clone();
+        self.stepper.settle(|| assert_grammar(&check)).await;
     }
 
-    /// Move paused tokio time forward by `d` (`tokio::time::advance`), then
-    /// [`settle`](Self::settle): the timers the protocol armed for that
-    /// moment have fired and their effects are applied. The test runs
-    /// under `#[tokio::test(start_paused = true)]`.
+    /// Let `d` of tokio time pass, running the connection each time
+    /// something wakes it meanwhile (a timer task of the protocol writing,
+    /// say), at that moment; then [`settle`](Self::settle). Under
+    /// `#[tokio::test(start_paused = true)]` the runtime jumps from timer
+    /// to timer, so this returns at once and a timer the protocol re-arms
+    /// fires as often as it would in real time (unlike one
+    /// `tokio::time::advance(d)`, which fires each timer at most once).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -243,9 +236,8 @@ impl<P: 'static> StreamHarness<P> {
     /// # }
     /// ```
     pub async fn advance(&mut self, d: Duration) {
-        self.settle().await;
-        tokio::time::advance(d).await;
-        self.settle().await;
+        let check = self.check.clone();
+        self.stepper.advance(d, || assert_grammar(&check)).await;
     }
 
     /// The transport the protocol got in `connection_made`.
