@@ -320,13 +320,23 @@ impl<P: 'static> DatagramHarness<P> {
     /// let () = *h.protocol();
     /// ```
     pub fn protocol(&self) -> &P {
+        self.try_protocol()
+            .expect("the protocol was switched with set_protocol")
+    }
+
+    /// The protocol under test, or `None` if `set_protocol` replaced it.
+    ///
+    /// ```
+    /// # use tokio_transports::testing::DatagramHarness;
+    /// assert!(DatagramHarness::new(()).try_protocol().is_some());
+    /// ```
+    pub fn try_protocol(&self) -> Option<&P> {
         self.stepper
             .driver()
             .protocol()
             .as_any()
             .downcast_ref::<Checked<P>>()
             .map(Checked::inner)
-            .expect("the protocol was switched with set_protocol")
     }
 
     /// Run `f` on the protocol, then run the endpoint.

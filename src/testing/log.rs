@@ -15,6 +15,10 @@ use crate::{CallbackPanicked, Transport};
 
 /// How long a [`Log`] wait lasts before it panics (a guard against a test
 /// that would hang, not a timing assumption).
+///
+/// ```
+/// assert_eq!(tokio_transports::testing::WAIT_TIMEOUT.as_secs(), 10);
+/// ```
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `connection_lost` got, made comparable.

@@ -14,6 +14,16 @@ use crate::{BaseProtocol, BufferedProtocol, Protocol, Transport};
 
 /// Runs inside a callback, after its event was logged, with the transport
 /// (so it may write, pause or close from the callback, as a protocol would).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokio_transports::testing::{Event, Hook, RecorderConfig};
+/// let pause_on_data: Hook = Arc::new(|t, ev, _log| {
+///     if ev.is_data() { t.pause_reading(); }
+/// });
+/// let cfg = RecorderConfig { hook: Some(pause_on_data), ..RecorderConfig::default() };
+/// # let _ = cfg;
+/// ```
 pub type Hook = Arc<dyn Fn(&Transport, &Event, &Log) + Send + Sync>;
 
 /// How a [`Recorder`] behaves.
