@@ -40,6 +40,10 @@
 //! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
 //! project needs only this crate and `tokio`.
 //!
+//! Testing: with the `test-util` feature, [`testing`] drives a protocol
+//! without sockets (feed bytes, read back what it wrote, step time) and
+//! checks the order of its callbacks.
+//!
 //! See `docs/asyncio-parity.md` for every asyncio item and its Rust
 //! counterpart, and `docs/architecture.md` for how a byte travels.
 
@@ -60,6 +64,8 @@ mod stats;
 mod stream;
 mod subprocess;
 mod tcp;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod tls;
 mod trace;
 mod unix;

@@ -24,7 +24,7 @@ fn resumes(log: &Log) -> usize {
     log.count(Ev::is_rw)
 }
 
-async fn gated(reg: &Registry, cfg: Config) -> (Transport, Log, Gate, tokio::io::DuplexStream) {
+async fn gated(reg: &Registry, cfg: Config) -> (Transport, Log, Gate, Feed) {
     let (io, gate, feed) = GateIo::new();
     let rec = reg.recorder("io", cfg);
     let log = rec.log();

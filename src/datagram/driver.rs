@@ -142,6 +142,19 @@ impl<S: Socket> Driver<S> {
         &self.handle.shared
     }
 
+    /// The protocol, between two polls (the test kit's harness owns the
+    /// driver and reads its protocol's state this way).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn protocol(&self) -> &dyn DatagramProtocol {
+        &*self.protocol
+    }
+
+    /// [`protocol`](Self::protocol), mutably.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn protocol_mut(&mut self) -> &mut dyn DatagramProtocol {
+        &mut *self.protocol
+    }
+
     // ---- callbacks -----------------------------------------------------
 
     /// Run one protocol callback inside the endpoint's context (so the

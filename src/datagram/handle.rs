@@ -98,7 +98,8 @@ pub(crate) struct SharedConfig {
     pub(crate) family: Family,
     pub(crate) remote: Option<SocketAddress>,
     pub(crate) connected: bool,
-    pub(crate) socket: Arc<dyn AsFd + Send + Sync>,
+    /// `None`: no fd to lend (the test kit's scripted socket).
+    pub(crate) socket: Option<Arc<dyn AsFd + Send + Sync>>,
 }
 
 impl Shared {
@@ -115,7 +116,7 @@ impl Shared {
             family: config.family,
             remote: config.remote,
             connected: config.connected,
-            socket: Mutex::new(Some(config.socket)),
+            socket: Mutex::new(config.socket),
         })
     }
 }

@@ -605,7 +605,7 @@ async fn start(
     Ok(transport)
 }
 
-fn spawn<S: socket::Socket>(
+fn spawn<S: socket::Socket + AsFd>(
     sock: S,
     family: Family,
     local: Option<SocketAddress>,
@@ -626,7 +626,7 @@ fn spawn<S: socket::Socket>(
         family,
         remote,
         connected,
-        socket: sock.clone(),
+        socket: Some(sock.clone()),
     });
     let transport = DatagramTransport { shared };
     let (started_tx, started_rx) = oneshot::channel();

@@ -43,6 +43,7 @@ use std::io;
 use bytes::Bytes;
 
 use super::handle::DatagramTransport;
+use crate::AsAny;
 use crate::extra::SocketAddress;
 
 /// The callbacks of a datagram endpoint: asyncio's `DatagramProtocol`.
@@ -69,7 +70,7 @@ use crate::extra::SocketAddress;
 ///     }
 /// }
 /// ```
-pub trait DatagramProtocol: Send + 'static {
+pub trait DatagramProtocol: AsAny + Send + 'static {
     /// Called once, first, when the endpoint is ready. Keep a clone of
     /// `transport` to send or close later.
     ///

@@ -17,7 +17,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -180,7 +180,7 @@ pub(crate) fn try_direct(
 }
 
 /// What the driver needs from a datagram socket.
-pub(crate) trait Socket: AsFd + Send + Sync + Sized + 'static {
+pub(crate) trait Socket: Send + Sync + Sized + 'static {
     /// The spare room every receive gets.
     const RECV_ROOM: usize;
 

@@ -122,6 +122,19 @@ impl<IO> Driver<IO> {
         }
     }
 
+    /// The protocol, between two polls (the test kit's harness owns the
+    /// driver and reads its protocol's state this way).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn protocol(&self) -> &AnyProtocol {
+        &self.protocol
+    }
+
+    /// [`protocol`](Self::protocol), mutably.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn protocol_mut(&mut self) -> &mut AnyProtocol {
+        &mut self.protocol
+    }
+
     #[inline]
     fn shared(&self) -> &Shared {
         &self.handle.shared

@@ -1,129 +1,53 @@
 //! [`GateIo`]: an in-memory I/O whose write side the test opens byte by byte
-//! through its [`Gate`], for exact flow-control boundaries.
+//! through its [`Gate`], for exact flow-control boundaries: the public test
+//! kit's [`ScriptedIo`] with its write window shut at the start, and a
+//! [`Feed`] that writes what the transport reads (its drop is the peer's end
+//! of file).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-
-#[derive(Default)]
-struct GateState {
-    allowance: usize,
-    written: Vec<u8>,
-    /// (number of buffers, bytes taken) per accepted write call.
-    calls: Vec<(usize, usize)>,
-    waker: Option<Waker>,
-    shutdown: bool,
-    dropped: bool,
-}
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use tokio_transports::testing::{Peer, ScriptedIo};
 
 /// The test's side of a [`GateIo`].
 #[derive(Clone)]
-pub struct Gate(Arc<Mutex<GateState>>);
+pub struct Gate(Peer);
 
 impl Gate {
     /// Let `n` more bytes through.
     pub fn allow(&self, n: usize) {
-        let mut st = self.0.lock().unwrap();
-        st.allowance = st.allowance.saturating_add(n);
-        if let Some(w) = st.waker.take() {
-            w.wake();
-        }
+        self.0.allow(n);
     }
     pub fn written(&self) -> Vec<u8> {
-        self.0.lock().unwrap().written.clone()
+        self.0.written().to_vec()
     }
+    /// `(buffers, bytes taken)` per accepted write call.
     pub fn calls(&self) -> Vec<(usize, usize)> {
-        self.0.lock().unwrap().calls.clone()
+        self.0.write_calls()
     }
     pub fn is_shutdown(&self) -> bool {
-        self.0.lock().unwrap().shutdown
+        self.0.is_shutdown()
     }
     pub fn is_dropped(&self) -> bool {
-        self.0.lock().unwrap().dropped
+        self.0.is_dropped()
     }
 }
 
-/// An I/O whose reads come from a duplex pipe (the test holds the other end)
-/// and whose writes go through a gate the test opens byte by byte: with the
-/// gate shut the transport's buffer holds exactly what was written.
-pub struct GateIo {
-    state: Arc<Mutex<GateState>>,
-    read: DuplexStream,
-}
+/// What the transport reads: each write is one chunk; dropping it is the
+/// peer's end of file.
+pub struct Feed(Peer);
 
-impl GateIo {
-    /// The I/O, its gate (shut), and the pipe end that feeds its reads.
-    pub fn new() -> (GateIo, Gate, DuplexStream) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let state = Arc::new(Mutex::new(GateState::default()));
-        (
-            GateIo {
-                state: state.clone(),
-                read: a,
-            },
-            Gate(state),
-            b,
-        )
-    }
-}
-
-impl Drop for GateIo {
-    fn drop(&mut self) {
-        self.state.lock().unwrap().dropped = true;
-    }
-}
-
-impl AsyncRead for GateIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for GateIo {
+impl AsyncWrite for Feed {
     fn poll_write(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let mut st = self.state.lock().unwrap();
-        if st.shutdown {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        if st.allowance == 0 {
-            st.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let mut taken = 0;
-        for b in bufs {
-            let n = b.len().min(st.allowance);
-            st.written.extend_from_slice(&b[..n]);
-            st.allowance -= n;
-            taken += n;
-            if st.allowance == 0 {
-                break;
-            }
-        }
-        st.calls.push((bufs.len(), taken));
-        Poll::Ready(Ok(taken))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
+        self.0.feed(Bytes::copy_from_slice(buf));
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -131,7 +55,29 @@ impl AsyncWrite for GateIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.state.lock().unwrap().shutdown = true;
+        self.0.feed_eof();
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.0.feed_eof();
+    }
+}
+
+/// An I/O whose reads come from a [`Feed`] and whose writes go through a
+/// gate the test opens byte by byte: with the gate shut the transport's
+/// buffer holds exactly what was written.
+pub struct GateIo;
+
+impl GateIo {
+    /// The I/O, its gate (shut), and the feed for its reads. (The I/O is
+    /// the kit's `ScriptedIo`: this keeps the tests' `GateIo::new()`.)
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> (ScriptedIo, Gate, Feed) {
+        let (io, peer) = ScriptedIo::new();
+        peer.allow(0);
+        (io, Gate(peer.clone()), Feed(peer))
     }
 }

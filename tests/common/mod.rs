@@ -1,4 +1,7 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests. The recorder, its log, the
+//! grammar check and the scripted I/O come from the crate's public test kit
+//! (`tokio_transports::testing`, feature `test-util`); what is left here is
+//! per-test bookkeeping and sockets.
 //!
 //! * [`Recorder`]: a protocol (streaming and buffered) that logs every callback
 //!   into a [`Log`], optionally echoes, and runs a configurable hook inside each
@@ -32,7 +35,7 @@ mod util;
 #[allow(unused_imports)]
 pub use exc::{ExcCapture, Report};
 #[allow(unused_imports)]
-pub use gate_io::{Gate, GateIo};
+pub use gate_io::{Feed, Gate, GateIo};
 #[allow(unused_imports)]
 pub use grammar::check_grammar;
 #[allow(unused_imports)]
