@@ -63,7 +63,7 @@ use crate::{
 /// assert_eq!(h.protocol().buf, b"");
 /// ```
 pub struct StreamHarness<P: 'static> {
-    stepper: Stepper<Driver<ScriptedIo>>,
+    stepper: Stepper<std::pin::Pin<Box<Driver<ScriptedIo>>>>,
     transport: Transport,
     peer: Peer,
     check: GrammarCheck,
