@@ -45,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod context;
 mod datagram;
 mod error;
@@ -57,6 +58,7 @@ mod protocol;
 mod server;
 mod shared;
 mod stream;
+pub mod streams;
 mod subprocess;
 mod tcp;
 mod tls;
