@@ -33,7 +33,11 @@ use tokio_transports::{Server, ServerOptions};
 
 /// The service: answers every request with a line naming it.
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let body = format!("Hello from tokio-transports: {} {}\n", req.method(), req.uri().path());
+    let body = format!(
+        "Hello from tokio-transports: {} {}\n",
+        req.method(),
+        req.uri().path()
+    );
     Ok(Response::new(Full::new(Bytes::from(body))))
 }
 

@@ -61,7 +61,8 @@ impl FrameHandler<LinesCodec> for Member {
         let mut members = self.room.members.lock().unwrap_or_else(|p| p.into_inner());
         members.insert(self.id, t.clone());
         drop(members);
-        self.room.broadcast(self.id, &format!("* guest{} joined", self.id));
+        self.room
+            .broadcast(self.id, &format!("* guest{} joined", self.id));
     }
 
     fn frame_received(&mut self, line: String, t: &mut FramedTransport<LinesCodec>) {
@@ -70,7 +71,8 @@ impl FrameHandler<LinesCodec> for Member {
             t.close();
             return;
         }
-        self.room.broadcast(self.id, &format!("guest{}: {line}", self.id));
+        self.room
+            .broadcast(self.id, &format!("guest{}: {line}", self.id));
     }
 
     fn connection_lost(&mut self, exc: Option<io::Error>) {
@@ -80,7 +82,8 @@ impl FrameHandler<LinesCodec> for Member {
         let mut members = self.room.members.lock().unwrap_or_else(|p| p.into_inner());
         members.remove(&self.id);
         drop(members);
-        self.room.broadcast(self.id, &format!("* guest{} left", self.id));
+        self.room
+            .broadcast(self.id, &format!("* guest{} left", self.id));
     }
 }
 
@@ -89,7 +92,10 @@ pub async fn start(host: &str, port: u16) -> io::Result<Server> {
     let room = Room::default();
     let factory = move || {
         let id = room.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let member = Member { room: room.clone(), id };
+        let member = Member {
+            room: room.clone(),
+            id,
+        };
         FramedProtocol::new(LinesCodec::new_with_max_length(MAX_LINE), member)
     };
     create_server(factory, host, port, ServerOptions::default()).await
@@ -107,7 +113,11 @@ async fn main() -> io::Result<()> {
         None => 8888,
     };
     let server = start(&host, port).await?;
-    println!("chat on {} (nc {} {port}; Ctrl-C to stop)", server.sockets()[0], host);
+    println!(
+        "chat on {} (nc {} {port}; Ctrl-C to stop)",
+        server.sockets()[0],
+        host
+    );
     tokio::select! {
         r = server.serve_forever() => r,
         r = tokio::signal::ctrl_c() => r,

@@ -8,7 +8,9 @@ mod tls_support;
 use std::io;
 use std::pin::pin;
 
-use common::{barrier, guard, is_pending, pattern, read_n, read_to_eof, set_reset_on_drop, wait_unread};
+use common::{
+    barrier, guard, is_pending, pattern, read_n, read_to_eof, set_reset_on_drop, wait_unread,
+};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,9 +24,12 @@ use tokio_util::codec::{Framed, LinesCodec};
 async fn client_and_peer() -> (TransportStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let stream = guard("connect", open_connection("127.0.0.1", port, ConnectOptions::default()))
-        .await
-        .unwrap();
+    let stream = guard(
+        "connect",
+        open_connection("127.0.0.1", port, ConnectOptions::default()),
+    )
+    .await
+    .unwrap();
     let (peer, _) = guard("accept", listener.accept()).await.unwrap();
     (stream, peer)
 }
@@ -126,7 +131,10 @@ async fn poll_write_is_pending_above_the_high_watermark() {
     assert_eq!(t.get_write_buffer_size(), chunk.len());
     {
         let mut write = pin!(stream.write(&chunk));
-        assert!(is_pending(write.as_mut()), "a write above the high watermark waits");
+        assert!(
+            is_pending(write.as_mut()),
+            "a write above the high watermark waits"
+        );
         assert_eq!(t.get_write_buffer_size(), chunk.len(), "and queues nothing");
         // Once the task sends the queue (the peer's kernel takes it), the
         // buffer drains and the write goes through.
@@ -177,7 +185,10 @@ async fn end_of_file_and_half_close() {
     // Still open for writing after the peer's end of file.
     stream.write_all(b"answer").await.unwrap();
     stream.shutdown().await.unwrap();
-    assert!(stream.write_all(b"late").await.is_err(), "write after shutdown");
+    assert!(
+        stream.write_all(b"late").await.is_err(),
+        "write after shutdown"
+    );
     assert_eq!(read_to_eof(&mut peer).await, b"answer");
     // Both halves are shut, the transport stays until the stream goes
     // (as a socket stays until closed).
@@ -295,7 +306,10 @@ async fn over_tls_with_shutdown_as_close() {
     assert!(!stream.transport().can_write_eof());
     let mut framed = Framed::new(stream, LinesCodec::new());
     framed.send("over TLS").await.unwrap();
-    assert_eq!(guard("echo", framed.next()).await.unwrap().unwrap(), "over TLS");
+    assert_eq!(
+        guard("echo", framed.next()).await.unwrap().unwrap(),
+        "over TLS"
+    );
     let mut stream = framed.into_inner();
     // TLS cannot half-close: shutdown is close (close_notify).
     stream.shutdown().await.unwrap();

@@ -47,7 +47,10 @@
 //! and [`Transport::drain`] apply unchanged. Input: a handler that calls
 //! [`FramedTransport::pause_reading`] gets no further frame, not even those
 //! already decoded from bytes received, until
-//! [`FramedTransport::resume_reading`], which delivers those first.
+//! [`FramedTransport::resume_reading`], which delivers those first. After
+//! the end of file, pausing does nothing (as on the transport): the frames
+//! `decode_eof` makes of the rest are handed over at once, then
+//! `eof_received`.
 //!
 //! # Errors
 //!
@@ -62,13 +65,12 @@ use std::io;
 
 use bytes::BytesMut;
 
+use crate::Transport;
 use crate::protocol::{AnyProtocol, BaseProtocol, BufferedProtocol, IntoProtocol};
 use crate::stream::handle::{CLOSING, LOST, READ_PAUSED};
-use crate::Transport;
 
 mod transport;
 
-pub use transport::FramedTransport;
 /// tokio-util's codec traits and codecs, re-exported for the handler's
 /// signature (the same crate and version as this one's).
 ///
@@ -82,6 +84,7 @@ pub use tokio_util::codec::{
     AnyDelimiterCodec, BytesCodec, Decoder, Encoder, LengthDelimitedCodec, LinesCodec,
     LinesCodecError,
 };
+pub use transport::FramedTransport;
 
 /// The most room reserved for one read (tokio-util's `Framed` starts with
 /// the same 8 KiB): an idle connection holds at most this much, a large
@@ -207,8 +210,7 @@ pub trait FrameHandler<C: Decoder>: Send + 'static {
 enum Eof {
     /// Not received.
     No,
-    /// Received; `decode_eof` frames or the handler's `eof_received` are
-    /// still due (reading was paused meanwhile).
+    /// Received: `decode_eof` is handing over the last frames.
     Pending,
     /// Handled.
     Done,
@@ -296,13 +298,20 @@ where
     }
 
     /// Whether a frame may be handed over now: not after a decode error,
-    /// nor while reading is paused, nor once the transport is closing.
+    /// nor once the transport is closing, nor while reading is paused
+    /// before the end of file (after it, pausing does nothing, as on the
+    /// transport).
     fn may_deliver(&self) -> bool {
+        let stop = if self.eof == Eof::No {
+            READ_PAUSED | CLOSING | LOST
+        } else {
+            CLOSING | LOST
+        };
         self.failed.is_none()
             && self
                 .transport
                 .as_ref()
-                .is_some_and(|t| !t.transport().shared.has(READ_PAUSED | CLOSING | LOST))
+                .is_some_and(|t| !t.transport().shared.has(stop))
     }
 
     /// Decode and hand over every whole frame in the buffer, then finish a
@@ -337,9 +346,9 @@ where
                 }
             }
         }
-        // Paused (or failed, or closing) with an end of file still due:
-        // keep the transport open until `resume_reading` finishes it.
-        self.eof == Eof::Pending && self.failed.is_none()
+        // Closing (or failed) with the end of file's frames undelivered:
+        // nothing more is handed over; the close goes on.
+        false
     }
 
     /// A decode error: stop, close, and keep the error for `connection_lost`.
@@ -351,16 +360,10 @@ where
     }
 
     /// After [`FramedTransport::resume_reading`]: hand over the frames held
-    /// while reading was paused (and a pending end of file).
+    /// while reading was paused.
     fn redeliver(protocol: &mut AnyProtocol) {
         if let Some(p) = protocol.downcast_mut::<Self>() {
-            let pending_eof = p.eof == Eof::Pending;
-            let keep = p.deliver();
-            if pending_eof && p.eof == Eof::Done && !keep {
-                if let Some(t) = &p.transport {
-                    t.transport().close();
-                }
-            }
+            p.deliver();
         }
     }
 }
@@ -372,9 +375,11 @@ where
     H: FrameHandler<C>,
 {
     fn connection_made(&mut self, transport: &Transport) {
-        let t = self
-            .transport
-            .insert(FramedTransport::new(transport.clone(), self.codec.clone(), Self::redeliver));
+        let t = self.transport.insert(FramedTransport::new(
+            transport.clone(),
+            self.codec.clone(),
+            Self::redeliver,
+        ));
         self.handler.connection_made(t);
     }
 

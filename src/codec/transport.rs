@@ -7,9 +7,9 @@ use std::ops::Deref;
 use bytes::BytesMut;
 use tokio_util::codec::Encoder;
 
+use crate::Transport;
 use crate::protocol::AnyProtocol;
 use crate::stream::handle::READ_PAUSED;
-use crate::Transport;
 
 /// Room reserved at a time for encoding: small frames share one block.
 const ENCODE_ROOM: usize = 4 * 1024;
@@ -166,7 +166,7 @@ impl<C> FramedTransport<C> {
     }
 
     /// [`Transport::resume_reading`], then, on the connection's task, the
-    /// frames held while paused (and a pending end of file) are handed over
+    /// frames held while paused are handed over
     /// before anything newly received.
     ///
     /// ```
@@ -221,6 +221,8 @@ impl<C> Deref for FramedTransport<C> {
 
 impl<C> std::fmt::Debug for FramedTransport<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("FramedTransport").field(&self.transport).finish()
+        f.debug_tuple("FramedTransport")
+            .field(&self.transport)
+            .finish()
     }
 }

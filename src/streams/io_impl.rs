@@ -84,7 +84,10 @@ impl std::fmt::Debug for TransportStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransportStream")
             .field("transport", &self.transport)
-            .field("unread", &(self.current.len() + self.shared.lock().buffered))
+            .field(
+                "unread",
+                &(self.current.len() + self.shared.lock().buffered),
+            )
             .finish()
     }
 }
@@ -187,8 +190,7 @@ impl TransportStream {
                     return Poll::Ready(Ok(()));
                 }
             }
-            if !self.transport.shared.has(LOST) && self.transport.get_write_buffer_size() <= limit
-            {
+            if !self.transport.shared.has(LOST) && self.transport.get_write_buffer_size() <= limit {
                 return Poll::Ready(Ok(()));
             }
             let t = self.transport.clone();
@@ -198,7 +200,12 @@ impl TransportStream {
     }
 
     /// Queue `data` (already non-empty) on the transport.
-    fn poll_send(&mut self, cx: &mut Context<'_>, len: usize, data: impl FnOnce() -> Bytes) -> Poll<io::Result<usize>> {
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        data: impl FnOnce() -> Bytes,
+    ) -> Poll<io::Result<usize>> {
         if self.shut {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
