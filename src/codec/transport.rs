@@ -9,7 +9,7 @@ use tokio_util::codec::Encoder;
 
 use crate::Transport;
 use crate::protocol::AnyProtocol;
-use crate::stream::handle::READ_PAUSED;
+use crate::stream::handle::{Command, READ_PAUSED};
 
 /// Room reserved at a time for encoding: small frames share one block.
 const ENCODE_ROOM: usize = 4 * 1024;
@@ -42,7 +42,7 @@ const ENCODE_ROOM: usize = 4 * 1024;
 /// let (a, b) = tokio::io::duplex(1024);
 /// tokio_transports::connect_io(move || FramedProtocol::new(LinesCodec::new(), Export(tx)), a).await?;
 /// let mut t = rx.recv().await.unwrap();
-/// t.send("from another task")?;
+/// t.send("from another task").map_err(std::io::Error::other)?;
 /// t.drain().await?;
 /// # use tokio::io::AsyncBufReadExt;
 /// # let mut line = String::new();
@@ -195,8 +195,10 @@ impl<C> FramedTransport<C> {
         let was_paused = self.transport.shared.has(READ_PAUSED);
         self.transport.resume_reading();
         if was_paused && self.transport.is_reading() {
-            // The command is sent now; its answer is not needed.
-            let _ = self.transport.with_protocol(self.redeliver);
+            // `with_protocol` without the answer: runs on the task, after
+            // the resume (after the current callback, if called from one).
+            self.transport
+                .send_command(Command::WithProtocol(Box::new(self.redeliver)));
         }
     }
 }
