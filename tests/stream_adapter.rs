@@ -317,6 +317,12 @@ async fn over_tls_with_shutdown_as_close() {
     guard("closed", stream.transport().closed()).await;
 }
 
+#[test]
+fn the_stream_is_send_sync_unpin_and_buf_read() {
+    fn check<T: tokio::io::AsyncBufRead + AsyncWriteExt + Send + Sync + Unpin + 'static>() {}
+    check::<TransportStream>();
+}
+
 #[tokio::test]
 async fn open_refuses_a_transport_without_its_protocol() {
     let (a, _b) = tokio::io::duplex(64);
