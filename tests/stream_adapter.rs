@@ -175,6 +175,30 @@ async fn a_writer_never_buffers_more_than_high_plus_one_write() {
     assert!(most <= high + chunk, "buffered {most} with high {high}");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn one_write_takes_at_most_the_high_watermark() {
+    let (mut stream, mut peer) = client_and_peer().await;
+    stream
+        .transport()
+        .set_write_buffer_limits(Some(32 * 1024), None)
+        .unwrap();
+    let data = pattern(1 << 20, 9);
+    let n = stream.write(&data).await.unwrap();
+    assert_eq!(n, 32 * 1024, "a partial write");
+    let bufs = [
+        io::IoSlice::new(&data[n..n + 10]),
+        io::IoSlice::new(&data[n + 10..]),
+    ];
+    let m = guard("a vectored write", stream.write_vectored(&bufs))
+        .await
+        .unwrap();
+    assert_eq!(m, 32 * 1024, "across both slices");
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    stream.write_all(&data[n + m..]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    assert!(guard("the peer", reader).await.unwrap() == data);
+}
+
 #[tokio::test]
 async fn end_of_file_and_half_close() {
     let (mut stream, mut peer) = client_and_peer().await;

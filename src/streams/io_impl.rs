@@ -33,8 +33,9 @@ use crate::stream::stream_io::Mode;
 /// * **Output.** `poll_write` queues a copy of the data on the transport
 ///   when its write buffer is at or below the high watermark, and is
 ///   `Pending` above it until the buffer drains to the low watermark
-///   ([`Transport::drain`]); so the buffer never holds more than the high
-///   watermark plus one write. `poll_flush` waits for the low watermark
+///   ([`Transport::drain`]). One write takes at most the high watermark
+///   (16 KiB if that is less), so the buffer never holds more than twice
+///   the high watermark (or the high watermark plus 16 KiB). `poll_flush` waits for the low watermark
 ///   (asyncio's `drain()`); what stays queued is sent by the transport
 ///   without further calls.
 ///
@@ -199,12 +200,13 @@ impl TransportStream {
         }
     }
 
-    /// Queue `data` (already non-empty) on the transport.
+    /// Queue the first `n` bytes of what `data(n)` copies (`len` offered,
+    /// non-zero) on the transport, `n` at most [`max_write`]: returns `n`.
     fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
         len: usize,
-        data: impl FnOnce() -> Bytes,
+        data: impl FnOnce(usize) -> Bytes,
     ) -> Poll<io::Result<usize>> {
         if self.shut {
             return Poll::Ready(Err(io::Error::new(
@@ -226,9 +228,17 @@ impl TransportStream {
                 "the transport is closing",
             )));
         }
-        self.transport.write(data())?;
-        Poll::Ready(Ok(len))
+        let n = len.min(max_write(high));
+        self.transport.write(data(n))?;
+        Poll::Ready(Ok(n))
     }
+}
+
+/// The most one `poll_write` takes: the high watermark, but at least
+/// 16 KiB (a watermark of a few bytes must not make every write tiny). So
+/// the write buffer never holds more than the high watermark plus this.
+fn max_write(high: usize) -> usize {
+    high.max(16 * 1024)
 }
 
 impl Drop for TransportStream {
@@ -278,7 +288,7 @@ impl AsyncWrite for TransportStream {
             return Poll::Ready(Ok(0));
         }
         self.get_mut()
-            .poll_send(cx, buf.len(), || Bytes::copy_from_slice(buf))
+            .poll_send(cx, buf.len(), |n| Bytes::copy_from_slice(&buf[..n]))
     }
 
     fn poll_write_vectored(
@@ -291,10 +301,14 @@ impl AsyncWrite for TransportStream {
             return Poll::Ready(Ok(0));
         }
         // One copy into one buffer: the transport sends it in one piece.
-        self.get_mut().poll_send(cx, len, || {
-            let mut data = BytesMut::with_capacity(len);
+        self.get_mut().poll_send(cx, len, |n| {
+            let mut data = BytesMut::with_capacity(n);
             for b in bufs {
-                data.extend_from_slice(b);
+                let take = b.len().min(n - data.len());
+                data.extend_from_slice(&b[..take]);
+                if data.len() == n {
+                    break;
+                }
             }
             data.freeze()
         })
