@@ -238,6 +238,31 @@ async fn bytes_left_at_eof_are_a_decode_error() {
 }
 
 #[tokio::test]
+async fn a_panicking_handler_loses_its_connection_with_the_panic() {
+    let capture = common::ExcCapture::install().await;
+    let (t, mut peer, mut rx) = lines_over_duplex(|r| {
+        r.on_frame = Some(Box::new(|text, _t| {
+            if text == "\"boom\"" {
+                panic!("handler exploded");
+            }
+        }));
+    })
+    .await;
+    peer.write_all(b"fine\nboom\nnever\n").await.unwrap();
+    assert_eq!(next(&mut rx).await, frame("fine"));
+    match next(&mut rx).await {
+        Ev::Lost(Some((_, msg, _))) => assert!(msg.contains("handler exploded"), "{msg}"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    guard("closed", t.closed()).await;
+    assert!(rx.try_recv().is_err(), "no frame after the panic");
+    // Reported once, as the callback the transport called.
+    let reports = capture.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].message.contains("buffer_updated"), "{reports:?}");
+}
+
+#[tokio::test]
 async fn pause_reading_holds_decoded_frames_until_resume() {
     let (exp_tx, mut exp_rx) = unbounded_channel();
     let (t, mut peer, mut rx) = lines_over_duplex(|r| {

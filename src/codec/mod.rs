@@ -60,6 +60,12 @@
 //! handler's `connection_lost` gets `Some(err)` with kind `InvalidData`
 //! whose [`get_ref`](std::io::Error::get_ref) is the codec's error (even if
 //! the close itself went well).
+//!
+//! A panic in a handler callback follows the crate's rule for protocol
+//! callbacks: that connection is lost with a
+//! [`CallbackPanicked`](crate::CallbackPanicked) error, and the exception
+//! handler's report names the protocol callback the transport was in
+//! (`buffer_updated` for `frame_received`).
 
 use std::io;
 
