@@ -12,7 +12,13 @@ use bytes::Bytes;
 use super::TransportStream;
 use crate::{BaseProtocol, Protocol, Transport};
 
-/// asyncio's `_DEFAULT_LIMIT` (64 KiB): reading pauses above twice this.
+/// The default read limit of a [`TransportStream`], asyncio's
+/// `_DEFAULT_LIMIT` (64 KiB): reading pauses while more than twice this
+/// waits unread.
+///
+/// ```
+/// assert_eq!(tokio_transports::streams::DEFAULT_READ_LIMIT, 65536);
+/// ```
 pub const DEFAULT_READ_LIMIT: usize = 64 * 1024;
 
 /// What runs when a server's connection is made: spawns the application's
