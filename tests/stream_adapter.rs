@@ -38,7 +38,7 @@ async fn client_and_peer() -> (TransportStream, TcpStream) {
 async fn echo_server() -> tokio_transports::Server {
     start_server(
         |stream| async move {
-            let (mut r, mut w) = tokio::io::split(stream);
+            let (mut r, mut w) = stream.into_split();
             let _ = tokio::io::copy(&mut r, &mut w).await;
             let _ = w.shutdown().await;
         },
@@ -258,6 +258,27 @@ async fn dropping_the_stream_closes_the_transport_after_sending() {
 }
 
 #[tokio::test]
+async fn split_halves_work_apart_and_close_when_both_are_gone() {
+    let (stream, mut peer) = client_and_peer().await;
+    let t = stream.transport().clone();
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        writer.write_all(b"from the writer").await.unwrap();
+        writer
+    });
+    assert_eq!(read_n(&mut peer, 15).await, b"from the writer");
+    let writer = guard("writer", writing).await.unwrap();
+    peer.write_all(b"to the reader").await.unwrap();
+    assert_eq!(read_n(&mut reader, 13).await, b"to the reader");
+    drop(writer);
+    assert!(!t.is_closing(), "the reader still holds the transport");
+    drop(reader);
+    assert!(t.is_closing());
+    assert_eq!(read_to_eof(&mut peer).await, b"");
+    guard("closed", t.closed()).await;
+}
+
+#[tokio::test]
 async fn over_a_unix_socket() {
     let path = std::env::temp_dir().join(format!("tt-stream-adapter-{}.sock", std::process::id()));
     let server = start_unix_server(
@@ -345,6 +366,10 @@ async fn over_tls_with_shutdown_as_close() {
 fn the_stream_is_send_sync_unpin_and_buf_read() {
     fn check<T: tokio::io::AsyncBufRead + AsyncWriteExt + Send + Sync + Unpin + 'static>() {}
     check::<TransportStream>();
+    fn read<T: tokio::io::AsyncBufRead + Send + Sync + Unpin + 'static>() {}
+    fn write<T: AsyncWriteExt + Send + Sync + Unpin + 'static>() {}
+    read::<tokio_transports::streams::StreamReader>();
+    write::<tokio_transports::streams::StreamWriter>();
 }
 
 #[tokio::test]

@@ -4,16 +4,14 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::sync::ReusableBoxFuture;
 
 use super::protocol::Shared;
+use super::sides::{Closer, ReadSide, WriteSide};
+use super::split::{StreamReader, StreamWriter};
 use crate::Transport;
-use crate::stream::handle::LOST;
-use crate::stream::stream_io::Mode;
 
 /// A connection of this crate as a tokio byte stream: [`AsyncRead`],
 /// [`AsyncBufRead`] and [`AsyncWrite`], `Send + Sync + Unpin`, so code
@@ -70,39 +68,54 @@ use crate::stream::stream_io::Mode;
 /// # Ok(()) }
 /// ```
 pub struct TransportStream {
-    transport: Transport,
-    shared: Arc<Shared>,
-    /// The chunk being read (taken from the shared queue).
-    current: Bytes,
-    /// `Transport::drain`, while a write or a flush waits for it.
-    drain: ReusableBoxFuture<'static, io::Result<()>>,
-    draining: bool,
-    /// `poll_shutdown` was called.
-    shut: bool,
+    reader: ReadSide,
+    writer: WriteSide,
 }
 
 impl std::fmt::Debug for TransportStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransportStream")
-            .field("transport", &self.transport)
-            .field(
-                "unread",
-                &(self.current.len() + self.shared.lock().buffered),
-            )
+            .field("transport", &self.writer.transport)
+            .field("unread", &self.reader.unread())
             .finish()
     }
 }
 
 impl TransportStream {
     pub(crate) fn new(transport: Transport, shared: Arc<Shared>) -> TransportStream {
+        let closer = Arc::new(Closer(transport.clone()));
         TransportStream {
-            transport,
-            shared,
-            current: Bytes::new(),
-            drain: ReusableBoxFuture::new(async { Ok(()) }),
-            draining: false,
-            shut: false,
+            reader: ReadSide::new(shared.clone(), closer.clone()),
+            writer: WriteSide::new(transport, shared, closer),
         }
+    }
+
+    /// Split into a [`StreamReader`] and a [`StreamWriter`] (asyncio's
+    /// pair), owned halves for two tasks, without the lock
+    /// `tokio::io::split` puts around every call. The transport closes
+    /// when both are dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio_transports::streams::TransportStream;
+    /// let (a, mut b) = tokio::io::duplex(1024);
+    /// let stream = TransportStream::open(|p| tokio_transports::connect_io(move || p, a)).await?;
+    /// let (mut reader, mut writer) = stream.into_split();
+    /// tokio::spawn(async move { writer.write_all(b"from the writer's task").await });
+    /// let mut buf = [0u8; 22];
+    /// b.read_exact(&mut buf).await?;
+    /// b.write_all(b"back").await?;
+    /// let mut back = [0u8; 4];
+    /// reader.read_exact(&mut back).await?;
+    /// assert_eq!(&back, b"back");
+    /// # Ok(()) }
+    /// ```
+    pub fn into_split(self) -> (StreamReader, StreamWriter) {
+        (
+            StreamReader::new(self.reader),
+            StreamWriter::new(self.writer),
+        )
     }
 
     /// The transport under the stream, for its addresses, TLS information,
@@ -118,7 +131,7 @@ impl TransportStream {
     /// # Ok(()) }
     /// ```
     pub fn transport(&self) -> &Transport {
-        &self.transport
+        &self.writer.transport
     }
 
     /// The read limit (asyncio's `limit=`): reading pauses while more than
@@ -135,11 +148,7 @@ impl TransportStream {
     /// # Ok(()) }
     /// ```
     pub fn set_read_limit(&self, limit: usize) {
-        let mut st = self.shared.lock();
-        st.limit = limit.max(1);
-        // A lower limit takes effect at the next received chunk, a higher
-        // one may resume reading now.
-        st.consumed(0);
+        self.reader.set_limit(limit);
     }
 
     /// The read limit; see [`set_read_limit`](Self::set_read_limit).
@@ -153,97 +162,7 @@ impl TransportStream {
     /// # Ok(()) }
     /// ```
     pub fn read_limit(&self) -> usize {
-        self.shared.lock().limit
-    }
-
-    /// Make `self.current` non-empty; `Ready(Ok)` with it empty is the end
-    /// of file.
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.current.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        let mut st = self.shared.lock();
-        if let Some(chunk) = st.chunks.pop_front() {
-            st.consumed(chunk.len());
-            self.current = chunk;
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(err) = st.error.take() {
-            return Poll::Ready(Err(err));
-        }
-        if st.eof || st.lost {
-            return Poll::Ready(Ok(()));
-        }
-        st.reader = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    /// Wait until the write buffer is at or below `limit`. Once the
-    /// connection is lost, wait for its end instead and report whether
-    /// everything written was delivered ([`Transport::drain`]'s rule).
-    fn poll_room(&mut self, cx: &mut Context<'_>, limit: usize) -> Poll<io::Result<()>> {
-        loop {
-            if self.draining {
-                let done = ready!(self.drain.poll(cx));
-                self.draining = false;
-                done?;
-                if self.transport.shared.has(LOST) {
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            if !self.transport.shared.has(LOST) && self.transport.get_write_buffer_size() <= limit {
-                return Poll::Ready(Ok(()));
-            }
-            let t = self.transport.clone();
-            self.drain.set(async move { t.drain().await });
-            self.draining = true;
-        }
-    }
-
-    /// Queue the first `n` bytes of what `data(n)` copies (`len` offered,
-    /// non-zero) on the transport, `n` at most [`max_write`]: returns `n`.
-    fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        len: usize,
-        data: impl FnOnce(usize) -> Bytes,
-    ) -> Poll<io::Result<usize>> {
-        if self.shut {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "write after shutdown",
-            )));
-        }
-        let high = self.transport.get_write_buffer_limits().1;
-        ready!(self.poll_room(cx, high))?;
-        {
-            let st = self.shared.lock();
-            if st.lost {
-                return Poll::Ready(Err(st.lost_error()));
-            }
-        }
-        if self.transport.is_closing() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the transport is closing",
-            )));
-        }
-        let n = len.min(max_write(high));
-        self.transport.write(data(n))?;
-        Poll::Ready(Ok(n))
-    }
-}
-
-/// The most one `poll_write` takes: the high watermark, but at least
-/// 16 KiB (a watermark of a few bytes must not make every write tiny). So
-/// the write buffer never holds more than the high watermark plus this.
-fn max_write(high: usize) -> usize {
-    high.max(16 * 1024)
-}
-
-impl Drop for TransportStream {
-    fn drop(&mut self) {
-        self.transport.close();
+        self.reader.limit()
     }
 }
 
@@ -253,28 +172,17 @@ impl AsyncRead for TransportStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(this.poll_chunk(cx))?;
-        let n = this.current.len().min(buf.remaining());
-        buf.put_slice(&this.current[..n]);
-        this.current.advance(n);
-        Poll::Ready(Ok(()))
+        self.get_mut().reader.poll_read(cx, buf)
     }
 }
 
 impl AsyncBufRead for TransportStream {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        ready!(this.poll_chunk(cx))?;
-        Poll::Ready(Ok(&this.current[..]))
+        self.get_mut().reader.poll_fill_buf(cx)
     }
 
     fn consume(self: Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        this.current.advance(amt.min(this.current.len()));
+        self.get_mut().reader.consume(amt);
     }
 }
 
@@ -284,11 +192,7 @@ impl AsyncWrite for TransportStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        self.get_mut()
-            .poll_send(cx, buf.len(), |n| Bytes::copy_from_slice(&buf[..n]))
+        self.get_mut().writer.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -296,22 +200,7 @@ impl AsyncWrite for TransportStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len == 0 {
-            return Poll::Ready(Ok(0));
-        }
-        // One copy into one buffer: the transport sends it in one piece.
-        self.get_mut().poll_send(cx, len, |n| {
-            let mut data = BytesMut::with_capacity(n);
-            for b in bufs {
-                let take = b.len().min(n - data.len());
-                data.extend_from_slice(&b[..take]);
-                if data.len() == n {
-                    break;
-                }
-            }
-            data.freeze()
-        })
+        self.get_mut().writer.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -319,25 +208,10 @@ impl AsyncWrite for TransportStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let low = this.transport.get_write_buffer_limits().0;
-        this.poll_room(cx, low)
+        self.get_mut().writer.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.transport.shared.mode == Mode::ReadOnly {
-            return Poll::Ready(Ok(()));
-        }
-        if !this.shut {
-            this.shut = true;
-            if this.transport.can_write_eof() {
-                this.transport.write_eof()?;
-            } else {
-                this.transport.close();
-            }
-        }
-        let low = this.transport.get_write_buffer_limits().0;
-        this.poll_room(cx, low)
+        self.get_mut().writer.poll_shutdown(cx)
     }
 }

@@ -3,20 +3,23 @@
 //! `start_server` and their Unix forms).
 //!
 //! This module owns the stream adapter: [`TransportStream`] (the stream,
-//! `io_impl.rs`), [`StreamProtocol`] (the protocol under it, `protocol.rs`) and
-//! the creation functions below. A [`TransportStream`] is made over any
+//! `io_impl.rs`), its halves [`StreamReader`] and [`StreamWriter`]
+//! (`split.rs`), the reading and writing logic they share (`sides.rs`),
+//! [`StreamProtocol`] (the protocol under them, `protocol.rs`) and the
+//! creation functions below. A [`TransportStream`] is made over any
 //! transport of this crate with [`TransportStream::open`]; the functions
 //! here are the common cases, named after asyncio's:
 //!
 //! | asyncio | here |
 //! |---|---|
-//! | `reader, writer = await asyncio.open_connection(host, port, ssl=..)` | `let stream = open_connection(host, port, ConnectOptions::default()).await?` |
+//! | `reader, writer = await asyncio.open_connection(host, port, ssl=..)` | `let (reader, writer) = open_connection(host, port, ConnectOptions::default()).await?.into_split()` |
 //! | `await asyncio.start_server(client_connected_cb, host, port)` | `start_server(cb, host, port, ServerOptions::default()).await?` → [`Server`] |
 //! | `asyncio.open_unix_connection(path)`, `asyncio.start_unix_server(cb, path)` | [`open_unix_connection`], [`start_unix_server`] |
 //! | `limit=` | [`TransportStream::set_read_limit`] |
 //!
-//! One value is both the reader and the writer (split it with
-//! `tokio::io::split` if two tasks need the halves). Flow control is the
+//! One value is both the reader and the writer;
+//! [`TransportStream::into_split`] gives asyncio's pair, a [`StreamReader`]
+//! and a [`StreamWriter`], for two tasks. Flow control is the
 //! transport's, as backpressure: see [`TransportStream`].
 //!
 //! ```
@@ -27,8 +30,8 @@
 //!
 //! // An echo server: each connection is a stream handed to an async fn.
 //! let server = start_server(
-//!     |mut stream| async move {
-//!         let (mut r, mut w) = tokio::io::split(&mut stream);
+//!     |stream| async move {
+//!         let (mut r, mut w) = stream.into_split();
 //!         let _ = tokio::io::copy(&mut r, &mut w).await;
 //!     },
 //!     "127.0.0.1",
@@ -54,9 +57,12 @@ use crate::{ConnectOptions, Server, ServerHosts, ServerOptions, Transport, UnixE
 
 mod io_impl;
 mod protocol;
+mod sides;
+mod split;
 
 pub use io_impl::TransportStream;
 pub use protocol::{DEFAULT_READ_LIMIT, StreamProtocol};
+pub use split::{StreamReader, StreamWriter};
 
 impl TransportStream {
     /// A stream over the transport that `connect` makes with the
