@@ -37,6 +37,12 @@
 //! Pipes: [`connect_read_pipe`] and [`connect_write_pipe`] (pipes, FIFOs,
 //! sockets, ptys): the same [`Transport`], one way.
 //!
+//! Adapters to the rest of tokio: [`codec`] runs a tokio-util `Decoder` +
+//! `Encoder` as a protocol that hands the application whole frames;
+//! [`streams`] makes any connection a tokio `AsyncRead + AsyncWrite`
+//! (asyncio's `open_connection` / `start_server`), for hyper, `Framed` and
+//! the like. Both keep the transport's flow control, as backpressure.
+//!
 //! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
 //! project needs only this crate and `tokio`.
 //!
@@ -49,6 +55,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod context;
 mod datagram;
 mod error;
@@ -62,6 +69,7 @@ mod server;
 mod shared;
 mod stats;
 mod stream;
+pub mod streams;
 mod subprocess;
 mod tcp;
 #[cfg(feature = "test-util")]
