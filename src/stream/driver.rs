@@ -122,6 +122,13 @@ impl<IO> Driver<IO> {
         &self.handle.shared
     }
 
+    /// The transport's id and its frame, for a task that drives several
+    /// transports and lends this one's frame to the others' callbacks
+    /// ([`SIBLING`](super::handle::SIBLING)).
+    pub(crate) fn frame(&mut self) -> (usize, &mut Core) {
+        (self.handle.shared.id, &mut self.core)
+    }
+
     // ---- callbacks -----------------------------------------------------
 
     /// Run one protocol callback: inside the connection's context (so the

@@ -283,7 +283,7 @@ impl AsyncWrite for WritePipe {
 // ---- the creation functions --------------------------------------------------
 
 /// The configuration of a pipe transport: its fd as extra info `"pipe"`.
-fn pipe_config(raw_fd: std::os::fd::RawFd) -> StreamConfig {
+pub(crate) fn pipe_config(raw_fd: std::os::fd::RawFd) -> StreamConfig {
     StreamConfig {
         extra: Extra::new(None, None, Some(raw_fd)),
         ..StreamConfig::default()

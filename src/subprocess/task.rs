@@ -1,0 +1,229 @@
+//! The one task that drives a child's pipes and watches its exit.
+//!
+//! [`ChildTask`] owns the drivers of the stdin, stdout and stderr pipe
+//! transports (ordinary stream drivers, not spawned on their own) and the
+//! exit watcher, and polls each of them only when it was woken (every part
+//! has a waker of its own that sets its bit and wakes the task). Since one
+//! task runs them all, one callback runs at a time without anyone waiting
+//! on the dispatch lock, and a write to stdin from a callback of stdout,
+//! stderr or the exit goes straight into stdin's queue: while those parts
+//! are polled, stdin's frame is lent through [`SIBLING`], and stdin is
+//! polled (flushed) right after them in the same pass.
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
+use tokio::io::unix::AsyncFd;
+
+use super::process;
+use super::transport::{Event, Shared};
+use crate::context;
+use crate::stream::driver::Driver;
+use crate::stream::handle::SIBLING;
+use crate::stream::pipe::{ReadPipe, WritePipe};
+
+const STDIN: u8 = 1;
+const STDOUT: u8 = 2;
+const STDERR: u8 = 4;
+const EXIT: u8 = 8;
+const ALL: u8 = STDIN | STDOUT | STDERR | EXIT;
+
+/// Which parts were woken since the task last looked, and the task's
+/// waker.
+struct Wakes {
+    bits: AtomicU8,
+    task: AtomicWaker,
+}
+
+/// One part's waker: sets its bit, wakes the task.
+struct PartWake {
+    wakes: Arc<Wakes>,
+    bit: u8,
+}
+
+impl Wake for PartWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.bits.fetch_or(self.bit, Ordering::AcqRel);
+        self.wakes.task.wake();
+    }
+}
+
+/// A child's pipes and exit watcher, driven as one task.
+pub(super) struct ChildTask {
+    // The pipes come first: if the task is dropped (its runtime went away),
+    // they report their end before the exit watcher hands the child to the
+    // reaper thread.
+    pub(super) stdin: Option<Driver<WritePipe>>,
+    pub(super) stdout: Option<Driver<ReadPipe>>,
+    pub(super) stderr: Option<Driver<ReadPipe>>,
+    exit: Option<ExitWatch>,
+    wakes: Arc<Wakes>,
+    /// The wakers of stdin, stdout, stderr and the exit watcher.
+    wakers: [Waker; 4],
+}
+
+impl ChildTask {
+    /// A task that watches the child's exit through `pidfd` (registered
+    /// with the runtime); the caller adds the pipes' drivers.
+    pub(super) fn new(shared: Arc<Shared>, pidfd: AsyncFd<OwnedFd>) -> ChildTask {
+        let wakes = Arc::new(Wakes {
+            bits: AtomicU8::new(ALL),
+            task: AtomicWaker::new(),
+        });
+        let waker = |bit| {
+            Waker::from(Arc::new(PartWake {
+                wakes: wakes.clone(),
+                bit,
+            }))
+        };
+        let wakers = [waker(STDIN), waker(STDOUT), waker(STDERR), waker(EXIT)];
+        ChildTask {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            exit: Some(ExitWatch {
+                shared: shared.clone(),
+                pidfd,
+                reap_on_drop: ReapOnDrop(Some(shared)),
+            }),
+            wakes,
+            wakers,
+        }
+    }
+}
+
+/// Poll one part with its own waker; drop it once it is done.
+fn poll_part<F: Future<Output = ()> + Unpin>(part: &mut Option<F>, waker: &Waker) {
+    if let Some(f) = part {
+        if Pin::new(f).poll(&mut Context::from_waker(waker)).is_ready() {
+            *part = None;
+        }
+    }
+}
+
+impl Future for ChildTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ChildTask {
+            stdin,
+            stdout,
+            stderr,
+            exit,
+            wakes,
+            wakers,
+        } = self.get_mut();
+        // Registered before the bits are read: a part woken after this
+        // wakes the task again.
+        wakes.task.register(cx.waker());
+        let mut bits = wakes.bits.swap(0, Ordering::AcqRel);
+        if bits & (STDOUT | STDERR | EXIT) != 0 {
+            let mut others = || {
+                if bits & EXIT != 0 {
+                    poll_part(exit, &wakers[3]);
+                }
+                if bits & STDOUT != 0 {
+                    poll_part(stdout, &wakers[1]);
+                }
+                if bits & STDERR != 0 {
+                    poll_part(stderr, &wakers[2]);
+                }
+            };
+            match stdin {
+                Some(d) => {
+                    let (id, core) = d.frame();
+                    let before = core.sm.queued();
+                    // stdin's frame is lent to the other parts' callbacks
+                    // (its driver is not polled meanwhile: only this task
+                    // polls it, below), so that their writes to stdin go
+                    // straight into its queue.
+                    context::scope(&SIBLING, id, &mut *core, &mut others);
+                    if core.sm.queued() != before {
+                        bits |= STDIN;
+                    }
+                }
+                None => others(),
+            }
+        }
+        if bits & STDIN != 0 {
+            poll_part(stdin, &wakers[0]);
+        }
+        if stdin.is_none() && stdout.is_none() && stderr.is_none() && exit.is_none() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// Reaps the child when its pidfd says it exited, then reports the exit.
+struct ExitWatch {
+    shared: Arc<Shared>,
+    pidfd: AsyncFd<OwnedFd>,
+    reap_on_drop: ReapOnDrop,
+}
+
+impl Future for ExitWatch {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ExitWatch {
+            shared,
+            pidfd,
+            reap_on_drop,
+        } = self.get_mut();
+        loop {
+            let mut ready = match pidfd.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => break,
+                Poll::Ready(Ok(ready)) => ready,
+            };
+            match shared.try_reap() {
+                Ok(Some(_)) => break,
+                Ok(None) => ready.clear_ready(),
+                Err(_) => break,
+            }
+        }
+        if shared.state().returncode.is_some() {
+            reap_on_drop.0 = None;
+            shared.deliver(Event::Exited);
+        }
+        // Otherwise (the pidfd failed) the guard hands the child to a
+        // reaper thread when the watcher is dropped.
+        Poll::Ready(())
+    }
+}
+
+/// If the watcher is dropped before the child was reaped (its runtime went
+/// away, or the pidfd failed), a thread waits for the child, reaps it and
+/// delivers the rest of the grammar: no zombie is left behind.
+struct ReapOnDrop(Option<Arc<Shared>>);
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take()
+            && shared.state().returncode.is_none()
+        {
+            let _ = std::thread::Builder::new()
+                .name("tokio-transports-reaper".into())
+                .spawn(move || {
+                    if let Ok(process::Status::Exited(code)) = shared.process.reap_blocking() {
+                        shared.state().returncode = Some(code);
+                        shared.exit.send_replace(Some(code));
+                        // The rest of the grammar, on this thread (the
+                        // pipes reported their end as they were dropped):
+                        // `process_exited`, `connection_lost`.
+                        shared.deliver(Event::Exited);
+                    }
+                });
+        }
+    }
+}
