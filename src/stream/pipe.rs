@@ -66,8 +66,9 @@ fn pipe_kind(fd: &OwnedFd, refused: &'static str) -> io::Result<PipeKind> {
 }
 
 /// Set `O_NONBLOCK` (asyncio does too: it changes the open file
-/// description, which a process sharing it sees).
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+/// description, which a process sharing it sees). Returns the file status
+/// flags (with the access mode).
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<i32> {
     let raw = fd.as_fd().as_raw_fd();
     // SAFETY: `fcntl` with F_GETFL/F_SETFL on an fd we own (borrowed for the
     // call); no memory is passed.
@@ -81,7 +82,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(())
+    Ok(flags)
 }
 
 // ---- the read side -----------------------------------------------------------
@@ -147,10 +148,11 @@ impl AsyncWrite for ReadPipe {
 /// write-only [`StreamIo`] that can tell when its reader went away.
 pub(crate) struct WritePipe {
     fd: AsyncFd<File>,
-    /// FIFOs (pipes) and sockets: readability means the reader went away
-    /// (CPython's trick). A pipe's closed reader shows on Linux as
-    /// `EPOLLERR`, tokio's "write closed", which is watched for every kind;
-    /// not for a pty, which would be readable with its own echo.
+    /// Sockets and FIFOs open for reading too: readability means the
+    /// reader went away (CPython's trick). A pipe's closed reader shows on
+    /// Linux as `EPOLLERR`, tokio's "write closed", which is watched for
+    /// every kind; so a write-only FIFO end needs no read watch. Never for
+    /// a pty, which would be readable with its own echo.
     watch_readable: bool,
 }
 
@@ -158,16 +160,26 @@ pub(crate) struct WritePipe {
 /// error), make it non-blocking and register it with the current runtime.
 pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
     let kind = pipe_kind(&fd, WRITE_PIPE_KINDS_MSG)?;
-    set_nonblocking(&fd)?;
-    let interest = Interest::READABLE | Interest::WRITABLE;
+    let flags = set_nonblocking(&fd)?;
+    // A FIFO's write-only end is never readable: its reader's end shows as
+    // `EPOLLERR` alone, which the write side watches (the read watch would
+    // only cost a readiness poll per idle pass, a child's stdin included).
+    // A socket, or a FIFO opened for reading too, is watched as CPython does.
+    let watch_readable = match kind {
+        PipeKind::CharDevice => false,
+        PipeKind::Fifo => flags & libc::O_ACCMODE != libc::O_WRONLY,
+        PipeKind::Socket => true,
+    };
+    let interest = if watch_readable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::WRITABLE
+    };
     // SAFETY: the `File` owns the fd: it stays open, and `as_raw_fd` gives
     // the same fd, until the `AsyncFd` (which owns the `File`) is dropped.
     let fd = unsafe { AsyncFd::register_with_interest(File::from(fd), interest) }
         .map_err(|e| e.into_parts().1)?;
-    Ok(WritePipe {
-        fd,
-        watch_readable: kind != PipeKind::CharDevice,
-    })
+    Ok(WritePipe { fd, watch_readable })
 }
 
 impl WritePipe {

@@ -30,7 +30,7 @@ impl BaseProtocol for ReadPipe {
 
 impl Protocol for ReadPipe {
     fn data_received(&mut self, data: Bytes) {
-        self.shared.deliver(Event::Data(self.fd, data));
+        self.shared.deliver_data(self.fd, data);
     }
 }
 

@@ -144,6 +144,21 @@ impl Shared {
         }
     }
 
+    /// [`deliver`](Self::deliver) for a pipe's data, the hot path: no event
+    /// is built unless it has to wait for `connection_made`, and data never
+    /// completes the end.
+    #[inline]
+    pub(crate) fn deliver_data(&self, fd: i32, data: Bytes) {
+        let mut d = lock(&self.dispatch);
+        if !d.made {
+            d.pending.push_back(Event::Data(fd, data));
+            return;
+        }
+        call(&mut d, "pipe_data_received", |p| {
+            p.pipe_data_received(fd, data)
+        });
+    }
+
     fn handle(&self, d: &mut Dispatch, ev: Event) {
         match ev {
             Event::Data(fd, data) => {
@@ -182,12 +197,18 @@ impl Shared {
 /// Call the protocol; a panic is reported to the exception handler and the
 /// child's events go on (the transport's own bookkeeping never depends on
 /// the protocol returning).
+#[inline]
 fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
     let protocol = &mut *d.protocol;
     if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
-        let msg = format!("Exception in callback protocol.{name}()");
-        call_exception_handler(&ExceptionContext::new(&msg));
+        report_panic(name);
     }
+}
+
+#[cold]
+fn report_panic(name: &'static str) {
+    let msg = format!("Exception in callback protocol.{name}()");
+    call_exception_handler(&ExceptionContext::new(&msg));
 }
 
 /// A running (or finished) child process: asyncio's `SubprocessTransport`.
