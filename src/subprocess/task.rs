@@ -26,6 +26,8 @@ use crate::context;
 use crate::stream::driver::Driver;
 use crate::stream::handle::SIBLING;
 use crate::stream::pipe::{ReadPipe, WritePipe};
+use crate::stream::read_pool::{Loan, Pool};
+use crate::stream::stream_io::StreamIo;
 
 const STDIN: u8 = 1;
 const STDOUT: u8 = 2;
@@ -101,12 +103,24 @@ impl ChildTask {
     }
 }
 
-/// Poll one part with its own waker; drop it once it is done.
-fn poll_part<F: Future<Output = ()> + Unpin>(part: &mut Option<F>, waker: &Waker) {
-    if let Some(f) = part {
-        if Pin::new(f).poll(&mut Context::from_waker(waker)).is_ready() {
-            *part = None;
-        }
+/// Poll the exit watcher with its own waker; drop it once it is done.
+fn poll_exit(part: &mut Option<ExitWatch>, waker: &Waker) {
+    if let Some(f) = part
+        && Pin::new(f).poll(&mut Context::from_waker(waker)).is_ready()
+    {
+        *part = None;
+    }
+}
+
+/// Poll one pipe's driver with its own waker and the read buffer lent for
+/// this pass; drop it once it is done.
+#[inline]
+fn poll_pipe<IO: StreamIo>(part: &mut Option<Driver<IO>>, waker: &Waker, pool: &mut Pool) {
+    if let Some(d) = part
+        && d.poll_with(&mut Context::from_waker(waker), pool)
+            .is_ready()
+    {
+        *part = None;
     }
 }
 
@@ -126,16 +140,22 @@ impl Future for ChildTask {
         // wakes the task again.
         wakes.task.register(cx.waker());
         let mut bits = wakes.bits.swap(0, Ordering::AcqRel);
+        if bits == 0 {
+            return Poll::Pending;
+        }
+        // The thread's read buffer, lent once for every driver of the pass.
+        let mut loan = Loan::take();
+        let pool = loan.pool();
         if bits & (STDOUT | STDERR | EXIT) != 0 {
             let mut others = || {
                 if bits & EXIT != 0 {
-                    poll_part(exit, &wakers[3]);
+                    poll_exit(exit, &wakers[3]);
                 }
                 if bits & STDOUT != 0 {
-                    poll_part(stdout, &wakers[1]);
+                    poll_pipe(stdout, &wakers[1], pool);
                 }
                 if bits & STDERR != 0 {
-                    poll_part(stderr, &wakers[2]);
+                    poll_pipe(stderr, &wakers[2], pool);
                 }
             };
             match stdin {
@@ -155,8 +175,9 @@ impl Future for ChildTask {
             }
         }
         if bits & STDIN != 0 {
-            poll_part(stdin, &wakers[0]);
+            poll_pipe(stdin, &wakers[0], pool);
         }
+        loan.give_back();
         if stdin.is_none() && stdout.is_none() && stderr.is_none() && exit.is_none() {
             return Poll::Ready(());
         }
