@@ -94,7 +94,7 @@ impl ChildTask {
             stderr: None,
             exit: Some(ExitWatch {
                 shared: shared.clone(),
-                pidfd,
+                pidfd: Some(pidfd),
                 reap_on_drop: ReapOnDrop(Some(shared)),
             }),
             wakes,
@@ -188,7 +188,8 @@ impl Future for ChildTask {
 /// Reaps the child when its pidfd says it exited, then reports the exit.
 struct ExitWatch {
     shared: Arc<Shared>,
-    pidfd: AsyncFd<OwnedFd>,
+    /// A duplicate of the pidfd, registered with the runtime.
+    pidfd: Option<AsyncFd<OwnedFd>>,
     reap_on_drop: ReapOnDrop,
 }
 
@@ -201,18 +202,23 @@ impl Future for ExitWatch {
             pidfd,
             reap_on_drop,
         } = self.get_mut();
-        loop {
-            let mut ready = match pidfd.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => break,
-                Poll::Ready(Ok(ready)) => ready,
-            };
-            match shared.try_reap() {
-                Ok(Some(_)) => break,
-                Ok(None) => ready.clear_ready(),
-                Err(_) => break,
+        if let Some(fd) = pidfd {
+            loop {
+                let mut ready = match fd.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => break,
+                    Poll::Ready(Ok(ready)) => ready,
+                };
+                match shared.try_reap() {
+                    Ok(Some(_)) => break,
+                    Ok(None) => ready.clear_ready(),
+                    Err(_) => break,
+                }
             }
         }
+        // Closed before the exit is reported: once `connection_lost` has
+        // run, no fd of the child's is left open.
+        *pidfd = None;
         if shared.state().returncode.is_some() {
             reap_on_drop.0 = None;
             shared.deliver(Event::Exited);
