@@ -17,11 +17,16 @@
 //! over them with protocols of their own ([`read_pipe_io`], [`write_pipe_io`]).
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker, ready};
+
+use futures::task::AtomicWaker;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
@@ -147,7 +152,11 @@ impl AsyncWrite for ReadPipe {
 /// The write end of a pipe (or a FIFO, socket, character device) as a
 /// write-only [`StreamIo`] that can tell when its reader went away.
 pub(crate) struct WritePipe {
-    fd: AsyncFd<File>,
+    fd: Arc<AsyncFd<File>>,
+    /// Write-only FIFO ends (a child's stdin): the reader's end awaited as
+    /// tokio's error readiness, which writable edges do not wake (see
+    /// [`ErrorWatch`]). `None`: the general watch below.
+    error_watch: Option<Box<ErrorWatch>>,
     /// Sockets and FIFOs open for reading too: readability means the
     /// reader went away (CPython's trick). A pipe's closed reader shows on
     /// Linux as `EPOLLERR`, tokio's "write closed", which is watched for
@@ -179,7 +188,75 @@ pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
     // the same fd, until the `AsyncFd` (which owns the `File`) is dropped.
     let fd = unsafe { AsyncFd::register_with_interest(File::from(fd), interest) }
         .map_err(|e| e.into_parts().1)?;
-    Ok(WritePipe { fd, watch_readable })
+    let fd = Arc::new(fd);
+    let error_watch = (kind == PipeKind::Fifo && !watch_readable).then(|| ErrorWatch::new(&fd));
+    Ok(WritePipe {
+        fd,
+        error_watch,
+        watch_readable,
+    })
+}
+
+/// Waits for a write-only FIFO end's error readiness: `EPOLLERR`, which
+/// Linux reports (always, whatever the interest) once the last reader is
+/// gone. Unlike write readiness it is not raised each time the reader makes
+/// room, so an idle pipe whose reader keeps reading is not woken for
+/// nothing, and the watch is polled only after it was woken (a flag, as the
+/// buffered read side does), not re-armed on every pass.
+struct ErrorWatch {
+    gone: Pin<Box<dyn Future<Output = ()> + Send>>,
+    wake: Arc<FlagWake>,
+    /// `wake` as a waker, for polling `gone`.
+    waker: Waker,
+}
+
+/// Records that the error watch was woken, then wakes the task.
+struct FlagWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for FlagWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl ErrorWatch {
+    fn new(fd: &Arc<AsyncFd<File>>) -> Box<ErrorWatch> {
+        let fd = fd.clone();
+        let wake = Arc::new(FlagWake {
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        Box::new(ErrorWatch {
+            // Ends at the error readiness, or when the runtime's I/O driver
+            // is gone (the pipe cannot be watched any more: reported as
+            // gone, as the general watch does).
+            gone: Box::pin(async move {
+                let _ = fd.ready(Interest::ERROR).await;
+            }),
+            waker: Waker::from(wake.clone()),
+            wake,
+        })
+    }
+
+    /// Whether the reader went away; registers `cx`'s waker otherwise.
+    #[inline]
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.wake.task.register(cx.waker());
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        self.gone
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
 }
 
 impl WritePipe {
@@ -214,6 +291,11 @@ impl StreamIo for WritePipe {
     }
 
     fn poll_reader_gone(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<()> {
+        if let Some(watch) = &mut self.error_watch {
+            // With data queued a write fails too, with the broken pipe the
+            // loss reports either way.
+            return watch.poll(cx);
+        }
         if self.watch_readable && self.fd.poll_read_ready(cx).is_ready() {
             // A socket's peer closed (or sent something, which a write pipe
             // has no use for: CPython closes then too).
