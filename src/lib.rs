@@ -61,6 +61,7 @@ mod subprocess;
 mod tcp;
 mod tls;
 mod unix;
+mod wake;
 
 /// The byte buffers of this crate's API, re-exported so that a project needs
 /// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a

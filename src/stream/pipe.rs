@@ -26,8 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker, ready};
 
-use futures::task::AtomicWaker;
-
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tokio::net::unix::pipe;
@@ -38,6 +36,7 @@ use super::{StreamConfig, spawn_stream, started};
 use crate::IntoProtocol;
 use crate::error::current_runtime;
 use crate::extra::Extra;
+use crate::wake::TaskWaker;
 
 /// asyncio's `ValueError` message for a read pipe over anything else.
 pub(crate) const READ_PIPE_KINDS_MSG: &str = "Pipe transport is for pipes/sockets only.";
@@ -206,6 +205,8 @@ pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
 struct ErrorWatch {
     gone: Pin<Box<dyn Future<Output = ()> + Send>>,
     wake: Arc<FlagWake>,
+    /// The waker `wake.task` holds.
+    registered: Option<Waker>,
     /// `wake` as a waker, for polling `gone`.
     waker: Waker,
 }
@@ -213,7 +214,7 @@ struct ErrorWatch {
 /// Records that the error watch was woken, then wakes the task.
 struct FlagWake {
     woken: AtomicBool,
-    task: AtomicWaker,
+    task: TaskWaker,
 }
 
 impl Wake for FlagWake {
@@ -232,7 +233,7 @@ impl ErrorWatch {
         let fd = fd.clone();
         let wake = Arc::new(FlagWake {
             woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
+            task: TaskWaker::default(),
         });
         Box::new(ErrorWatch {
             // Ends at the error readiness, or when the runtime's I/O driver
@@ -243,13 +244,14 @@ impl ErrorWatch {
             }),
             waker: Waker::from(wake.clone()),
             wake,
+            registered: None,
         })
     }
 
     /// Whether the reader went away; registers `cx`'s waker otherwise.
     #[inline]
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.wake.task.register(cx.waker());
+        self.wake.task.register(&mut self.registered, cx.waker());
         if !self.wake.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }

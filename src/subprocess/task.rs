@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures::task::AtomicWaker;
 use tokio::io::unix::AsyncFd;
 
 use super::process;
@@ -28,6 +27,7 @@ use crate::stream::handle::SIBLING;
 use crate::stream::pipe::{ReadPipe, WritePipe};
 use crate::stream::read_pool::{Loan, Pool};
 use crate::stream::stream_io::StreamIo;
+use crate::wake::TaskWaker;
 
 const STDIN: u8 = 1;
 const STDOUT: u8 = 2;
@@ -39,7 +39,7 @@ const ALL: u8 = STDIN | STDOUT | STDERR | EXIT;
 /// waker.
 struct Wakes {
     bits: AtomicU8,
-    task: AtomicWaker,
+    task: TaskWaker,
 }
 
 /// One part's waker: sets its bit, wakes the task.
@@ -69,6 +69,8 @@ pub(super) struct ChildTask {
     pub(super) stderr: Option<Driver<ReadPipe>>,
     exit: Option<ExitWatch>,
     wakes: Arc<Wakes>,
+    /// The waker `wakes.task` holds.
+    registered: Option<Waker>,
     /// The wakers of stdin, stdout, stderr and the exit watcher.
     wakers: [Waker; 4],
 }
@@ -79,7 +81,7 @@ impl ChildTask {
     pub(super) fn new(shared: Arc<Shared>, pidfd: AsyncFd<OwnedFd>) -> ChildTask {
         let wakes = Arc::new(Wakes {
             bits: AtomicU8::new(ALL),
-            task: AtomicWaker::new(),
+            task: TaskWaker::default(),
         });
         let waker = |bit| {
             Waker::from(Arc::new(PartWake {
@@ -98,6 +100,7 @@ impl ChildTask {
                 reap_on_drop: ReapOnDrop(Some(shared)),
             }),
             wakes,
+            registered: None,
             wakers,
         }
     }
@@ -134,11 +137,12 @@ impl Future for ChildTask {
             stderr,
             exit,
             wakes,
+            registered,
             wakers,
         } = self.get_mut();
         // Registered before the bits are read: a part woken after this
         // wakes the task again.
-        wakes.task.register(cx.waker());
+        wakes.task.register(registered, cx.waker());
         let mut bits = wakes.bits.swap(0, Ordering::AcqRel);
         if bits == 0 {
             return Poll::Pending;
