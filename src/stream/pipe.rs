@@ -10,10 +10,11 @@
 //!   writes before they reach it).
 //! * [`WritePipe`] writes one through an `AsyncFd`, and tells the driver when
 //!   the reader went away without writing: for a pipe or FIFO the write end
-//!   reports an error (`EPOLLERR`, tokio's "write closed" readiness); for a
-//!   socket (and a FIFO, as CPython does) readability means the same.
+//!   reports an error (`EPOLLERR`; a write-only end waits for it as tokio's
+//!   error readiness, see `ErrorWatch`); for a socket (and a FIFO open for
+//!   reading too, as CPython does) readability means the same.
 //!
-//! Both are crate-internal, so the subprocess transports can spawn drivers
+//! Both are crate-internal, so the subprocess transports can run drivers
 //! over them with protocols of their own ([`read_pipe_io`], [`write_pipe_io`]).
 
 use std::fs::File;
