@@ -463,7 +463,7 @@ async fn start(
         .filter(|e| e.is_some())
         .count();
     let shared = Shared::new(process, protocol, pipes_open);
-    let watcher = shared.process.pidfd().try_clone().and_then(|fd| {
+    let watcher = shared.process.dup_pidfd().and_then(|fd| {
         // SAFETY: the `AsyncFd` owns `fd` (a duplicate of the pidfd), so it
         // stays open and names the same file description for the
         // registration's whole life.

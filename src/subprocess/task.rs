@@ -61,13 +61,14 @@ impl Wake for PartWake {
 
 /// A child's pipes and exit watcher, driven as one task.
 pub(super) struct ChildTask {
-    // The pipes come first: if the task is dropped (its runtime went away),
-    // they report their end before the exit watcher hands the child to the
-    // reaper thread.
     pub(super) stdin: Option<Driver<WritePipe>>,
     pub(super) stdout: Option<Driver<ReadPipe>>,
     pub(super) stderr: Option<Driver<ReadPipe>>,
     exit: Option<ExitWatch>,
+    /// Told when the task ends (see [`Shared::task_ended`]).
+    shared: Arc<Shared>,
+    /// [`Shared::task_ended`] was called.
+    ended: bool,
     wakes: Arc<Wakes>,
     /// The waker `wakes.task` holds.
     registered: Option<Waker>,
@@ -90,6 +91,7 @@ impl ChildTask {
             }))
         };
         let wakers = [waker(STDIN), waker(STDOUT), waker(STDERR), waker(EXIT)];
+        shared.task_started();
         ChildTask {
             stdin: None,
             stdout: None,
@@ -97,8 +99,10 @@ impl ChildTask {
             exit: Some(ExitWatch {
                 shared: shared.clone(),
                 pidfd: Some(pidfd),
-                reap_on_drop: ReapOnDrop(Some(shared)),
+                reap_on_drop: ReapOnDrop(Some(shared.clone())),
             }),
+            shared,
+            ended: false,
             wakes,
             registered: None,
             wakers,
@@ -136,6 +140,8 @@ impl Future for ChildTask {
             stdout,
             stderr,
             exit,
+            shared,
+            ended,
             wakes,
             registered,
             wakers,
@@ -183,9 +189,28 @@ impl Future for ChildTask {
         }
         loan.give_back();
         if stdin.is_none() && stdout.is_none() && stderr.is_none() && exit.is_none() {
+            // Every part is dropped: their fds are closed.
+            *ended = true;
+            shared.task_ended();
             return Poll::Ready(());
         }
         Poll::Pending
+    }
+}
+
+impl Drop for ChildTask {
+    /// Dropped before it ended (its runtime went away): the pipes first
+    /// (their drivers report their end), then the exit watcher (which hands
+    /// a running child to the reaper thread), then the transport hears that
+    /// the task is gone.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.stdin = None;
+            self.stdout = None;
+            self.stderr = None;
+            self.exit = None;
+            self.shared.task_ended();
+        }
     }
 }
 
