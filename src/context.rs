@@ -6,7 +6,10 @@
 //! its kind's [`Slot`]. A handle method that finds its own transport's id
 //! there works on that frame directly (no channel hop, no lock, no wake-up);
 //! the driver applies the commands, in order, when the callback returns. Any other call, from another thread, task or
-//! transport, goes through the channel ([`Inbox`](crate::inbox::Inbox)).
+//! transport, goes through the channel ([`Inbox`](crate::inbox::Inbox)), with one exception: a
+//! task that drives several transports (a child process's pipes) may lend one
+//! transport's frame through a second slot of the same kind while it polls the
+//! others (`stream::handle::SIBLING`), for the writes their callbacks make to it.
 //!
 //! Each transport kind declares its own slot for its own command type:
 //!

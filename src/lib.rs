@@ -77,6 +77,7 @@ pub mod testing;
 mod tls;
 mod trace;
 mod unix;
+mod wake;
 
 /// The byte buffers of this crate's API, re-exported so that a project needs
 /// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a

@@ -59,11 +59,17 @@ async fn many_short_lived_children_leave_nothing_behind() {
         tokio::time::timeout(std::time::Duration::from_secs(10), t.closed())
             .await
             .unwrap_or_else(|_| panic!("child {i}: connection_lost never came"));
+        // Once `closed()` resolves, every fd of the child's (its pipes, its
+        // pidfd and the watcher's duplicate) is closed, even while the
+        // transport is still held.
+        let now = open_fds();
+        assert!(
+            now <= baseline,
+            "child {i}: fds left open: {now} > {baseline}"
+        );
     }
     assert!(!has_children(), "a child is left (a zombie?)");
-    // At most the baseline (which may still count a pipe of the warm-up
-    // child whose task was releasing it): a leak would show one or more
-    // per child.
+    // At most the baseline: a leak would show one or more per child.
     let now = open_fds();
     assert!(
         now <= baseline,

@@ -140,6 +140,13 @@ impl<IO> Driver<IO> {
         &self.handle.shared
     }
 
+    /// The transport's id and its frame, for a task that drives several
+    /// transports and lends this one's frame to the others' callbacks
+    /// ([`SIBLING`](super::handle::SIBLING)).
+    pub(crate) fn frame(&mut self) -> (usize, &mut Core) {
+        (self.handle.shared.id, &mut self.core)
+    }
+
     // ---- callbacks -----------------------------------------------------
 
     /// Run one protocol callback: inside the connection's context (so the
@@ -502,6 +509,13 @@ impl<IO> Driver<IO>
 where
     IO: StreamIo,
 {
+    /// One poll with the thread's read buffer lent by the caller: a task
+    /// that drives several transports takes it once for all of them.
+    #[inline]
+    pub(crate) fn poll_with(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
+        self.poll_running(cx, pool)
+    }
+
     /// A write pipe's read step: whether its reader went away (seen without
     /// writing). Then the connection is lost: with `None` if nothing was
     /// waiting to be sent, a broken pipe otherwise. Returns whether it was.

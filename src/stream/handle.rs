@@ -30,6 +30,13 @@ mod write;
 thread_local! {
     /// The stream transport whose callback runs on this thread, if any.
     pub(crate) static CURRENT: Slot<Core> = const { Slot::new() };
+    /// A write pipe whose task is polling a sibling transport on this
+    /// thread (a child's stdin while its stdout, stderr or exit watcher
+    /// runs on the same task, see `subprocess::task`): a write to it from a
+    /// callback of the sibling goes straight into its queue, and the task
+    /// flushes it right after. Only `Transport::write`'s outside path looks
+    /// here.
+    pub(crate) static SIBLING: Slot<Core> = const { Slot::new() };
 }
 
 /// A request from a handle to the connection's task.

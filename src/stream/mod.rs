@@ -80,11 +80,31 @@ where
 /// server) does so, lets go of its locks, then spawns the task. (Spawning
 /// on a runtime that is shutting down drops the task at once, and its
 /// `Drop` runs the finish hook.)
+///
+/// Boxed: the task's future is then one pointer, so tokio's moves of it
+/// while spawning and its stage changes copy 8 bytes instead of the whole
+/// driver (about 500 instructions of `memcpy` per connection, see
+/// docs/performance.md "Boxed stream task").
 pub(crate) fn prepare_stream<IO>(
     io: IO,
     protocol: impl IntoProtocol,
     config: StreamConfig,
 ) -> (Transport, Started, Pin<Box<Driver<IO>>>)
+where
+    IO: StreamIo,
+{
+    let (transport, started, driver) = prepare_driver(io, protocol, config);
+    (transport, started, Box::pin(driver))
+}
+
+/// [`prepare_stream`] without the box, for a task that drives several
+/// transports itself (a child process's pipes).
+#[inline(always)]
+pub(crate) fn prepare_driver<IO>(
+    io: IO,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+) -> (Transport, Started, Driver<IO>)
 where
     IO: StreamIo,
 {
@@ -102,11 +122,7 @@ where
     } else {
         (None, None)
     };
-    // Boxed: the task's future is then one pointer, so tokio's moves of it
-    // while spawning and its stage changes copy 8 bytes instead of the whole
-    // driver (about 1,300 instructions per connection, see
-    // docs/performance.md "Churn").
-    let driver = Box::pin(Driver::new(
+    let driver = Driver::new(
         io,
         transport.clone(),
         if IO::TLS {
@@ -117,7 +133,7 @@ where
         protocol.into_protocol(),
         started_tx,
         config.on_finish,
-    ));
+    );
     (transport, started_rx, driver)
 }
 

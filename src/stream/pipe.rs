@@ -10,18 +10,22 @@
 //!   writes before they reach it).
 //! * [`WritePipe`] writes one through an `AsyncFd`, and tells the driver when
 //!   the reader went away without writing: for a pipe or FIFO the write end
-//!   reports an error (`EPOLLERR`, tokio's "write closed" readiness); for a
-//!   socket (and a FIFO, as CPython does) readability means the same.
+//!   reports an error (`EPOLLERR`; a write-only end waits for it as tokio's
+//!   error readiness, see `ErrorWatch`); for a socket (and a FIFO open for
+//!   reading too, as CPython does) readability means the same.
 //!
-//! Both are crate-internal, so the subprocess transports can spawn drivers
+//! Both are crate-internal, so the subprocess transports can run drivers
 //! over them with protocols of their own ([`read_pipe_io`], [`write_pipe_io`]).
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
@@ -33,6 +37,7 @@ use super::{StreamConfig, spawn_stream, started};
 use crate::IntoProtocol;
 use crate::error::current_runtime;
 use crate::extra::Extra;
+use crate::wake::TaskWaker;
 
 /// asyncio's `ValueError` message for a read pipe over anything else.
 pub(crate) const READ_PIPE_KINDS_MSG: &str = "Pipe transport is for pipes/sockets only.";
@@ -66,8 +71,9 @@ fn pipe_kind(fd: &OwnedFd, refused: &'static str) -> io::Result<PipeKind> {
 }
 
 /// Set `O_NONBLOCK` (asyncio does too: it changes the open file
-/// description, which a process sharing it sees).
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+/// description, which a process sharing it sees). Returns the file status
+/// flags (with the access mode).
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<i32> {
     let raw = fd.as_fd().as_raw_fd();
     // SAFETY: `fcntl` with F_GETFL/F_SETFL on an fd we own (borrowed for the
     // call); no memory is passed.
@@ -81,7 +87,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(())
+    Ok(flags)
 }
 
 // ---- the read side -----------------------------------------------------------
@@ -146,11 +152,16 @@ impl AsyncWrite for ReadPipe {
 /// The write end of a pipe (or a FIFO, socket, character device) as a
 /// write-only [`StreamIo`] that can tell when its reader went away.
 pub(crate) struct WritePipe {
-    fd: AsyncFd<File>,
-    /// FIFOs (pipes) and sockets: readability means the reader went away
-    /// (CPython's trick). A pipe's closed reader shows on Linux as
-    /// `EPOLLERR`, tokio's "write closed", which is watched for every kind;
-    /// not for a pty, which would be readable with its own echo.
+    fd: Arc<AsyncFd<File>>,
+    /// Write-only FIFO ends (a child's stdin): the reader's end awaited as
+    /// tokio's error readiness, which writable edges do not wake (see
+    /// [`ErrorWatch`]). `None`: the general watch below.
+    error_watch: Option<Box<ErrorWatch>>,
+    /// Sockets and FIFOs open for reading too: readability means the
+    /// reader went away (CPython's trick). A pipe's closed reader shows on
+    /// Linux as `EPOLLERR`, tokio's "write closed", which is watched for
+    /// every kind; so a write-only FIFO end needs no read watch. Never for
+    /// a pty, which would be readable with its own echo.
     watch_readable: bool,
 }
 
@@ -158,16 +169,97 @@ pub(crate) struct WritePipe {
 /// error), make it non-blocking and register it with the current runtime.
 pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
     let kind = pipe_kind(&fd, WRITE_PIPE_KINDS_MSG)?;
-    set_nonblocking(&fd)?;
-    let interest = Interest::READABLE | Interest::WRITABLE;
+    let flags = set_nonblocking(&fd)?;
+    // A FIFO's write-only end is never readable: its reader's end shows as
+    // `EPOLLERR` alone, which the write side watches (the read watch would
+    // only cost a readiness poll per idle pass, a child's stdin included).
+    // A socket, or a FIFO opened for reading too, is watched as CPython does.
+    let watch_readable = match kind {
+        PipeKind::CharDevice => false,
+        PipeKind::Fifo => flags & libc::O_ACCMODE != libc::O_WRONLY,
+        PipeKind::Socket => true,
+    };
+    let interest = if watch_readable {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::WRITABLE
+    };
     // SAFETY: the `File` owns the fd: it stays open, and `as_raw_fd` gives
     // the same fd, until the `AsyncFd` (which owns the `File`) is dropped.
     let fd = unsafe { AsyncFd::register_with_interest(File::from(fd), interest) }
         .map_err(|e| e.into_parts().1)?;
+    let fd = Arc::new(fd);
+    let error_watch = (kind == PipeKind::Fifo && !watch_readable).then(|| ErrorWatch::new(&fd));
     Ok(WritePipe {
         fd,
-        watch_readable: kind != PipeKind::CharDevice,
+        error_watch,
+        watch_readable,
     })
+}
+
+/// Waits for a write-only FIFO end's error readiness: `EPOLLERR`, which
+/// Linux reports (always, whatever the interest) once the last reader is
+/// gone. Unlike write readiness it is not raised each time the reader makes
+/// room, so an idle pipe whose reader keeps reading is not woken for
+/// nothing, and the watch is polled only after it was woken (a flag, as the
+/// buffered read side does), not re-armed on every pass.
+struct ErrorWatch {
+    gone: Pin<Box<dyn Future<Output = ()> + Send>>,
+    wake: Arc<FlagWake>,
+    /// The waker `wake.task` holds.
+    registered: Option<Waker>,
+    /// `wake` as a waker, for polling `gone`.
+    waker: Waker,
+}
+
+/// Records that the error watch was woken, then wakes the task.
+struct FlagWake {
+    woken: AtomicBool,
+    task: TaskWaker,
+}
+
+impl Wake for FlagWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl ErrorWatch {
+    fn new(fd: &Arc<AsyncFd<File>>) -> Box<ErrorWatch> {
+        let fd = fd.clone();
+        let wake = Arc::new(FlagWake {
+            woken: AtomicBool::new(true),
+            task: TaskWaker::default(),
+        });
+        Box::new(ErrorWatch {
+            // Ends at the error readiness, or when the runtime's I/O driver
+            // is gone (the pipe cannot be watched any more: reported as
+            // gone, as the general watch does).
+            gone: Box::pin(async move {
+                let _ = fd.ready(Interest::ERROR).await;
+            }),
+            waker: Waker::from(wake.clone()),
+            wake,
+            registered: None,
+        })
+    }
+
+    /// Whether the reader went away; registers `cx`'s waker otherwise.
+    #[inline]
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.wake.task.register(&mut self.registered, cx.waker());
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        self.gone
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
 }
 
 impl WritePipe {
@@ -202,6 +294,11 @@ impl StreamIo for WritePipe {
     }
 
     fn poll_reader_gone(&mut self, cx: &mut Context<'_>, idle: bool) -> Poll<()> {
+        if let Some(watch) = &mut self.error_watch {
+            // With data queued a write fails too, with the broken pipe the
+            // loss reports either way.
+            return watch.poll(cx);
+        }
         if self.watch_readable && self.fd.poll_read_ready(cx).is_ready() {
             // A socket's peer closed (or sent something, which a write pipe
             // has no use for: CPython closes then too).
@@ -283,7 +380,7 @@ impl AsyncWrite for WritePipe {
 // ---- the creation functions --------------------------------------------------
 
 /// The configuration of a pipe transport: its fd as extra info `"pipe"`.
-fn pipe_config(raw_fd: std::os::fd::RawFd) -> StreamConfig {
+pub(crate) fn pipe_config(raw_fd: std::os::fd::RawFd) -> StreamConfig {
     StreamConfig {
         extra: Extra::new(None, None, Some(raw_fd)),
         ..StreamConfig::default()

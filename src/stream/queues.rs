@@ -5,6 +5,7 @@
 //! future several times while spawning it).
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use bytes::Bytes;
 
@@ -70,6 +71,26 @@ impl ChunkQueue {
         front
     }
 
+    /// Fill `out` with the chunks, oldest first; returns how many.
+    #[inline]
+    pub(crate) fn fill<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        let (Some(first), Some(slot)) = (&self.first, out.first_mut()) else {
+            return 0;
+        };
+        *slot = IoSlice::new(first);
+        let mut n = 1;
+        if let Some(rest) = &self.rest {
+            let (a, b) = rest.as_slices();
+            for chunk in a.iter().chain(b) {
+                let Some(slot) = out.get_mut(n) else { break };
+                *slot = IoSlice::new(chunk);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
         self.first
             .iter()
@@ -98,6 +119,12 @@ mod tests {
         assert_eq!(q.len(), 5);
         let seen: Vec<u8> = q.iter().map(|b| b[0]).collect();
         assert_eq!(seen, [0, 1, 2, 3, 4]);
+        let mut slices = [IoSlice::new(&[]); 3];
+        assert_eq!(q.fill(&mut slices), 3, "as many as fit");
+        assert_eq!(slices.map(|s| s[0]), [0, 1, 2]);
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(q.fill(&mut slices), 5);
+        assert_eq!(q.fill(&mut []), 0);
         for i in 0..5u8 {
             assert_eq!(q.pop_front().unwrap()[0], i);
         }

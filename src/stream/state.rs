@@ -384,12 +384,7 @@ impl StreamState {
 
     /// Fill `out` with the queued chunks, oldest first; returns how many.
     pub(crate) fn chunks<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, chunk) in out.iter_mut().zip(self.queue.iter()) {
-            *slot = IoSlice::new(chunk);
-            n += 1;
-        }
-        n
+        self.queue.fill(out)
     }
 
     /// `n` bytes from the front of the queue were written. Emits

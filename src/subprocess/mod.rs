@@ -9,15 +9,17 @@
 //! * [`pipes`]: the protocols the pipe transports run, which forward to
 //!   the subprocess protocol.
 //! * [`process`]: the child by pidfd (signals, reaping).
+//! * [`task`]: the one task that drives the pipes and watches the exit.
 //!
 //! Each of stdin, stdout and stderr that is a pipe is an ordinary pipe
-//! transport (`connect_write_pipe` / `connect_read_pipe`) with its own
-//! task; the child's exit is watched by one more task. See
-//! docs/architecture.md for how their events reach one protocol.
+//! transport (the stream driver in its write-only or read-only mode); their
+//! drivers and the exit watcher run in one task. See docs/architecture.md
+//! for how their events reach one protocol.
 
 mod pipes;
 mod process;
 mod protocol;
+mod task;
 mod transport;
 
 use std::ffi::{OsStr, OsString};
@@ -26,7 +28,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio as StdStdio;
-use std::sync::Arc;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -37,7 +38,8 @@ pub use transport::SubprocessTransport;
 use crate::WriteLimits;
 use crate::error::current_runtime;
 use process::Process;
-use transport::{Event, Shared};
+use task::ChildTask;
+use transport::Shared;
 
 /// Where one of the child's standard streams goes (asyncio's `PIPE`,
 /// `DEVNULL`, `STDOUT`, a file descriptor, or `None` for the parent's own).
@@ -461,7 +463,7 @@ async fn start(
         .filter(|e| e.is_some())
         .count();
     let shared = Shared::new(process, protocol, pipes_open);
-    let watcher = shared.process.pidfd().try_clone().and_then(|fd| {
+    let watcher = shared.process.dup_pidfd().and_then(|fd| {
         // SAFETY: the `AsyncFd` owns `fd` (a duplicate of the pidfd), so it
         // stays open and names the same file description for the
         // registration's whole life.
@@ -475,7 +477,7 @@ async fn start(
             return Err(e);
         }
     };
-    tokio::spawn(watch_exit(shared.clone(), watcher));
+    let mut task = ChildTask::new(shared.clone(), watcher);
     let transport = SubprocessTransport {
         shared: shared.clone(),
     };
@@ -491,51 +493,13 @@ async fn start(
         }
     }
     let mut guard = CloseOnDrop(Some(transport.clone()));
-    pipes::connect(&shared, ends, options.stdin_limits).await?;
+    let prepared = pipes::prepare(&shared, ends, options.stdin_limits, &mut task);
+    // Spawned whatever happened: it reaps the child in any case.
+    tokio::spawn(task);
+    for rx in prepared? {
+        crate::stream::started(rx).await?;
+    }
     guard.0 = None;
     shared.made();
     Ok(transport)
-}
-
-/// Reaps the child when its pidfd says it exited, then reports the exit.
-/// If the task is dropped first (its runtime went away), a thread waits for
-/// the child and reaps it: no zombie is left behind.
-async fn watch_exit(shared: Arc<Shared>, watcher: AsyncFd<OwnedFd>) {
-    struct ReapOnDrop(Option<Arc<Shared>>);
-    impl Drop for ReapOnDrop {
-        fn drop(&mut self) {
-            if let Some(shared) = self.0.take()
-                && shared.state().returncode.is_none()
-            {
-                let _ = std::thread::Builder::new()
-                    .name("tokio-transports-reaper".into())
-                    .spawn(move || {
-                        if let Ok(process::Status::Exited(code)) = shared.process.reap_blocking() {
-                            shared.state().returncode = Some(code);
-                            shared.exit.send_replace(Some(code));
-                            // The rest of the grammar, on this thread (the
-                            // pipes' tasks reported their end as they were
-                            // dropped): `process_exited`, `connection_lost`.
-                            shared.deliver(Event::Exited);
-                        }
-                    });
-            }
-        }
-    }
-    let mut guard = ReapOnDrop(Some(shared.clone()));
-    loop {
-        let Ok(mut ready) = watcher.readable().await else {
-            break;
-        };
-        match shared.try_reap() {
-            Ok(Some(_)) => break,
-            Ok(None) => ready.clear_ready(),
-            Err(_) => break,
-        }
-    }
-    drop(watcher);
-    if shared.state().returncode.is_some() {
-        guard.0 = None;
-        shared.deliver(Event::Exited);
-    }
 }

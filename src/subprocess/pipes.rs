@@ -1,17 +1,20 @@
 //! The protocols a child's pipe transports run: each forwards its pipe's
 //! events to the subprocess protocol (through [`Shared::deliver`], one
-//! callback at a time) with the pipe's number.
+//! callback at a time) with the pipe's number; and the making of the pipe
+//! transports, whose drivers the child's one task runs.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::ParentEnds;
+use super::task::ChildTask;
 use super::transport::{Event, Shared};
-use crate::stream::handle::Transport;
-use crate::{BaseProtocol, Protocol, WriteLimits, connect_read_pipe, connect_write_pipe};
+use crate::stream::pipe::{pipe_config, read_pipe_io, write_pipe_io};
+use crate::stream::{Started, StreamConfig, prepare_driver};
+use crate::{BaseProtocol, Protocol, WriteLimits};
 
 /// stdout's or stderr's protocol.
 struct ReadPipe {
@@ -27,7 +30,7 @@ impl BaseProtocol for ReadPipe {
 
 impl Protocol for ReadPipe {
     fn data_received(&mut self, data: Bytes) {
-        self.shared.deliver(Event::Data(self.fd, data));
+        self.shared.deliver_data(self.fd, data);
     }
 }
 
@@ -52,31 +55,46 @@ impl BaseProtocol for WritePipe {
 
 impl Protocol for WritePipe {}
 
-/// Connect the parent's ends as pipe transports (stdin write-only, stdout
-/// and stderr read-only), each recorded in the transport's state as soon as
-/// it is connected (so that a close, or a caller that gives up, reaches it).
-pub(super) async fn connect(
+/// Make the parent's ends pipe transports (stdin write-only, stdout and
+/// stderr read-only) whose drivers `task` will run, each recorded in the
+/// transport's state as soon as it exists (so that a close, or a caller
+/// that gives up, reaches it). Returns what to wait on for each pipe's
+/// start; on an error, `task` keeps the drivers made so far.
+pub(super) fn prepare(
     shared: &Arc<Shared>,
     ends: ParentEnds,
     stdin_limits: WriteLimits,
-) -> io::Result<()> {
+    task: &mut ChildTask,
+) -> io::Result<Vec<Started>> {
+    let mut started = Vec::new();
     if let Some(fd) = ends.stdin {
+        let raw = fd.as_raw_fd();
+        let config = StreamConfig {
+            limits: stdin_limits,
+            ..pipe_config(raw)
+        };
         let s = shared.clone();
-        let t = connect_write_pipe(move || WritePipe { shared: s }, fd).await?;
-        shared.state().pipes[0] = Some(t.clone());
-        t.set_write_buffer_limits(Some(stdin_limits.high()), Some(stdin_limits.low()))
-            .map_err(io::Error::from)?;
+        let (t, rx, driver) = prepare_driver(write_pipe_io(fd)?, WritePipe { shared: s }, config);
+        shared.state().pipes[0] = Some(t);
+        task.stdin = Some(driver);
+        started.push(rx);
     }
     for (i, fd) in [(1usize, ends.stdout), (2, ends.stderr)] {
         if let Some(fd) = fd {
-            let t = read_pipe(shared, i as i32, fd).await?;
+            let raw = fd.as_raw_fd();
+            let s = shared.clone();
+            let protocol = ReadPipe {
+                shared: s,
+                fd: i as i32,
+            };
+            let (t, rx, driver) = prepare_driver(read_pipe_io(fd)?, protocol, pipe_config(raw));
             shared.state().pipes[i] = Some(t);
+            match i {
+                1 => task.stdout = Some(driver),
+                _ => task.stderr = Some(driver),
+            }
+            started.push(rx);
         }
     }
-    Ok(())
-}
-
-async fn read_pipe(shared: &Arc<Shared>, fd: i32, end: OwnedFd) -> io::Result<Transport> {
-    let s = shared.clone();
-    connect_read_pipe(move || ReadPipe { shared: s, fd }, end).await
+    Ok(started)
 }

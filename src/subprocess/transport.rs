@@ -1,13 +1,16 @@
 //! [`SubprocessTransport`] and the state it shares with the child's pipes
 //! and its exit watcher: who may call the protocol, when, and in what order.
 //!
-//! Three pipe transports (each its own task) and the exit watcher (a task)
-//! produce the child's events. They all hand them to [`Shared::deliver`],
-//! which calls the protocol under one lock: one callback at a time, on
-//! whichever task produced the event. Before `connection_made` has run,
-//! events wait in a queue and are replayed after it, in order. The lock is
-//! never held while the state lock is: the protocol may call any method of
-//! the transport from its callbacks.
+//! Three pipe transports and the exit watcher (driven by the child's one
+//! task) produce the child's events. They all hand them to
+//! [`Shared::deliver`], which calls the protocol under one lock: one
+//! callback at a time, whichever part (or, before `connection_made` and
+//! after the task is gone, which task or thread) produced the event. Before
+//! `connection_made` has run, events wait in a queue and are replayed after
+//! it, in order. The state lock is never held while the protocol runs: it
+//! may call any method of the transport from its callbacks. After `connection_lost` the
+//! transport finishes once the child's task has ended (see
+//! [`Shared::task_ended`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -50,6 +53,9 @@ struct Dispatch {
     pipes_open: usize,
     exited: bool,
     lost: bool,
+    /// The child's task (its pipes' drivers, the exit watcher) still runs:
+    /// it finishes the transport when it ends (see [`Shared::task_ended`]).
+    task_alive: bool,
 }
 
 pub(crate) struct Shared {
@@ -87,6 +93,7 @@ impl Shared {
                 pipes_open,
                 exited: false,
                 lost: false,
+                task_alive: false,
             }),
             exit: watch::channel(None).0,
             done: Notify::new(),
@@ -144,6 +151,21 @@ impl Shared {
         }
     }
 
+    /// [`deliver`](Self::deliver) for a pipe's data, the hot path: no event
+    /// is built unless it has to wait for `connection_made`, and data never
+    /// completes the end.
+    #[inline]
+    pub(crate) fn deliver_data(&self, fd: i32, data: Bytes) {
+        let mut d = lock(&self.dispatch);
+        if !d.made {
+            d.pending.push_back(Event::Data(fd, data));
+            return;
+        }
+        call(&mut d, "pipe_data_received", |p| {
+            p.pipe_data_received(fd, data)
+        });
+    }
+
     fn handle(&self, d: &mut Dispatch, ev: Event) {
         match ev {
             Event::Data(fd, data) => {
@@ -164,13 +186,41 @@ impl Shared {
         }
     }
 
-    /// `connection_lost(None)` once the child exited and every pipe closed.
+    /// `connection_lost(None)` once the child exited and every pipe closed;
+    /// then the transport finishes, at once or, while the child's task
+    /// runs, when it ends.
     fn maybe_lost(&self, d: &mut Dispatch) {
         if d.lost || !d.exited || d.pipes_open > 0 || !d.made {
             return;
         }
         d.lost = true;
         call(d, "connection_lost", |p| p.connection_lost(None));
+        if !d.task_alive {
+            self.finish();
+        }
+    }
+
+    /// The child's task started (before anything can be delivered).
+    pub(crate) fn task_started(&self) {
+        lock(&self.dispatch).task_alive = true;
+    }
+
+    /// The child's task ended and closed what it held (the pipes, the
+    /// pidfd's duplicate): finish the transport if `connection_lost` has
+    /// run; otherwise whoever delivers the last event will.
+    pub(crate) fn task_ended(&self) {
+        let mut d = lock(&self.dispatch);
+        d.task_alive = false;
+        if d.lost {
+            self.finish();
+        }
+    }
+
+    /// After `connection_lost`, once no fd of the child's is open but the
+    /// pidfd: close it, then wake the `closed()` waiters. Once.
+    fn finish(&self) {
+        // Reaped (`process_exited` came first): nothing needs it.
+        self.process.close();
         let mut st = self.state();
         st.finished = true;
         st.pipes = [None, None, None];
@@ -182,12 +232,18 @@ impl Shared {
 /// Call the protocol; a panic is reported to the exception handler and the
 /// child's events go on (the transport's own bookkeeping never depends on
 /// the protocol returning).
+#[inline]
 fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
     let protocol = &mut *d.protocol;
     if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
-        let msg = format!("Exception in callback protocol.{name}()");
-        call_exception_handler(&ExceptionContext::new(&msg));
+        report_panic(name);
     }
+}
+
+#[cold]
+fn report_panic(name: &'static str) {
+    let msg = format!("Exception in callback protocol.{name}()");
+    call_exception_handler(&ExceptionContext::new(&msg));
 }
 
 /// A running (or finished) child process: asyncio's `SubprocessTransport`.
@@ -255,7 +311,7 @@ impl SubprocessTransport {
 
     /// Send `signal` to the child. A child that has exited (reaped or not)
     /// is not signalled and this returns `Ok`; once the transport has
-    /// finished (`connection_lost` ran) it is an error (asyncio's
+    /// finished (after `connection_lost`) it is an error (asyncio's
     /// `ProcessLookupError`, "No such process"). The signal can never reach
     /// another process that reused the pid (it goes through a pidfd).
     ///
@@ -351,7 +407,8 @@ impl SubprocessTransport {
     }
 
     /// Resolves once `connection_lost` has run (the child exited and every
-    /// pipe closed).
+    /// pipe closed) and every fd of the child's is closed (its pipes, its
+    /// pidfd).
     ///
     /// ```no_run
     /// # async fn f(t: tokio_transports::SubprocessTransport) { t.closed().await; }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::{CLOSING, CURRENT, Command, Core, EOF_WRITTEN, LOST, Transport};
+use super::{CLOSING, CURRENT, Command, Core, EOF_WRITTEN, LOST, SIBLING, Transport};
 use crate::TransportError;
 use crate::context;
 use crate::stream::state::WriteOutcome;
@@ -97,12 +97,52 @@ impl Transport {
         Ok(())
     }
 
-    /// A write from outside the callbacks: counted, then sent to the task.
+    /// A write from outside the callbacks: counted, then sent to the task;
+    /// or, from a callback of a sibling on the same task (see
+    /// [`SIBLING`]), straight into the queue.
     #[inline(never)]
     fn write_outside(&self, data: Bytes) {
+        let data = match self.write_sibling(data) {
+            Ok(()) => return,
+            Err(data) => data,
+        };
         self.shared.stats.wrote();
         self.shared.add_buffered(data.len());
         self.send_outside(Command::Write(data));
+    }
+
+    /// A write made while this transport's task polls a sibling transport
+    /// on this thread (a child's stdin, written from its stdout's
+    /// callback): queued at once, as the transport's own callbacks do, and
+    /// sent when the task flushes it after the sibling's poll. Handed back
+    /// when there is no such sibling, or when commands from elsewhere wait
+    /// in the channel (they go first: the order is kept), or when a command
+    /// is waiting on the frame.
+    #[inline]
+    fn write_sibling(&self, data: Bytes) -> Result<(), Bytes> {
+        let shared = &*self.shared;
+        if shared.inbox.is_pending() {
+            return Err(data);
+        }
+        let len = data.len();
+        // As in `write_bytes`: nothing is dropped while the frame is
+        // borrowed, so no user code runs there.
+        let outcome = context::with_frame_own(&SIBLING, shared.id, data, |core, data| {
+            if core.commands.is_empty() {
+                Ok(core.sm.try_write(data))
+            } else {
+                Err(data)
+            }
+        });
+        match outcome {
+            Ok(Ok(Ok(()))) => shared.add_buffered_here(len),
+            Ok(Ok(Err((WriteOutcome::Dropped, _)))) => shared.count_dropped_write(),
+            Ok(Ok(Err(_))) => {}
+            Ok(Err(data)) | Err(data) => return Err(data),
+        }
+        // (The sibling runs on this transport's task: its thread.)
+        shared.stats.wrote_here();
+        Ok(())
     }
 
     /// An empty write, or one after `write_eof()` or the connection's loss,
