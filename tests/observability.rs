@@ -329,3 +329,26 @@ async fn tls_handshakes_are_logged() -> Res {
     assert!(text.contains("tls=true"), "{text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_child_process_has_a_span_with_its_pipes_inside() -> Res {
+    let (out, _guard) = capture();
+    let t = tokio_transports::subprocess_exec(
+        || (),
+        "sh",
+        ["-c", "echo hi"],
+        tokio_transports::SubprocessOptions::default(),
+    )
+    .await?;
+    let pid = t.get_pid();
+    t.closed().await;
+    let text = out.text();
+    assert!(text.contains(&format!("subprocess{{pid={pid}}}")), "{text}");
+    assert!(text.contains("process exited"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("subprocess{") && l.contains("kind=\"pipe\"")),
+        "the pipes' spans are the child's: {text}"
+    );
+    Ok(())
+}

@@ -513,6 +513,17 @@ where
     /// that drives several transports takes it once for all of them.
     #[inline]
     pub(crate) fn poll_with(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
+        if !self.handle.shared.span.is_disabled() {
+            return self.poll_with_in_span(cx, pool);
+        }
+        self.poll_running(cx, pool)
+    }
+
+    /// [`poll_with`](Self::poll_with) inside the transport's span.
+    #[cold]
+    #[inline(never)]
+    fn poll_with_in_span(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
+        let _entered = self.handle.shared.span.clone().entered();
         self.poll_running(cx, pool)
     }
 

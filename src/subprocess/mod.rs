@@ -493,9 +493,12 @@ async fn start(
         }
     }
     let mut guard = CloseOnDrop(Some(transport.clone()));
-    let prepared = pipes::prepare(&shared, ends, options.stdin_limits, &mut task);
+    // The child's span (`subprocess`, DEBUG, `pid`): its pipes' spans are
+    // its children, and its task runs in it.
+    let span = tracing::debug_span!("subprocess", pid = shared.process.pid());
+    let prepared = span.in_scope(|| pipes::prepare(&shared, ends, options.stdin_limits, &mut task));
     // Spawned whatever happened: it reaps the child in any case.
-    tokio::spawn(task);
+    tokio::spawn(tracing::Instrument::instrument(task, span));
     for rx in prepared? {
         crate::stream::started(rx).await?;
     }

@@ -179,6 +179,7 @@ impl Shared {
             }
             Event::Exited => {
                 d.exited = true;
+                tracing::debug!("process exited");
                 call(d, "process_exited", |p| p.process_exited());
             }
             Event::PauseWriting => call(d, "pause_writing", |p| p.pause_writing()),
