@@ -3,6 +3,7 @@
 //! pauses and TLS handshakes), on real sockets.
 
 mod common;
+mod peers;
 mod tls_support;
 
 use std::error::Error;
@@ -23,6 +24,9 @@ type Res = Result<(), Box<dyn Error>>;
 
 #[tokio::test]
 async fn stream_counters_count_bytes_writes_and_drops() -> Res {
+    // Every test of this binary installs a subscriber before it makes a
+    // transport (see `capture`).
+    let (_out, _guard) = capture();
     let reg = Registry::new();
     let (server, port) = echo_server(&reg, Config::echo()).await;
     let t = create_connection(
@@ -97,6 +101,9 @@ async fn pauses_are_counted_once_per_crossing_and_logged() -> Res {
 
 #[tokio::test]
 async fn datagram_counters() -> Res {
+    // Every test of this binary installs a subscriber before it makes a
+    // transport (see `capture`).
+    let (_out, _guard) = capture();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let server = create_datagram_endpoint(
         move || Counting { tx: tx.clone() },
@@ -146,6 +153,9 @@ impl Protocol for Slow {
 
 #[tokio::test]
 async fn callback_time_is_measured_when_switched_on() -> Res {
+    // Every test of this binary installs a subscriber before it makes a
+    // transport (see `capture`).
+    let (_out, _guard) = capture();
     let (done, mut slept) = tokio::sync::mpsc::unbounded_channel();
     // Switched on for transports made from now on (process-wide; the other
     // tests of this binary do not look at it).
@@ -198,7 +208,11 @@ impl<'a> MakeWriter<'a> for Captured {
 }
 
 /// A DEBUG subscriber for this thread (the test runtime is current-thread,
-/// so every task of the test runs under it).
+/// so every task of the test runs under it). Every test of this binary that
+/// makes transports calls this first: tracing caches each call site's
+/// interest when it is first hit, and a site first hit on a thread with no
+/// subscriber while another test is installing its own could be cached as
+/// "never", losing that test's spans.
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let out = Captured::default();
     let subscriber = tracing_subscriber::fmt()
@@ -351,4 +365,53 @@ async fn a_child_process_has_a_span_with_its_pipes_inside() -> Res {
         "the pipes' spans are the child's: {text}"
     );
     Ok(())
+}
+
+/// Run an example to its end; its stdout.
+fn run_example(name: &str) -> String {
+    let mut child = std::process::Command::new(peers::example(name))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = peers::read_all(child.stdout.take().unwrap());
+    let err = peers::read_all(child.stderr.take().unwrap());
+    let out = out.recv_timeout(GUARD).expect("the example's output");
+    let status = child.wait().unwrap();
+    let err = err.recv_timeout(GUARD).unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&err)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn the_observe_example_logs_in_spans_and_prints_the_counters() {
+    let out = run_example("observe");
+    for want in [
+        "server{listen=127.0.0.1:",
+        "connection made",
+        "echoing len=15",
+        "client: 3 writes, 15 bytes sent, 15 bytes received, 0 pauses, callbacks took",
+        "server: 1 writes, 15 bytes sent, 15 bytes received",
+        "shutdown: 1 closed, 0 aborted",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn the_protocol_test_example_runs_the_test_kit() {
+    let out = run_example("protocol_test");
+    assert_eq!(
+        out,
+        "fed \"hel\", wrote \"\"\n\
+         fed \"lo\\nwor\", wrote \"HELLO\\n\"\n\
+         fed \"ld\\n\", wrote \"WORLD\\n\"\n\
+         peer stopped reading: 1 MiB queued, writing paused: true\n\
+         peer reads again: writing paused: false\n\
+         fed EOF: closed: true, every callback in order\n"
+    );
 }
