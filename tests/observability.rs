@@ -367,29 +367,9 @@ async fn a_child_process_has_a_span_with_its_pipes_inside() -> Res {
     Ok(())
 }
 
-/// Run an example to its end; its stdout.
-fn run_example(name: &str) -> String {
-    let mut child = std::process::Command::new(peers::example(name))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = peers::read_all(child.stdout.take().unwrap());
-    let err = peers::read_all(child.stderr.take().unwrap());
-    let out = out.recv_timeout(GUARD).expect("the example's output");
-    let status = child.wait().unwrap();
-    let err = err.recv_timeout(GUARD).unwrap();
-    assert!(
-        status.success(),
-        "{status}: {}",
-        String::from_utf8_lossy(&err)
-    );
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn the_observe_example_logs_in_spans_and_prints_the_counters() {
-    let out = run_example("observe");
+    let out = peers::run_example("observe", GUARD);
     for want in [
         "server{listen=127.0.0.1:",
         "connection made",
@@ -404,7 +384,7 @@ fn the_observe_example_logs_in_spans_and_prints_the_counters() {
 
 #[test]
 fn the_protocol_test_example_runs_the_test_kit() {
-    let out = run_example("protocol_test");
+    let out = peers::run_example("protocol_test", GUARD);
     assert_eq!(
         out,
         "fed \"hel\", wrote \"\"\n\

@@ -256,24 +256,9 @@ async fn shutdown_of_a_unix_server_removes_its_socket_file() {
 
 #[test]
 fn graceful_shutdown_example_reports_one_closed_one_aborted() {
-    let exe = peers::example("graceful_shutdown");
-    let mut child = std::process::Command::new(exe)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = peers::read_all(child.stdout.take().unwrap());
-    let err = peers::read_all(child.stderr.take().unwrap());
-    let out = out.recv_timeout(GUARD).expect("the example's output");
-    let status = child.wait().unwrap();
-    let err = err.recv_timeout(GUARD).unwrap();
-    assert!(
-        status.success(),
-        "{status}: {}",
-        String::from_utf8_lossy(&err)
-    );
+    let out = peers::run_example("graceful_shutdown", GUARD);
     assert_eq!(
-        String::from_utf8_lossy(&out),
+        out,
         "serving on 127.0.0.1:PORT\n\
          reader received 16777216 bytes, then EOF\n\
          shutdown: 1 closed, 1 aborted\n"

@@ -11,6 +11,30 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 
+/// Run an example with no input to its end and return what it printed;
+/// panics (with its stderr) if it fails or takes longer than `limit`.
+pub fn run_example(name: &str, limit: std::time::Duration) -> String {
+    let mut child = Command::new(example(name))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out = read_all(child.stdout.take().expect("piped stdout"));
+    let err = read_all(child.stderr.take().expect("piped stderr"));
+    let out = out
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{name} did not finish"));
+    let status = child.wait().unwrap_or_else(|e| panic!("{name}: {e}"));
+    let err = err.recv_timeout(limit).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{name}: {status}: {}",
+        String::from_utf8_lossy(&err)
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Read a pipe to its end on a thread; the result arrives on the channel.
 pub fn read_all(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
     let (tx, rx) = channel();
