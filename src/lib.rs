@@ -54,7 +54,17 @@
 //! counterpart, and `docs/architecture.md` for how a byte travels.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(not(unix))]
+compile_error!(
+    "tokio-transports supports Unix only (Linux, and the other Unixes with what \
+     they lack noted in the crate docs): it is built on file descriptors, Unix \
+     sockets, pipes and pidfd, which Windows does not have"
+);
+
+#[cfg(feature = "codec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "codec")))]
 pub mod codec;
 mod context;
 mod datagram;
@@ -69,11 +79,16 @@ mod server;
 mod shared;
 mod stats;
 mod stream;
+#[cfg(feature = "streams")]
+#[cfg_attr(docsrs, doc(cfg(feature = "streams")))]
 pub mod streams;
+#[cfg(feature = "process")]
 mod subprocess;
 mod tcp;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+#[cfg(feature = "tls")]
 mod tls;
 mod trace;
 mod unix;
@@ -108,6 +123,8 @@ pub use protocol::{
 /// The rustls crate this one is built with, for the configuration types
 /// ([`ClientConfig`](rustls::ClientConfig), [`ServerConfig`](rustls::ServerConfig),
 /// certificates and keys in [`pki_types`](rustls::pki_types)).
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
 pub use server::{
     ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, ShutdownReport, UnixEndpoint,
@@ -117,6 +134,8 @@ pub use stats::{TransportStats, callback_timing, set_callback_timing};
 pub use stream::handle::Transport;
 pub use stream::pipe::{connect_read_pipe, connect_write_pipe};
 pub use stream::{IntoUnixStream, connect_io, connect_unix_stream};
+#[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub use subprocess::{
     Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport, subprocess_exec,
     subprocess_shell,
@@ -125,6 +144,8 @@ pub use tcp::{
     ConnectOptions, IntoTcpStream, connect_accepted_socket, create_connection,
     create_connection_from_socket,
 };
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{
     ClientTls, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls, StartTls,
     TLS_WRITE_LIMITS, TlsError, TlsInfo, start_tls,

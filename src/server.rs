@@ -196,6 +196,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    #[cfg(feature = "tls")]
     if let Some(tls) = &options.ssl {
         tls.validate()?;
     }

@@ -1,6 +1,7 @@
 //! Counters (`Transport::stats`, `DatagramTransport::stats`) and tracing
 //! (a span per transport and per server, debug events for made, lost,
 //! pauses and TLS handshakes), on real sockets.
+#![cfg(feature = "tls")]
 
 mod common;
 mod tls_support;

@@ -234,6 +234,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    #[cfg(feature = "tls")]
     if let Some(tls) = &options.ssl {
         tls.validate()?;
     }
