@@ -390,6 +390,15 @@ impl<IO> Driver<IO> {
     // ---- start and finish ----------------------------------------------
 
     fn start(&mut self) {
+        if self.started.as_ref().is_some_and(|s| s.is_canceled()) {
+            // The caller that created the connection gave up before
+            // `connection_made` (its future was dropped): the protocol
+            // hears nothing, as after a failed TLS handshake, and the
+            // socket closes.
+            tracing::debug!("connection abandoned before connection_made: its creator gave up");
+            self.abandon();
+            return;
+        }
         tracing::debug!("connection made");
         self.stage = Stage::Running;
         self.callback("connection_made", |p, _, t| p.base_mut().connection_made(t));
@@ -572,7 +581,12 @@ where
                 }
             }
             match this.stage {
-                Stage::New => this.start(),
+                Stage::New => {
+                    this.start();
+                    if this.stage == Stage::Finished {
+                        return Poll::Ready(());
+                    }
+                }
                 #[cfg(feature = "tls")]
                 Stage::Upgrading => this.upgraded(),
                 _ => {}
