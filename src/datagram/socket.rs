@@ -167,13 +167,13 @@ pub(crate) fn try_direct(
             return None;
         }
         let res = direct.sock.try_send_now(data, to);
-        if let Err(e) = &res {
-            if matches!(
+        if let Err(e) = &res
+            && matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                direct.enabled = false;
-            }
+            )
+        {
+            direct.enabled = false;
         }
         Some(res)
     })
