@@ -167,3 +167,35 @@ async fn an_open_connection_dropped_before_it_returned_closes_the_socket() {
     drop(open);
     guard("the peer sees the end", until_closed(sock)).await;
 }
+
+/// A datagram protocol that reports its two lifecycle callbacks.
+struct Lifecycle(tokio::sync::mpsc::UnboundedSender<&'static str>);
+
+impl tokio_transports::DatagramProtocol for Lifecycle {
+    fn connection_made(&mut self, _t: &tokio_transports::DatagramTransport) {
+        let _ = self.0.send("made");
+    }
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        let _ = self.0.send("lost");
+    }
+}
+
+#[tokio::test]
+async fn a_create_datagram_endpoint_dropped_before_it_returned_closes_the_endpoint() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let calls = Counter::default();
+    let c = calls.clone();
+    let create = tokio_transports::create_datagram_endpoint(
+        move || {
+            c.incr();
+            Lifecycle(tx)
+        },
+        tokio_transports::DatagramOptions::default().local_addr(("127.0.0.1", 0)),
+    );
+    drop_once_spawned(create, &calls).await;
+    // The endpoint ran `connection_made` (its task had been spawned), then
+    // closed: nobody holds it.
+    assert_eq!(guard("made", rx.recv()).await, Some("made"));
+    assert_eq!(guard("lost", rx.recv()).await, Some("lost"));
+    assert_eq!(guard("protocol dropped", rx.recv()).await, None);
+}
