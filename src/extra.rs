@@ -247,3 +247,13 @@ impl Extra {
         *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
+
+/// A socket's address family: `SO_DOMAIN` where socket2 has it (Linux,
+/// Android, Fuchsia), the family of its name elsewhere (macOS, the BSDs:
+/// `getsockname` fills in the family even for an unbound socket).
+pub(crate) fn socket_domain(sock: &socket2::Socket) -> std::io::Result<socket2::Domain> {
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    return sock.domain();
+    #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+    Ok(sock.local_addr()?.domain())
+}

@@ -95,8 +95,10 @@
 //!
 //! Unix only: the crate is built on file descriptors, Unix sockets and
 //! pipes, and does not compile elsewhere (a `compile_error!` says so).
-//! Linux is where it is developed and tested (CI runs on Linux). On other
-//! Unixes (macOS, the BSDs) the crate builds without what Linux alone has:
+//! Linux is where it is developed and tested (CI runs on Linux, and checks
+//! that the crate builds for macOS and FreeBSD, without `tls`, whose ring
+//! needs the target's C compiler). On other Unixes the crate builds without
+//! what Linux alone has:
 //!
 //! * child processes (feature `process`) use pidfd (`pidfd_open`,
 //!   `waitid(P_PIDFD)`): the feature is compiled out elsewhere;

@@ -395,7 +395,7 @@ impl IntoDatagramSocket for socket2::Socket {
                 ),
             ));
         }
-        let domain = self.domain()?;
+        let domain = crate::extra::socket_domain(&self)?;
         self.set_nonblocking(true)?;
         let fd = OwnedFd::from(self);
         if domain == socket2::Domain::UNIX {
