@@ -77,7 +77,7 @@
 //! | `process` | yes | Child processes: `subprocess_exec`, `subprocess_shell`, `SubprocessTransport`, `SubprocessProtocol`, `Stdio`, `SubprocessOptions` (Linux only, see below) |
 //! | `codec` | yes | The `codec` module; turns on tokio-util's `codec` feature |
 //! | `streams` | yes | The `streams` module (asyncio's streams: `open_connection`, `start_server`, `TransportStream`) |
-//! | `test-util` | no | The `testing` module (harnesses, call-order checker, recorder) and tokio's `test-util` (paused time): for tests, as tokio's own feature of that name |
+//! | `test-util` | no | The `testing` module (harnesses, call-order checker, recorder) and tokio's `test-util` (paused time). Off by default, as tokio's feature of that name: it is for tests (turn it on in `[dev-dependencies]`), and it turns tokio's `test-util` on for the whole build |
 //!
 //! The default set is everything but the test kit, so that adding the crate
 //! gives asyncio's whole API; for a smaller build, turn the defaults off
