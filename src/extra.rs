@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+#[cfg(feature = "tls")]
 use crate::TlsInfo;
 
 /// A socket address of any family the crate speaks.
@@ -140,10 +141,16 @@ pub enum ExtraInfo {
     /// which cannot race with the close.
     Socket(RawFd),
     /// `"peercert"`: the TLS peer's certificate chain (DER), its own first.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     PeerCertificates(Vec<rustls::pki_types::CertificateDer<'static>>),
     /// `"cipher"`: the TLS cipher suite's name, as rustls spells it.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     Cipher(String),
     /// `"ssl_object"`: everything the TLS handshake negotiated.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     Tls(Box<TlsInfo>),
     /// `"peercred"`: a Unix socket peer's credentials (`SO_PEERCRED`).
     PeerCredentials(PeerCredentials),
@@ -159,8 +166,11 @@ impl std::fmt::Display for ExtraInfo {
         match self {
             ExtraInfo::Address(a) => a.fmt(f),
             ExtraInfo::Socket(fd) => write!(f, "<socket fd={fd}>"),
+            #[cfg(feature = "tls")]
             ExtraInfo::PeerCertificates(chain) => write!(f, "<{} certificate(s)>", chain.len()),
+            #[cfg(feature = "tls")]
             ExtraInfo::Cipher(name) => f.write_str(name),
+            #[cfg(feature = "tls")]
             ExtraInfo::Tls(info) => write!(f, "{info:?}"),
             ExtraInfo::Pipe(fd) => write!(f, "<pipe fd={fd}>"),
             ExtraInfo::PeerCredentials(c) => {
@@ -179,6 +189,7 @@ pub(crate) struct Extra {
     /// (under the lock) before it closes the I/O.
     pub(crate) fd: Mutex<Option<RawFd>>,
     /// TLS: what the handshake negotiated, once it is done.
+    #[cfg(feature = "tls")]
     pub(crate) tls: Mutex<Option<TlsInfo>>,
     /// A Unix stream's peer credentials.
     pub(crate) peercred: Option<PeerCredentials>,
@@ -194,6 +205,7 @@ impl Extra {
             peername,
             sockname,
             fd: Mutex::new(fd),
+            #[cfg(feature = "tls")]
             tls: Mutex::new(None),
             peercred: None,
         }
@@ -213,10 +225,12 @@ impl Extra {
     }
 
     /// The outermost TLS session's (TLS inside TLS replaces the inner's).
+    #[cfg(feature = "tls")]
     pub(crate) fn set_tls(&self, info: TlsInfo) {
         *self.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
     }
 
+    #[cfg(feature = "tls")]
     pub(crate) fn tls(&self) -> Option<TlsInfo> {
         self.tls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -232,4 +246,14 @@ impl Extra {
     pub(crate) fn clear_fd(&self) {
         *self.fd.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
+}
+
+/// A socket's address family: `SO_DOMAIN` where socket2 has it (Linux,
+/// Android, Fuchsia), the family of its name elsewhere (macOS, the BSDs:
+/// `getsockname` fills in the family even for an unbound socket).
+pub(crate) fn socket_domain(sock: &socket2::Socket) -> std::io::Result<socket2::Domain> {
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    return sock.domain();
+    #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+    Ok(sock.local_addr()?.domain())
 }

@@ -196,6 +196,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    #[cfg(feature = "tls")]
     if let Some(tls) = &options.ssl {
         tls.validate()?;
     }
@@ -232,10 +233,10 @@ where
             .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
         bound.push((sock, local));
     }
-    if bound.is_empty() {
-        if let Some(e) = unavailable {
-            return Err(e);
-        }
+    if bound.is_empty()
+        && let Some(e) = unavailable
+    {
+        return Err(e);
     }
     let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
     let bound = bound

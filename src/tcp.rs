@@ -20,9 +20,61 @@ use crate::extra::{Extra, SocketAddress};
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 use crate::stream::{StreamConfig, prepare_stream, started};
+#[cfg(feature = "tls")]
 use crate::tls::io::TlsIo;
+#[cfg(feature = "tls")]
 use crate::tls::{ClientTls, ServerTls, TLS_WRITE_LIMITS};
 use crate::{IntoProtocol, WriteLimits};
+
+/// The TLS side of a client connection, checked before connecting.
+#[cfg(feature = "tls")]
+pub(crate) type ClientTlsStart<'a> = Option<(&'a ClientTls, crate::tls::ServerName)>;
+/// Without the `tls` feature there is never a TLS side.
+#[cfg(not(feature = "tls"))]
+pub(crate) type ClientTlsStart<'a> = Option<(&'a std::convert::Infallible, ())>;
+
+impl ConnectOptions {
+    /// Check [`ssl`](ConnectOptions#structfield.ssl) (asyncio checks the
+    /// TLS arguments before it connects); `host` names the server when
+    /// `server_hostname` is not set.
+    pub(crate) fn tls_start(&self, _host: Option<&str>) -> io::Result<ClientTlsStart<'_>> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.ssl {
+            return Ok(Some((tls, tls.validate(_host)?)));
+        }
+        Ok(None)
+    }
+}
+
+/// Spawn the transport of a connected client stream, plain or TLS (the
+/// handshake runs in the transport's task), and wait for `connection_made`
+/// (see [`started`] for a caller that gives up).
+pub(crate) async fn start_client<IO: crate::stream::stream_io::StreamIo>(
+    io: IO,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+    tls: ClientTlsStart<'_>,
+) -> io::Result<Transport> {
+    let (transport, rx) = match tls {
+        None => {
+            let (transport, rx, driver) = prepare_stream(io, protocol, config);
+            tokio::spawn(driver);
+            (transport, rx)
+        }
+        #[cfg(feature = "tls")]
+        Some((tls, name)) => {
+            let io = TlsIo::client(io, tls, name);
+            let (transport, rx, driver) = prepare_stream(io, protocol, tls_config(config));
+            tokio::spawn(driver);
+            (transport, rx)
+        }
+        #[cfg(not(feature = "tls"))]
+        Some((never, ())) => match *never {},
+    };
+    // A failed handshake ends the task, and `started` reports its error.
+    started(rx).await?;
+    Ok(transport)
+}
 
 /// Options for [`create_connection`] (asyncio's keyword arguments).
 ///
@@ -65,6 +117,8 @@ pub struct ConnectOptions {
     /// TLS (asyncio's `ssl=`, with `server_hostname` and the TLS timeouts):
     /// the connection is made, the handshake run, and only then
     /// `connection_made` called.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub ssl: Option<ClientTls>,
 }
 
@@ -77,6 +131,7 @@ impl Default for ConnectOptions {
             connect_timeout: None,
             nodelay: true,
             write_limits: WriteLimits::default(),
+            #[cfg(feature = "tls")]
             ssl: None,
         }
     }
@@ -172,6 +227,8 @@ impl ConnectOptions {
     /// let opts = ConnectOptions::default().ssl(ClientTls::new(Arc::new(config)));
     /// assert!(opts.ssl.is_some());
     /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn ssl(mut self, tls: ClientTls) -> Self {
         self.ssl = Some(tls);
         self
@@ -252,10 +309,7 @@ where
 {
     current_runtime()?;
     // asyncio checks the TLS arguments before it connects.
-    let tls = match &options.ssl {
-        Some(tls) => Some((tls, tls.validate(Some(host))?)),
-        None => None,
-    };
+    let tls = options.tls_start(Some(host))?;
     let connect = connect_any(host, port, &options);
     let stream = match options.connect_timeout {
         Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
@@ -274,33 +328,7 @@ where
         None,
         true,
     );
-    start_tcp_any(stream, protocol_factory(), config, tls).await
-}
-
-/// Spawn the transport for a connected TCP stream, plain or TLS (the
-/// handshake runs in the transport's task), and wait for `connection_made`.
-async fn start_tcp_any(
-    stream: TcpStream,
-    protocol: impl IntoProtocol,
-    config: StreamConfig,
-    tls: Option<(&ClientTls, crate::tls::ServerName)>,
-) -> io::Result<Transport> {
-    let (transport, rx) = match tls {
-        None => {
-            let (transport, rx, driver) = prepare_stream(stream, protocol, config);
-            tokio::spawn(driver);
-            (transport, rx)
-        }
-        Some((tls, name)) => {
-            let io = TlsIo::client(stream, tls, name);
-            let (transport, rx, driver) = prepare_stream(io, protocol, tls_config(config));
-            tokio::spawn(driver);
-            (transport, rx)
-        }
-    };
-    // A failed handshake ends the task, and `started` reports its error.
-    started(rx).await?;
-    Ok(transport)
+    start_client(stream, protocol_factory(), config, tls).await
 }
 
 /// Wrap an already connected TCP socket, std or tokio (asyncio's
@@ -326,10 +354,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
-    let tls = match &options.ssl {
-        Some(tls) => Some((tls, tls.validate(None)?)),
-        None => None,
-    };
+    let tls = options.tls_start(None)?;
     let stream = sock.into_tokio_stream()?;
     let config = tcp_config(
         &stream,
@@ -339,13 +364,15 @@ where
         None,
         true,
     );
-    start_tcp_any(stream, protocol_factory(), config, tls).await
+    start_client(stream, protocol_factory(), config, tls).await
 }
 
 /// Wrap a socket accepted outside this crate (asyncio's
 /// `loop.connect_accepted_socket`). The same as
-/// [`create_connection_from_socket`] for plain TCP; with TLS (a later part)
-/// it takes the server side.
+/// [`create_connection_from_socket`] for plain TCP; with `ssl`, it takes
+/// the TLS server side. Without the `tls` feature, `ssl` is an
+/// `Option<Infallible>`: only `None` can be passed, so code that passes
+/// `None` builds with the feature on or off.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -359,7 +386,8 @@ where
 pub async fn connect_accepted_socket<F, P>(
     protocol_factory: F,
     sock: impl IntoTcpStream,
-    ssl: Option<ServerTls>,
+    #[cfg(feature = "tls")] ssl: Option<ServerTls>,
+    #[cfg(not(feature = "tls"))] ssl: Option<std::convert::Infallible>,
 ) -> io::Result<Transport>
 where
     F: FnOnce() -> P,
@@ -370,18 +398,24 @@ where
         return create_connection_from_socket(protocol_factory, sock, ConnectOptions::default())
             .await;
     };
-    tls.validate()?;
-    let stream = sock.into_tokio_stream()?;
-    let config = tcp_config(&stream, true, WriteLimits::default(), None, None, true);
-    let io = TlsIo::server(stream, &tls);
-    let (transport, rx, driver) = prepare_stream(io, protocol_factory(), tls_config(config));
-    tokio::spawn(driver);
-    started(rx).await?;
-    Ok(transport)
+    #[cfg(not(feature = "tls"))]
+    match tls {}
+    #[cfg(feature = "tls")]
+    {
+        tls.validate()?;
+        let stream = sock.into_tokio_stream()?;
+        let config = tcp_config(&stream, true, WriteLimits::default(), None, None, true);
+        let io = TlsIo::server(stream, &tls);
+        let (transport, rx, driver) = prepare_stream(io, protocol_factory(), tls_config(config));
+        tokio::spawn(driver);
+        started(rx).await?;
+        Ok(transport)
+    }
 }
 
 /// A plain connection's settings turned into a TLS connection's: no
 /// half-close, and the TLS watermarks unless others were asked for.
+#[cfg(feature = "tls")]
 pub(crate) fn tls_config(mut config: StreamConfig) -> StreamConfig {
     config.can_write_eof = false;
     if config.limits == WriteLimits::default() {

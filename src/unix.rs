@@ -11,11 +11,10 @@ use crate::ConnectOptions;
 use crate::error::current_runtime;
 use crate::extra::Extra;
 use crate::server::UnixEndpoint;
+use crate::stream::StreamConfig;
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
-use crate::stream::{StreamConfig, prepare_stream, started};
-use crate::tcp::tls_config;
-use crate::tls::io::TlsIo;
+use crate::tcp::start_client;
 use crate::{IntoProtocol, WriteLimits};
 
 /// The settings of a transport over a connected Unix stream.
@@ -70,10 +69,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
-    let tls = match &options.ssl {
-        Some(tls) => Some((tls, tls.validate(None)?)),
-        None => None,
-    };
+    let tls = options.tls_start(None)?;
     let stream = match endpoint.into() {
         UnixEndpoint::Path(path) => {
             let connect = UnixStream::connect(&path);
@@ -101,20 +97,5 @@ where
         }
     };
     let config = unix_config(&stream, options.write_limits, None, true);
-    let (transport, rx) = match tls {
-        None => {
-            let (transport, rx, driver) = prepare_stream(stream, protocol_factory(), config);
-            tokio::spawn(driver);
-            (transport, rx)
-        }
-        Some((tls, name)) => {
-            let io = TlsIo::client(stream, tls, name);
-            let (transport, rx, driver) =
-                prepare_stream(io, protocol_factory(), tls_config(config));
-            tokio::spawn(driver);
-            (transport, rx)
-        }
-    };
-    started(rx).await?;
-    Ok(transport)
+    start_client(stream, protocol_factory(), config, tls).await
 }

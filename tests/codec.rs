@@ -1,6 +1,7 @@
 //! The codec protocol (`tokio_transports::codec`): frames split across
 //! reads and many in one read, `decode_eof`, decode errors, flow control
 //! both ways, over an in-memory pipe, TCP and TLS; the `line_chat` example.
+#![cfg(all(feature = "codec", feature = "streams", feature = "tls"))]
 
 mod common;
 mod tls_support;

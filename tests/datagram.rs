@@ -319,11 +319,11 @@ async fn a_callback_sends_at_once_and_never_counts_in_the_buffer() {
 async fn a_callback_that_fills_the_socket_queues_the_rest_in_order() {
     let (a, b) = unix_pair_small_sndbuf();
     let hook: Hook = Box::new(|t, ev| {
-        if let Ev::Dgram(d, _) = ev {
-            if &d[..] == b"go" {
-                for i in 0..40 {
-                    t.sendto(frame(i, 1000), None).unwrap();
-                }
+        if let Ev::Dgram(d, _) = ev
+            && &d[..] == b"go"
+        {
+            for i in 0..40 {
+                t.sendto(frame(i, 1000), None).unwrap();
             }
         }
     });

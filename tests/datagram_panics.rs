@@ -66,10 +66,10 @@ async fn a_panic_in_datagram_received_is_reported_and_the_endpoint_stays_open() 
     let cap = Capture::install();
     let (a, b) = UnixDatagram::pair().unwrap();
     let hook: Hook = Box::new(|_, ev| {
-        if let Ev::Dgram(d, _) = ev {
-            if &d[..] == b"bad" {
-                panic!("cannot parse this one");
-            }
+        if let Ev::Dgram(d, _) = ev
+            && &d[..] == b"bad"
+        {
+            panic!("cannot parse this one");
         }
     });
     let (factory, mut probe) = recorder(Some(hook));

@@ -1,6 +1,7 @@
 //! hyper over the stream adapter: the `hyper_server` example's code serving
 //! HTTP/1 over TCP (a raw client, and hyper's client over a stream), TLS
 //! and a Unix socket.
+#![cfg(all(feature = "streams", feature = "tls"))]
 
 mod common;
 mod tls_support;

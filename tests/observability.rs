@@ -1,9 +1,11 @@
 //! Counters (`Transport::stats`, `DatagramTransport::stats`) and tracing
 //! (a span per transport and per server, debug events for made, lost,
 //! pauses and TLS handshakes), on real sockets.
+#![cfg(feature = "tls")]
 
 mod common;
 mod peers;
+#[cfg(feature = "tls")]
 mod tls_support;
 
 use std::error::Error;
@@ -317,6 +319,7 @@ async fn protocol_events_carry_the_connection_span() -> Res {
     Ok(())
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_handshakes_are_logged() -> Res {
     let (out, _guard) = capture();
@@ -344,6 +347,7 @@ async fn tls_handshakes_are_logged() -> Res {
     Ok(())
 }
 
+#[cfg(all(feature = "process", target_os = "linux"))]
 #[tokio::test]
 async fn a_child_process_has_a_span_with_its_pipes_inside() -> Res {
     let (out, _guard) = capture();

@@ -19,6 +19,7 @@
 //! retry is "is the server listening yet", a client refused with
 //! `ConnectionRefused` being run again after a short back-off, for at most 10 s.
 //! Every child process is killed when its guard drops, on every path.
+#![cfg(all(feature = "tls", feature = "process", target_os = "linux"))]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! and raw rustls peers; the handle, the protocol and the write state carry
 //! over; what asyncio gets wrong (lost read-ahead, the paused-writing
 //! assertion, no `connection_lost` on failure) is checked here.
+#![cfg(feature = "tls")]
 
 mod common;
 mod tls_support;

@@ -1,6 +1,7 @@
 //! The stream adapter (`tokio_transports::streams`): a transport as
 //! `AsyncRead + AsyncWrite`, over TCP, TLS, Unix sockets and pipes, with the
 //! transport's flow control as backpressure both ways.
+#![cfg(all(feature = "codec", feature = "streams", feature = "tls"))]
 
 mod common;
 mod tls_support;

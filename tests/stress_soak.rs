@@ -710,7 +710,7 @@ fn panics_in_callbacks_under_load_kill_only_their_connection() {
                         let f = &victims.iter().find(|(c, _)| *c == cb).unwrap().1;
                         (f(), matches!(cb, "buffer_updated" | "get_buffer"))
                     }
-                    None => (normal(), k % 2 == 0),
+                    None => (normal(), k.is_multiple_of(2)),
                 };
                 if buffered {
                     AnyProtocol::buffered(rec)

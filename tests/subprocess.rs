@@ -2,6 +2,7 @@
 //! children (`sh`, `cat`, `python3`): the events, their order, the return
 //! codes and signals, `close()`, a grandchild holding stdout, stdin flow
 //! control.
+#![cfg(all(feature = "process", target_os = "linux"))]
 
 mod common;
 

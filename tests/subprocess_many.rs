@@ -1,6 +1,7 @@
 //! Many short-lived children in a row: no zombie and no file descriptor
 //! left over (its own test binary, so nothing else spawns or opens fds
 //! meanwhile).
+#![cfg(all(feature = "process", target_os = "linux"))]
 
 use tokio_transports::{SubprocessOptions, subprocess_exec};
 

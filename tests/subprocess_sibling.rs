@@ -3,6 +3,7 @@
 //! unless commands from elsewhere wait in stdin's channel: whichever way it
 //! goes, the order of the writes is kept, a paused or busy stdin still
 //! queues it, and one made after `close()` is dropped and counted.
+#![cfg(all(feature = "process", target_os = "linux"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! TLS transports against real peers: this crate on both sides, raw
 //! tokio-rustls peers driven by hand, and Python's `ssl` + asyncio.
 //! Certificates are made at test time (see `tls_support`).
+#![cfg(feature = "tls")]
 
 mod common;
 mod tls_support;

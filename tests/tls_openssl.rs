@@ -1,6 +1,7 @@
 //! TLS against OpenSSL's command-line peers: `openssl s_server` and
 //! `openssl s_client`. Skipped (with a note on stderr) when `openssl` is not
 //! installed, unless `TOKIO_TRANSPORTS_REQUIRE_OPENSSL=1` (CI sets it).
+#![cfg(feature = "tls")]
 
 mod common;
 mod tls_support;

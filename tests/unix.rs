@@ -3,6 +3,7 @@
 //! and `Server` as TCP, plus the socket-file rules (stale files, inode
 //! cleanup), abstract names, peer credentials, TLS, and Python's asyncio
 //! as a peer both ways.
+#![cfg(feature = "tls")]
 
 mod common;
 mod tls_support;

@@ -302,28 +302,28 @@ impl<S: Socket> Driver<S> {
             self.shared().count_dropped_write();
             return;
         }
-        if self.sm.can_send_now() {
-            if let Some(sock) = &self.sock {
-                let res = match &to {
-                    None => sock.try_send(&data),
-                    Some(addr) => sock.try_send_to(&data, addr),
-                };
-                match res {
-                    Ok(_) => {
-                        self.shared().stats.sent(data.len());
-                        self.shared().release(n);
-                        return;
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        self.shared().release(n);
-                        self.sm.error(e);
-                        return;
-                    }
+        if self.sm.can_send_now()
+            && let Some(sock) = &self.sock
+        {
+            let res = match &to {
+                None => sock.try_send(&data),
+                Some(addr) => sock.try_send_to(&data, addr),
+            };
+            match res {
+                Ok(_) => {
+                    self.shared().stats.sent(data.len());
+                    self.shared().release(n);
+                    return;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    self.shared().release(n);
+                    self.sm.error(e);
+                    return;
                 }
             }
         }

@@ -454,13 +454,13 @@ async fn resolve(
             _ => true,
         })
         .collect();
-    if found.is_empty() {
-        if let Some(addr) = addr {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("getaddrinfo() returned empty list for {addr} (family {family:?})"),
-            ));
-        }
+    if found.is_empty()
+        && let Some(addr) = addr
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("getaddrinfo() returned empty list for {addr} (family {family:?})"),
+        ));
     }
     Ok(found)
 }
@@ -599,9 +599,22 @@ async fn start(
             spawn(s, Family::Unix, local, remote, limits, protocol)
         }
     };
-    started
-        .await
-        .map_err(|_| io::Error::other("the endpoint's task ended before connection_made"))?;
+    // Cancel safety: a caller that gives up (drops this future) before it
+    // returned leaves no endpoint running that it never got; the endpoint
+    // closes (its protocol gets `connection_lost` after `connection_made`,
+    // as asyncio's `transport.close()` on a cancelled creation).
+    struct CloseOnDrop(Option<DatagramTransport>);
+    impl Drop for CloseOnDrop {
+        fn drop(&mut self) {
+            if let Some(t) = self.0.take() {
+                t.close();
+            }
+        }
+    }
+    let mut guard = CloseOnDrop(Some(transport.clone()));
+    let result = started.await;
+    guard.0 = None;
+    result.map_err(|_| io::Error::other("the endpoint's task ended before connection_made"))?;
     Ok(transport)
 }
 

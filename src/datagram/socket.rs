@@ -167,13 +167,13 @@ pub(crate) fn try_direct(
             return None;
         }
         let res = direct.sock.try_send_now(data, to);
-        if let Err(e) = &res {
-            if matches!(
+        if let Err(e) = &res
+            && matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                direct.enabled = false;
-            }
+            )
+        {
+            direct.enabled = false;
         }
         Some(res)
     })
@@ -395,7 +395,7 @@ impl IntoDatagramSocket for socket2::Socket {
                 ),
             ));
         }
-        let domain = self.domain()?;
+        let domain = crate::extra::socket_domain(&self)?;
         self.set_nonblocking(true)?;
         let fd = OwnedFd::from(self);
         if domain == socket2::Domain::UNIX {

@@ -16,7 +16,10 @@ use crate::stream::driver::FinishHook;
 use crate::stream::handle::Transport;
 use crate::stream::stream_io::StreamIo;
 use crate::stream::{StreamConfig, prepare_stream};
-use crate::tcp::{tcp_config, tls_config};
+use crate::tcp::tcp_config;
+#[cfg(feature = "tls")]
+use crate::tcp::tls_config;
+#[cfg(feature = "tls")]
 use crate::tls::io::TlsIo;
 use crate::unix::unix_config;
 
@@ -169,17 +172,15 @@ fn attach_and_spawn<IO: StreamIo>(
     protocol: AnyProtocol,
     config: StreamConfig,
 ) {
-    match &inner.options.ssl {
-        None => {
-            let (transport, _started, driver) = prepare_stream(io, protocol, config);
-            inner.lock().clients.insert(transport.id(), transport);
-            tokio::spawn(driver);
-        }
-        Some(tls) => {
-            let io = TlsIo::server(io, tls);
-            let (transport, _started, driver) = prepare_stream(io, protocol, tls_config(config));
-            inner.lock().clients.insert(transport.id(), transport);
-            tokio::spawn(driver);
-        }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &inner.options.ssl {
+        let io = TlsIo::server(io, tls);
+        let (transport, _started, driver) = prepare_stream(io, protocol, tls_config(config));
+        inner.lock().clients.insert(transport.id(), transport);
+        tokio::spawn(driver);
+        return;
     }
+    let (transport, _started, driver) = prepare_stream(io, protocol, config);
+    inner.lock().clients.insert(transport.id(), transport);
+    tokio::spawn(driver);
 }

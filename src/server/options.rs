@@ -3,6 +3,7 @@
 
 #[cfg(doc)]
 use super::{Server, create_server};
+#[cfg(feature = "tls")]
 use crate::ServerTls;
 use crate::WriteLimits;
 
@@ -47,6 +48,8 @@ pub struct ServerOptions {
     /// TLS for every accepted connection (asyncio's `ssl=`, with the TLS
     /// timeouts): each runs its handshake before `connection_made`; one that
     /// fails is logged at debug level and its protocol hears nothing.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub ssl: Option<ServerTls>,
     /// Unix servers: remove the socket file at close if it is still the
     /// one the server bound (asyncio 3.13's `cleanup_socket`, default on).
@@ -63,6 +66,7 @@ impl Default for ServerOptions {
             start_serving: true,
             nodelay: true,
             write_limits: WriteLimits::default(),
+            #[cfg(feature = "tls")]
             ssl: None,
             cleanup_socket: true,
         }
@@ -166,6 +170,8 @@ impl ServerOptions {
     /// assert!(opts.ssl.is_some());
     /// # }
     /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn ssl(mut self, tls: ServerTls) -> Self {
         self.ssl = Some(tls);
         self

@@ -110,7 +110,7 @@ pub(crate) fn is_abstract(path: &Path) -> bool {
 
 /// Check that `sock` is a Unix stream socket (asyncio's message).
 pub(crate) fn check_unix_stream(sock: &Socket) -> io::Result<()> {
-    let domain = sock.domain()?;
+    let domain = crate::extra::socket_domain(sock)?;
     let ty = sock.r#type()?;
     if domain != Domain::UNIX || ty != Type::STREAM {
         return Err(io::Error::new(
@@ -234,6 +234,7 @@ where
     P: IntoProtocol,
 {
     current_runtime()?;
+    #[cfg(feature = "tls")]
     if let Some(tls) = &options.ssl {
         tls.validate()?;
     }

@@ -12,6 +12,7 @@
 
 mod read;
 mod tls;
+#[cfg(feature = "tls")]
 mod upgrade;
 mod write;
 
@@ -61,6 +62,7 @@ enum Stage {
     New,
     /// This task took the connection over from its plain task for
     /// `start_tls`: the handshake runs; `connection_made` ran before.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Upgrading,
     Running,
     /// Finished, or handed over to a TLS task.
@@ -86,6 +88,7 @@ pub(crate) struct Driver<IO> {
     stash: Option<Box<ReadOutcome>>,
     on_finish: Option<OnFinish>,
     /// A `start_tls` waiting for the plaintext queue to drain.
+    #[cfg(feature = "tls")]
     upgrade: Option<Box<crate::tls::start::Upgrade>>,
     /// Callbacks are timed (`set_callback_timing` was on at creation).
     timed: bool,
@@ -118,6 +121,7 @@ impl<IO> Driver<IO> {
             started,
             stash: None,
             on_finish,
+            #[cfg(feature = "tls")]
             upgrade: None,
         }
     }
@@ -143,6 +147,7 @@ impl<IO> Driver<IO> {
     /// The transport's id and its frame, for a task that drives several
     /// transports and lends this one's frame to the others' callbacks
     /// ([`SIBLING`](super::handle::SIBLING)).
+    #[cfg(all(feature = "process", target_os = "linux"))]
     pub(crate) fn frame(&mut self) -> (usize, &mut Core) {
         (self.handle.shared.id, &mut self.core)
     }
@@ -213,6 +218,16 @@ impl<IO> Driver<IO> {
         }
     }
 
+    /// Whether a `start_tls` waits for the plaintext queue to drain (never,
+    /// without the `tls` feature).
+    #[inline(always)]
+    fn upgrade_pending(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.upgrade.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     #[inline]
     fn apply_scratch(&mut self) {
         if !self.core.commands.is_empty() {
@@ -220,10 +235,14 @@ impl<IO> Driver<IO> {
         }
     }
 
+    // Without TLS no upgrade holds the rest back, and the loop reads as a
+    // `for`; it stays one loop for both builds.
+    #[cfg_attr(not(feature = "tls"), allow(clippy::while_let_on_iterator))]
     fn apply_commands(&mut self) {
         let mut cmds = std::mem::take(&mut self.core.commands);
         let mut rest = cmds.drain(..);
         while let Some(cmd) = rest.next() {
+            #[cfg(feature = "tls")]
             if let Some(upgrade) = &mut self.upgrade {
                 // `start_tls` is pending: this and what follows wait for
                 // the TLS task (writes go out encrypted, in order).
@@ -254,7 +273,7 @@ impl<IO> Driver<IO> {
     /// Returns whether anything was taken from the inbox.
     #[inline(never)]
     fn apply_inbox_now(&mut self) -> bool {
-        if self.upgrade.is_some() {
+        if self.upgrade_pending() {
             // Left for the TLS task: what comes after `start_tls` is sent
             // encrypted.
             return false;
@@ -288,6 +307,7 @@ impl<IO> Driver<IO> {
             }
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
             Command::SetProtocol(p) => self.protocol = p,
+            #[cfg(feature = "tls")]
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _, _| f(p));
@@ -378,6 +398,15 @@ impl<IO> Driver<IO> {
     // ---- start and finish ----------------------------------------------
 
     fn start(&mut self) {
+        if self.started.as_ref().is_some_and(|s| s.is_canceled()) {
+            // The caller that created the connection gave up before
+            // `connection_made` (its future was dropped): the protocol
+            // hears nothing, as after a failed TLS handshake, and the
+            // socket closes.
+            tracing::debug!("connection abandoned before connection_made: its creator gave up");
+            self.abandon();
+            return;
+        }
         tracing::debug!("connection made");
         self.stage = Stage::Running;
         self.callback("connection_made", |p, _, t| p.base_mut().connection_made(t));
@@ -408,6 +437,9 @@ impl<IO> Driver<IO> {
     fn release(&mut self) {
         // A `start_tls` that never handed over: the commands it held (made
         // after the call) never ran; their writes count as dropped.
+        #[cfg(not(feature = "tls"))]
+        let held: Vec<Command> = Vec::new();
+        #[cfg(feature = "tls")]
         let held = self
             .upgrade
             .take()
@@ -511,6 +543,7 @@ where
 {
     /// One poll with the thread's read buffer lent by the caller: a task
     /// that drives several transports takes it once for all of them.
+    #[cfg(all(feature = "process", target_os = "linux"))]
     #[inline]
     pub(crate) fn poll_with(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
         if !self.handle.shared.span.is_disabled() {
@@ -520,6 +553,7 @@ where
     }
 
     /// [`poll_with`](Self::poll_with) inside the transport's span.
+    #[cfg(all(feature = "process", target_os = "linux"))]
     #[cold]
     #[inline(never)]
     fn poll_with_in_span(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> Poll<()> {
@@ -563,6 +597,7 @@ where
                 }
                 match done {
                     Poll::Pending => return Poll::Pending,
+                    #[cfg(feature = "tls")]
                     Poll::Ready(Err(e)) if this.stage == Stage::Upgrading => {
                         this.upgrade_failed(e);
                     }
@@ -574,7 +609,13 @@ where
                 }
             }
             match this.stage {
-                Stage::New => this.start(),
+                Stage::New => {
+                    this.start();
+                    if this.stage == Stage::Finished {
+                        return Poll::Ready(());
+                    }
+                }
+                #[cfg(feature = "tls")]
                 Stage::Upgrading => this.upgraded(),
                 _ => {}
             }
@@ -617,6 +658,7 @@ where
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            #[cfg(feature = "tls")]
             if this.upgrade.is_some() {
                 // `start_tls` (reading stopped when it was called).
                 match this.poll_handover(cx) {

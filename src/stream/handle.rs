@@ -50,6 +50,7 @@ pub(crate) enum Command {
     ResumeReading,
     SetLimits(WriteLimits),
     SetProtocol(AnyProtocol),
+    #[cfg(feature = "tls")]
     StartTls(Box<crate::tls::start::Upgrade>),
     WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
 }
@@ -203,6 +204,7 @@ impl Transport {
 
     /// Send `cmd` to the task: onto the frame inside one of this
     /// connection's callbacks, over the channel otherwise.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn send_command(&self, cmd: Command) {
         self.send(cmd);
     }
@@ -383,14 +385,17 @@ impl Transport {
             "pipe" if self.shared.mode.is_pipe() => {
                 (*extra.fd.lock().unwrap_or_else(|p| p.into_inner())).map(ExtraInfo::Pipe)
             }
+            #[cfg(feature = "tls")]
             "peercert" => extra
                 .tls()
                 .filter(|i| !i.peer_certificates.is_empty())
                 .map(|i| ExtraInfo::PeerCertificates(i.peer_certificates)),
+            #[cfg(feature = "tls")]
             "cipher" => extra
                 .tls()
                 .and_then(|i| i.cipher_suite)
                 .map(|c| ExtraInfo::Cipher(format!("{c:?}"))),
+            #[cfg(feature = "tls")]
             "ssl_object" => extra.tls().map(|i| ExtraInfo::Tls(Box::new(i))),
             "peercred" => extra.peercred.map(ExtraInfo::PeerCredentials),
             _ => None,
@@ -408,6 +413,8 @@ impl Transport {
     /// assert!(t.tls_info().is_none());
     /// # }
     /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_info(&self) -> Option<crate::TlsInfo> {
         self.shared.extra.tls()
     }

@@ -59,7 +59,32 @@ impl Default for StreamConfig {
 
 /// Resolves once `connection_made` has run, or with the error that kept it
 /// from running (a failed TLS handshake); `None`: nobody waits.
-pub(crate) type Started = Option<oneshot::Receiver<io::Result<()>>>;
+pub(crate) type Started = Option<StartWait>;
+
+/// The creating caller's wait for `connection_made`, and its cancel
+/// safety: dropped before it resolved (the caller's future was dropped: a
+/// timeout, a `select!`), it closes the connection it was made for, so no
+/// connection the caller never got runs on. If `connection_made` has not
+/// run yet, the task sees the wait gone and ends without calling the
+/// protocol (the protocol hears nothing, as after a failed TLS handshake);
+/// if it ran, the protocol gets `connection_lost` after the close, as
+/// asyncio's `transport.close()` when a `create_connection` is cancelled.
+pub(crate) struct StartWait {
+    rx: oneshot::Receiver<io::Result<()>>,
+    /// Taken once the wait resolved: then nothing is closed on drop.
+    guard: Option<Transport>,
+}
+
+impl Drop for StartWait {
+    fn drop(&mut self) {
+        if let Some(transport) = self.guard.take() {
+            // The receiver first, so that a task that has not run
+            // `connection_made` yet sees the caller gone and skips it.
+            self.rx.close();
+            transport.close();
+        }
+    }
+}
 
 /// Spawn the task for one connection on the current runtime.
 pub(crate) fn spawn_stream<IO>(
@@ -118,7 +143,11 @@ where
     let transport = Transport { shared };
     let (started_tx, started_rx) = if config.notify_started {
         let (tx, rx) = oneshot::channel();
-        (Some(tx), Some(rx))
+        let wait = StartWait {
+            rx,
+            guard: Some(transport.clone()),
+        };
+        (Some(tx), Some(wait))
     } else {
         (None, None)
     };
@@ -138,14 +167,15 @@ where
 }
 
 /// Wait for `connection_made`; an error if the task died first (its runtime
-/// shut down) or the TLS handshake failed.
-pub(crate) async fn started(rx: Started) -> io::Result<()> {
-    match rx {
-        Some(rx) => rx
-            .await
-            .map_err(|_| io::Error::other("the transport task ended before connection_made"))?,
-        None => Ok(()),
-    }
+/// shut down) or the TLS handshake failed. Dropped before it resolved, it
+/// closes the connection (see [`StartWait`]).
+pub(crate) async fn started(wait: Started) -> io::Result<()> {
+    let Some(mut wait) = wait else {
+        return Ok(());
+    };
+    let result = (&mut wait.rx).await;
+    wait.guard = None;
+    result.map_err(|_| io::Error::other("the transport task ended before connection_made"))?
 }
 
 /// Wrap any `AsyncRead + AsyncWrite` in a stream transport driven by the

@@ -106,6 +106,7 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     }
 
     /// TLS: what the handshake negotiated.
+    #[cfg(feature = "tls")]
     fn tls_info(&self) -> Option<crate::TlsInfo> {
         None
     }

@@ -52,13 +52,13 @@ impl DatagramTransport {
         let shared = &*self.shared;
         let to = match (&shared.remote, addr) {
             (Some(remote), given) => {
-                if let Some(given) = given {
-                    if given != *remote {
-                        return Err(DatagramError::AddressMismatch {
-                            remote: remote.clone(),
-                            given,
-                        });
-                    }
+                if let Some(given) = given
+                    && given != *remote
+                {
+                    return Err(DatagramError::AddressMismatch {
+                        remote: remote.clone(),
+                        given,
+                    });
                 }
                 if shared.connected {
                     None

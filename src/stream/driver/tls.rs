@@ -46,6 +46,7 @@ where
                 return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
             };
             if let Poll::Ready(done) = io.poll_handshake(cx) {
+                #[cfg(feature = "tls")]
                 if done.is_ok()
                     && let Some(info) = io.tls_info()
                 {
@@ -99,7 +100,10 @@ where
         }
         let Some(io) = self.io.as_mut() else { return };
         if io.poll_close_deadline(cx).is_ready() {
+            #[cfg(feature = "tls")]
             self.fatal(crate::tls::shutdown_timeout_error());
+            #[cfg(not(feature = "tls"))]
+            self.fatal(io::ErrorKind::TimedOut.into());
             return;
         }
         while self.core.sm.awaiting_peer_close() {

@@ -146,7 +146,7 @@ where
     /// order, and the upgrade is cancelled).
     fn events_due(&self) -> bool {
         self.core.sm.has_events()
-            && !(self.upgrade.is_some()
+            && !(self.upgrade_pending()
                 && self.core.sm.phase() == Phase::Open
                 && self.core.sm.next_is_flow())
     }
