@@ -73,10 +73,11 @@
 //! * `TLS_BENCH_MEM_CONNS=n`: connections in `mem-idle` (200).
 
 mod common;
+#[path = "common/measure.rs"]
+mod measure;
 
 use common::{ServerThread, median};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use measure::{Round, Summary, sample, summarize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,106 +92,6 @@ use tokio_transports::rustls::pki_types::{
 };
 use tokio_transports::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_transports::{BaseProtocol, Protocol, Server, ServerOptions, ServerTls, Transport};
-
-// ---------------------------------------------------------------------------
-// Counting allocator: per-thread allocation count and net live bytes (as in
-// echo.rs).
-// ---------------------------------------------------------------------------
-
-/// Wraps the system allocator; counts, per thread, how many allocations the
-/// thread made and how many bytes it allocated minus freed. Every server's
-/// work happens on its own thread, so that thread's counters are the
-/// server's.
-struct Counting;
-
-thread_local! {
-    static T_ALLOCS: Cell<u64> = const { Cell::new(0) };
-    static T_NET: Cell<i64> = const { Cell::new(0) };
-}
-
-#[inline]
-fn note(delta: i64, allocs: u64) {
-    let _ = T_NET.try_with(|c| c.set(c.get() + delta));
-    if allocs != 0 {
-        let _ = T_ALLOCS.try_with(|c| c.set(c.get() + allocs));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            note(layout.size() as i64, 1);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            note(layout.size() as i64, 1);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        note(-(layout.size() as i64), 0);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            note(new_size as i64 - layout.size() as i64, 1);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// What one thread has consumed so far.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    user_us: f64,
-    sys_us: f64,
-    allocs: u64,
-    net_bytes: i64,
-}
-
-impl Sample {
-    /// Read the calling thread's counters.
-    fn this_thread() -> Sample {
-        // SAFETY: getrusage only writes the struct we hand it.
-        let ru = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-            ru
-        };
-        let us = |tv: libc::timeval| tv.tv_sec as f64 * 1e6 + tv.tv_usec as f64;
-        Sample {
-            user_us: us(ru.ru_utime),
-            sys_us: us(ru.ru_stime),
-            allocs: T_ALLOCS.with(Cell::get),
-            net_bytes: T_NET.with(Cell::get),
-        }
-    }
-
-    fn since(self, before: Sample) -> Sample {
-        Sample {
-            user_us: self.user_us - before.user_us,
-            sys_us: self.sys_us - before.sys_us,
-            allocs: self.allocs - before.allocs,
-            net_bytes: self.net_bytes - before.net_bytes,
-        }
-    }
-}
-
-/// The server thread's counters, read on the server thread.
-async fn sample(thread: &ServerThread) -> Sample {
-    thread.run(async { Sample::this_thread() }).await
-}
 
 // ---------------------------------------------------------------------------
 // Certificates and TLS configurations.
@@ -463,6 +364,13 @@ enum Kind {
     Handshake { size: usize, par: usize },
 }
 
+impl Kind {
+    /// Whether figures are per MB (bulk) rather than per operation.
+    fn per_mb(self) -> bool {
+        matches!(self, Kind::Bulk { .. })
+    }
+}
+
 struct Scenario {
     id: &'static str,
     title: &'static str,
@@ -530,93 +438,6 @@ const MEM_TARGET: f64 = 2048.0;
 /// Every scenario id.
 fn all_ids() -> impl Iterator<Item = &'static str> {
     SCENARIOS.iter().map(|sc| sc.id).chain([MEM_ID])
-}
-
-/// What one measured round produced.
-#[derive(Debug, Default)]
-struct Round {
-    /// Requests, connections, or (bulk) bytes echoed.
-    ops: u64,
-    elapsed: Duration,
-    cpu: Sample,
-    /// Per-operation latencies in ns (request/response and handshake).
-    lat_ns: Vec<u64>,
-}
-
-/// Figures in the scenario's units (per round, or the medians).
-#[derive(Debug, Clone, Copy)]
-struct Figures {
-    /// ops/s, or MB/s for bulk.
-    rate: f64,
-    p99_us: f64,
-    /// Server user CPU per op, or per MB for bulk.
-    user_us: f64,
-    /// Server user + system CPU per op (or MB).
-    total_us: f64,
-    allocs: f64,
-}
-
-impl Round {
-    /// Operations in the scenario's unit (MB for bulk).
-    fn units(&self, kind: Kind) -> f64 {
-        match kind {
-            Kind::Bulk { .. } => self.ops as f64 / 1e6,
-            _ => self.ops as f64,
-        }
-        .max(1e-9)
-    }
-
-    fn figures(&self, kind: Kind) -> Figures {
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
-        let units = self.units(kind);
-        let p99_us = if self.lat_ns.is_empty() {
-            f64::NAN
-        } else {
-            let mut v = self.lat_ns.clone();
-            v.sort_unstable();
-            let i = ((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1;
-            v[i] as f64 / 1e3
-        };
-        Figures {
-            rate: units / secs,
-            p99_us,
-            user_us: self.cpu.user_us / units,
-            total_us: (self.cpu.user_us + self.cpu.sys_us) / units,
-            allocs: self.cpu.allocs as f64 / units,
-        }
-    }
-}
-
-/// One server's result for one scenario.
-#[derive(Debug, Clone, Copy)]
-struct Summary {
-    /// Medians over the rounds.
-    med: Figures,
-    /// User CPU per unit over all rounds together (total user time / total
-    /// units): the user/system split is tick-sampled, so pooling the rounds
-    /// gives the steadiest estimate.
-    pooled_user_us: f64,
-}
-
-fn summarize(rounds: &[Round], kind: Kind) -> Summary {
-    let figs: Vec<Figures> = rounds.iter().map(|r| r.figures(kind)).collect();
-    let med = Figures {
-        rate: median(figs.iter().map(|f| f.rate).collect()),
-        p99_us: median(figs.iter().map(|f| f.p99_us).collect()),
-        user_us: median(figs.iter().map(|f| f.user_us).collect()),
-        total_us: median(figs.iter().map(|f| f.total_us).collect()),
-        allocs: median(figs.iter().map(|f| f.allocs).collect()),
-    };
-    let user: f64 = rounds.iter().map(|r| r.cpu.user_us).sum();
-    let units: f64 = rounds.iter().map(|r| r.units(kind)).sum();
-    Summary {
-        med,
-        pooled_user_us: if rounds.is_empty() {
-            f64::NAN
-        } else {
-            user / units
-        },
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -992,7 +813,10 @@ impl Bench {
                 }
             }
         }
-        let (o, r) = (summarize(&ours, sc.kind), summarize(&raw, sc.kind));
+        let (o, r) = (
+            summarize(&ours, sc.kind.per_mb()),
+            summarize(&raw, sc.kind.per_mb()),
+        );
         print_scenario(sc, &o, &r);
         (o, r)
     }
