@@ -180,6 +180,9 @@ mod trace;
 mod unix;
 mod wake;
 
+#[doc(hidden)]
+pub mod drive;
+
 /// The byte buffers of this crate's API, re-exported so that a project needs
 /// no `bytes` dependency of its own: `data_received` gets a [`Bytes`], a
 /// `BufferedProtocol`'s `get_buffer` returns a `&mut` [`BytesMut`].

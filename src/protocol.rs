@@ -477,17 +477,40 @@ pub trait IntoProtocol: Send + 'static {
     /// let any = P.into_protocol();
     /// ```
     fn into_protocol(self) -> AnyProtocol;
+
+    /// Hand `self` to `visitor` in the form a transport's task drives: a
+    /// [`Protocol`] or a [`Buffered`] protocol inline (no box, static
+    /// calls), anything else as [`into_protocol`](Self::into_protocol)
+    /// makes it. Not part of the API: the crate's creation functions use it
+    /// to keep the protocol's type up to the task they build.
+    #[doc(hidden)]
+    fn __drive<V: crate::drive::DriveVisitor>(self, visitor: V) -> V::Output
+    where
+        Self: Sized,
+    {
+        visitor.visit(self.into_protocol())
+    }
 }
 
 impl<P: Protocol> IntoProtocol for P {
     fn into_protocol(self) -> AnyProtocol {
         AnyProtocol::Stream(Box::new(self))
     }
+
+    #[inline]
+    fn __drive<V: crate::drive::DriveVisitor>(self, visitor: V) -> V::Output {
+        visitor.visit(crate::drive::Typed::new(self))
+    }
 }
 
 impl<P: BufferedProtocol> IntoProtocol for Buffered<P> {
     fn into_protocol(self) -> AnyProtocol {
         AnyProtocol::Buffered(Box::new(self.0))
+    }
+
+    #[inline]
+    fn __drive<V: crate::drive::DriveVisitor>(self, visitor: V) -> V::Output {
+        visitor.visit(crate::drive::Typed::new(self))
     }
 }
 

@@ -18,11 +18,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::IntoProtocol;
 use crate::error::{AddressError, current_runtime};
 use crate::extra::SocketAddress;
 use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
-use crate::{AnyProtocol, IntoProtocol};
 
 mod accept;
 mod listener;
@@ -30,7 +30,7 @@ mod options;
 mod shutdown;
 mod unix;
 
-use accept::{CloseOnDrop, accept_loop};
+use accept::{CloseOnDrop, FactoryFn, accept_loop};
 use listener::{AnyListener, BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
 pub use shutdown::ShutdownReport;
@@ -66,7 +66,8 @@ impl Hasher for IdHasher {
     }
 }
 
-pub(crate) type Factory = Arc<dyn Fn() -> AnyProtocol + Send + Sync>;
+/// The server's protocol factory (see [`accept::AcceptWith`]).
+type Factory = Arc<dyn accept::AcceptWith>;
 
 struct State {
     listeners: Vec<Listener>,
@@ -238,7 +239,7 @@ where
     {
         return Err(e);
     }
-    let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
+    let factory: Factory = Arc::new(FactoryFn(protocol_factory));
     let bound = bound
         .into_iter()
         .map(|(sock, addr)| (sock, SocketAddress::Inet(addr)))
@@ -249,7 +250,7 @@ where
 /// The server over sockets already bound (TCP or Unix): listening at once
 /// unless `start_serving` is off. `cleanup`: Unix socket files to remove at
 /// close if they are still the ones bound.
-pub(crate) async fn new_server(
+async fn new_server(
     factory: Factory,
     options: ServerOptions,
     bound: Vec<(socket2::Socket, SocketAddress)>,

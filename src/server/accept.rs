@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::listener::Accepted;
 use super::listener::ListeningSocket;
 use super::{ACCEPT_RETRY_DELAY, Inner};
-use crate::AnyProtocol;
+use crate::IntoProtocol;
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::extra::SocketAddress;
 use crate::stream::driver::FinishHook;
@@ -69,7 +69,7 @@ pub(super) async fn accept_loop(
             return;
         };
         match accepted {
-            Ok(accepted) => accept_one(&inner, accepted),
+            Ok(accepted) => inner.factory.accept(&inner, accepted),
             Err(_) if inner.lock().closed => return,
             Err(e) if is_resource_error(&e) => {
                 call_exception_handler(
@@ -96,7 +96,30 @@ pub(super) async fn accept_loop(
     }
 }
 
-fn accept_one(inner: &Arc<Inner>, accepted: Accepted) {
+/// What a server does with each accepted connection: make its protocol
+/// with the server's factory and start its transport. Behind a trait object
+/// so that [`Inner`] has one type whatever the factory, while the
+/// protocol's concrete type reaches the connection's task (see
+/// [`crate::drive`]).
+pub(super) trait AcceptWith: Send + Sync {
+    /// Handle one accepted connection.
+    fn accept(&self, inner: &Arc<Inner>, accepted: Accepted);
+}
+
+/// A `protocol_factory` as a server's [`AcceptWith`].
+pub(super) struct FactoryFn<F>(pub(super) F);
+
+impl<F, P> AcceptWith for FactoryFn<F>
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: IntoProtocol,
+{
+    fn accept(&self, inner: &Arc<Inner>, accepted: Accepted) {
+        accept_one(inner, accepted, &self.0);
+    }
+}
+
+fn accept_one<P: IntoProtocol>(inner: &Arc<Inner>, accepted: Accepted, factory: &impl Fn() -> P) {
     let opts = &inner.options;
     let peer = match &accepted {
         Accepted::Tcp(stream, peer) => {
@@ -107,8 +130,7 @@ fn accept_one(inner: &Arc<Inner>, accepted: Accepted) {
         }
         Accepted::Unix(_) => None,
     };
-    let factory = inner.factory.clone();
-    let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (factory)())) {
+    let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
         Ok(p) => p,
         Err(_) => {
             let err = io::Error::other("protocol_factory() panicked");
@@ -169,7 +191,7 @@ fn accept_one(inner: &Arc<Inner>, accepted: Accepted) {
 fn attach_and_spawn<IO: StreamIo>(
     inner: &Arc<Inner>,
     io: IO,
-    protocol: AnyProtocol,
+    protocol: impl IntoProtocol,
     config: StreamConfig,
 ) {
     #[cfg(feature = "tls")]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use super::accept::FactoryFn;
 use super::{Factory, Server, ServerOptions, new_server};
 use crate::IntoProtocol;
 use crate::error::current_runtime;
@@ -258,6 +259,6 @@ where
     {
         cleanup.push(c);
     }
-    let factory: Factory = Arc::new(move || protocol_factory().into_protocol());
+    let factory: Factory = Arc::new(FactoryFn(protocol_factory));
     new_server(factory, options, vec![(sock, addr)], cleanup).await
 }

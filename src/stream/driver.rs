@@ -37,6 +37,7 @@ use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
 use super::stream_io::{Mode, StreamIo};
 use crate::context;
+use crate::drive::Drive;
 use crate::error::TASK_DROPPED_MSG;
 use crate::flow::{self, Kind, OnPanic};
 use crate::inbox::Registered;
@@ -69,14 +70,15 @@ enum Stage {
     Finished,
 }
 
-/// One connection's task.
-pub(crate) struct Driver<IO> {
+/// One connection's task. `P` is how it holds its protocol (see
+/// [`crate::drive`]): inline with its concrete type, or boxed.
+pub(crate) struct Driver<IO, P: Drive = AnyProtocol> {
     io: Option<IO>,
     handle: Transport,
     /// The state machine and the commands from callbacks or the inbox
     /// (what callbacks reach through the context).
     core: Core,
-    protocol: AnyProtocol,
+    protocol: P,
     /// Created when a buffered protocol first reads.
     read_wake: Option<Box<ReadWaker>>,
     stage: Stage,
@@ -94,14 +96,34 @@ pub(crate) struct Driver<IO> {
     timed: bool,
 }
 
+// The driver never pins its protocol or its I/O in place (it calls the
+// protocol through `&mut`, and needs `IO: Unpin`), so it may move between
+// polls whatever the protocol's type.
+impl<IO: Unpin, P: Drive> Unpin for Driver<IO, P> {}
+
+/// The test kit's harness owns a driver with a boxed protocol and reads its
+/// state between two polls.
+#[cfg(feature = "test-util")]
+impl<IO> Driver<IO, AnyProtocol> {
+    /// The protocol.
+    pub(crate) fn protocol(&self) -> &AnyProtocol {
+        &self.protocol
+    }
+
+    /// [`protocol`](Self::protocol), mutably.
+    pub(crate) fn protocol_mut(&mut self) -> &mut AnyProtocol {
+        &mut self.protocol
+    }
+}
+
 // What needs no I/O (callbacks, commands, start and finish) is in a block
 // without bounds, so that `Drop` can use it.
-impl<IO> Driver<IO> {
+impl<IO, P: Drive> Driver<IO, P> {
     pub(crate) fn new(
         io: IO,
         handle: Transport,
         sm: StreamState,
-        protocol: AnyProtocol,
+        protocol: P,
         started: Option<oneshot::Sender<io::Result<()>>>,
         on_finish: Option<OnFinish>,
     ) -> Self {
@@ -126,19 +148,6 @@ impl<IO> Driver<IO> {
         }
     }
 
-    /// The protocol, between two polls (the test kit's harness owns the
-    /// driver and reads its protocol's state this way).
-    #[cfg(feature = "test-util")]
-    pub(crate) fn protocol(&self) -> &AnyProtocol {
-        &self.protocol
-    }
-
-    /// [`protocol`](Self::protocol), mutably.
-    #[cfg(feature = "test-util")]
-    pub(crate) fn protocol_mut(&mut self) -> &mut AnyProtocol {
-        &mut self.protocol
-    }
-
     #[inline]
     fn shared(&self) -> &Shared {
         &self.handle.shared
@@ -161,7 +170,7 @@ impl<IO> Driver<IO> {
     fn callback<R>(
         &mut self,
         name: &'static str,
-        f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
+        f: impl FnOnce(&mut P, &mut Option<IO>, &Transport) -> R,
     ) -> Option<R> {
         if self.timed {
             return self.callback_timed(name, f);
@@ -176,7 +185,7 @@ impl<IO> Driver<IO> {
     fn callback_timed<R>(
         &mut self,
         name: &'static str,
-        f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
+        f: impl FnOnce(&mut P, &mut Option<IO>, &Transport) -> R,
     ) -> Option<R> {
         self.run_callback::<true, R>(name, f)
     }
@@ -185,7 +194,7 @@ impl<IO> Driver<IO> {
     fn run_callback<const TIMED: bool, R>(
         &mut self,
         name: &'static str,
-        f: impl FnOnce(&mut AnyProtocol, &mut Option<IO>, &Transport) -> R,
+        f: impl FnOnce(&mut P, &mut Option<IO>, &Transport) -> R,
     ) -> Option<R> {
         let id = self.handle.shared.id;
         let start = TIMED.then(Instant::now);
@@ -306,11 +315,11 @@ impl<IO> Driver<IO> {
                 self.core.sm.resume_reading();
             }
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
-            Command::SetProtocol(p) => self.protocol = p,
+            Command::SetProtocol(p) => *self.protocol.as_any() = p,
             #[cfg(feature = "tls")]
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
-                self.callback("get_protocol", |p, _, _| f(p));
+                self.callback("get_protocol", |p, _, _| f(p.as_any()));
             }
         }
     }
@@ -491,7 +500,7 @@ impl<IO> Driver<IO> {
     }
 }
 
-impl<IO> Drop for Driver<IO> {
+impl<IO, P: Drive> Drop for Driver<IO, P> {
     fn drop(&mut self) {
         if self.stage != Stage::Finished {
             self.abandon();
@@ -499,7 +508,7 @@ impl<IO> Drop for Driver<IO> {
     }
 }
 
-impl<IO> Future for Driver<IO>
+impl<IO, P: Drive> Future for Driver<IO, P>
 where
     IO: StreamIo,
 {
@@ -514,7 +523,7 @@ where
     }
 }
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {
@@ -537,7 +546,7 @@ where
     }
 }
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {

@@ -21,12 +21,14 @@ pub(crate) mod read_pool;
 pub(crate) mod state;
 pub(crate) mod stream_io;
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 
 use futures::channel::oneshot;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::drive::{Drive, DriveVisitor};
 use crate::error::current_runtime;
 use crate::extra::Extra;
 use crate::{IntoProtocol, WriteLimits};
@@ -100,6 +102,10 @@ where
     (transport, started)
 }
 
+/// A stream transport's task, ready to spawn: its driver, boxed, with the
+/// protocol's concrete type erased behind the box.
+pub(crate) type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The transport and the task of one connection, not spawned yet: a caller
 /// that must record the transport somewhere before the task may run (the
 /// server) does so, lets go of its locks, then spawns the task. (Spawning
@@ -107,10 +113,39 @@ where
 /// `Drop` runs the finish hook.)
 ///
 /// Boxed: the task's future is then one pointer, so tokio's moves of it
-/// while spawning and its stage changes copy 8 bytes instead of the whole
+/// while spawning and its stage changes copy a pointer instead of the whole
 /// driver (about 500 instructions of `memcpy` per connection, see
-/// docs/performance.md "Boxed stream task").
+/// docs/performance.md "Boxed stream task"). A `Protocol` or `Buffered`
+/// protocol lives inside that box (see [`crate::drive`]): no allocation of
+/// its own, and its callbacks are called statically.
 pub(crate) fn prepare_stream<IO>(
+    io: IO,
+    protocol: impl IntoProtocol,
+    config: StreamConfig,
+) -> (Transport, Started, Task)
+where
+    IO: StreamIo,
+{
+    /// Builds the driver with the protocol's type (see [`DriveVisitor`]).
+    struct Prepare<IO> {
+        io: IO,
+        config: StreamConfig,
+    }
+    impl<IO: StreamIo> DriveVisitor for Prepare<IO> {
+        type Output = (Transport, Started, Task);
+        fn visit<D: Drive>(self, protocol: D) -> Self::Output {
+            let (transport, started, driver) = prepare_driver(self.io, protocol, self.config);
+            (transport, started, Box::pin(driver))
+        }
+    }
+    protocol.__drive(Prepare { io, config })
+}
+
+/// [`prepare_stream`] with the protocol boxed and the driver's type known:
+/// for the test kit's harness, which owns the driver and reaches its
+/// protocol as an [`AnyProtocol`](crate::AnyProtocol).
+#[cfg(feature = "test-util")]
+pub(crate) fn prepare_stream_any<IO>(
     io: IO,
     protocol: impl IntoProtocol,
     config: StreamConfig,
@@ -118,20 +153,21 @@ pub(crate) fn prepare_stream<IO>(
 where
     IO: StreamIo,
 {
-    let (transport, started, driver) = prepare_driver(io, protocol, config);
+    let (transport, started, driver) = prepare_driver(io, protocol.into_protocol(), config);
     (transport, started, Box::pin(driver))
 }
 
-/// [`prepare_stream`] without the box, for a task that drives several
-/// transports itself (a child process's pipes).
+/// The driver of [`prepare_stream`] without the box, for a task that drives
+/// several transports itself (a child process's pipes).
 #[inline(always)]
-pub(crate) fn prepare_driver<IO>(
+pub(crate) fn prepare_driver<IO, P>(
     io: IO,
-    protocol: impl IntoProtocol,
+    protocol: P,
     config: StreamConfig,
-) -> (Transport, Started, Driver<IO>)
+) -> (Transport, Started, Driver<IO, P>)
 where
     IO: StreamIo,
+    P: Drive,
 {
     let shared = Shared::new(
         config.extra,
@@ -159,7 +195,7 @@ where
         } else {
             StreamState::with_mode(config.limits, IO::MODE)
         },
-        protocol.into_protocol(),
+        protocol,
         started_tx,
         config.on_finish,
     );

@@ -12,12 +12,13 @@ use bytes::Bytes;
 use super::ParentEnds;
 use super::task::ChildTask;
 use super::transport::{Event, Shared};
+use crate::drive::Typed;
 use crate::stream::pipe::{pipe_config, read_pipe_io, write_pipe_io};
 use crate::stream::{Started, StreamConfig, prepare_driver};
 use crate::{BaseProtocol, Protocol, WriteLimits};
 
 /// stdout's or stderr's protocol.
-struct ReadPipe {
+pub(super) struct ReadPipe {
     shared: Arc<Shared>,
     fd: i32,
 }
@@ -35,7 +36,7 @@ impl Protocol for ReadPipe {
 }
 
 /// stdin's protocol: its flow control is the subprocess protocol's.
-struct WritePipe {
+pub(super) struct WritePipe {
     shared: Arc<Shared>,
 }
 
@@ -74,7 +75,11 @@ pub(super) fn prepare(
             ..pipe_config(raw)
         };
         let s = shared.clone();
-        let (t, rx, driver) = prepare_driver(write_pipe_io(fd)?, WritePipe { shared: s }, config);
+        let (t, rx, driver) = prepare_driver(
+            write_pipe_io(fd)?,
+            Typed::new(WritePipe { shared: s }),
+            config,
+        );
         shared.state().pipes[0] = Some(t);
         task.stdin = Some(driver);
         started.push(rx);
@@ -87,7 +92,8 @@ pub(super) fn prepare(
                 shared: s,
                 fd: i as i32,
             };
-            let (t, rx, driver) = prepare_driver(read_pipe_io(fd)?, protocol, pipe_config(raw));
+            let (t, rx, driver) =
+                prepare_driver(read_pipe_io(fd)?, Typed::new(protocol), pipe_config(raw));
             shared.state().pipes[i] = Some(t);
             match i {
                 1 => task.stdout = Some(driver),

@@ -19,9 +19,10 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::io::unix::AsyncFd;
 
-use super::process;
 use super::transport::{Event, Shared};
+use super::{pipes, process};
 use crate::context;
+use crate::drive::{Drive, Typed};
 use crate::stream::driver::Driver;
 use crate::stream::handle::SIBLING;
 use crate::stream::pipe::{ReadPipe, WritePipe};
@@ -61,9 +62,9 @@ impl Wake for PartWake {
 
 /// A child's pipes and exit watcher, driven as one task.
 pub(super) struct ChildTask {
-    pub(super) stdin: Option<Driver<WritePipe>>,
-    pub(super) stdout: Option<Driver<ReadPipe>>,
-    pub(super) stderr: Option<Driver<ReadPipe>>,
+    pub(super) stdin: Option<Driver<WritePipe, Typed<pipes::WritePipe>>>,
+    pub(super) stdout: Option<Driver<ReadPipe, Typed<pipes::ReadPipe>>>,
+    pub(super) stderr: Option<Driver<ReadPipe, Typed<pipes::ReadPipe>>>,
     exit: Option<ExitWatch>,
     /// Told when the task ends (see [`Shared::task_ended`]).
     shared: Arc<Shared>,
@@ -122,7 +123,11 @@ fn poll_exit(part: &mut Option<ExitWatch>, waker: &Waker) {
 /// Poll one pipe's driver with its own waker and the read buffer lent for
 /// this pass; drop it once it is done.
 #[inline]
-fn poll_pipe<IO: StreamIo>(part: &mut Option<Driver<IO>>, waker: &Waker, pool: &mut Pool) {
+fn poll_pipe<IO: StreamIo, P: Drive>(
+    part: &mut Option<Driver<IO, P>>,
+    waker: &Waker,
+    pool: &mut Pool,
+) {
     if let Some(d) = part
         && d.poll_with(&mut Context::from_waker(waker), pool)
             .is_ready()

@@ -14,7 +14,7 @@ use super::scripted::{Peer, ScriptedIo};
 use super::step::{Stepper, assert_grammar};
 use crate::stream::driver::Driver;
 use crate::stream::handle::READ_PAUSED;
-use crate::stream::{StreamConfig, prepare_stream};
+use crate::stream::{StreamConfig, prepare_stream_any};
 use crate::{
     AnyProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol, Transport, WriteLimits,
 };
@@ -157,7 +157,7 @@ impl<P: 'static> StreamHarness<P> {
             notify_started: false,
             ..StreamConfig::default()
         };
-        let (transport, _started, driver) = prepare_stream(io, protocol, config);
+        let (transport, _started, driver) = prepare_stream_any(io, protocol, config);
         let mut h = StreamHarness {
             stepper: Stepper::new(driver),
             transport,

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use futures::task::AtomicWaker;
 
 use super::Driver;
+use crate::drive::Drive;
 use crate::error::EMPTY_BUFFER_MSG;
 use crate::exception::{ExceptionContext, call_exception_handler};
-use crate::protocol::AnyProtocol;
 use crate::stream::read_pool::{self, Pool};
 use crate::stream::stream_io::StreamIo;
 
@@ -64,7 +64,7 @@ pub(super) enum ReadOutcome {
     Ran,
 }
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {
@@ -72,8 +72,8 @@ where
     /// error); `false` means the I/O has nothing now.
     #[inline(always)]
     pub(super) fn read_once(&mut self, cx: &mut Context<'_>, pool: &mut Pool) -> bool {
-        let outcome = match &mut self.protocol {
-            AnyProtocol::Stream(_) => {
+        let outcome = match self.protocol.is_buffered() {
+            false => {
                 let Some(io) = self.io.as_mut() else {
                     return false;
                 };
@@ -91,7 +91,7 @@ where
                     Poll::Pending => return false,
                 }
             }
-            AnyProtocol::Buffered(_) => self.read_buffered(cx),
+            true => self.read_buffered(cx),
         };
         self.read_done(outcome)
     }
@@ -139,13 +139,12 @@ where
             }
         }
         let outcome = self.callback("get_buffer", |p, io, _| {
-            let AnyProtocol::Buffered(p) = p else {
-                return ReadOutcome::Pending;
-            };
             let Some(io) = io.as_mut() else {
                 return ReadOutcome::Pending;
             };
-            let buf = p.get_buffer(SIZEHINT);
+            let Some(buf) = p.get_buffer(SIZEHINT) else {
+                return ReadOutcome::Pending;
+            };
             if buf.capacity() == buf.len() {
                 return ReadOutcome::EmptyBuffer;
             }
@@ -197,11 +196,7 @@ where
     #[inline]
     fn data_received(&mut self, data: Bytes) {
         self.shared().stats.received(data.len());
-        self.callback("data_received", move |p, _, _| {
-            if let AnyProtocol::Stream(p) = p {
-                p.data_received(data);
-            }
-        });
+        self.callback("data_received", move |p, _, _| p.data_received(data));
     }
 
     /// Deliver the read result kept back while reading was paused.
@@ -219,11 +214,7 @@ where
             ReadOutcome::Data(data) => self.data_received(data),
             ReadOutcome::Filled(n) => {
                 self.shared().stats.received(n);
-                self.callback("buffer_updated", move |p, _, _| {
-                    if let AnyProtocol::Buffered(p) = p {
-                        p.buffer_updated(n);
-                    }
-                });
+                self.callback("buffer_updated", move |p, _, _| p.buffer_updated(n));
             }
             ReadOutcome::EmptyBuffer => {
                 let err = io::Error::other(EMPTY_BUFFER_MSG);

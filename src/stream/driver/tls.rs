@@ -12,10 +12,11 @@ use std::task::{Context, Poll};
 use tokio::io::ReadBuf;
 
 use super::{Driver, Stage};
+use crate::drive::Drive;
 use crate::stream::state::Phase;
 use crate::stream::stream_io::StreamIo;
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {

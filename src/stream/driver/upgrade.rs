@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 
 use super::read::ReadOutcome;
 use super::{Driver, Stage};
+use crate::drive::Drive;
 use crate::inbox::Registered;
-use crate::protocol::AnyProtocol;
 use crate::stream::handle::{Core, UPGRADING};
 use crate::stream::state::{Phase, StreamState};
 use crate::stream::stream_io::StreamIo;
@@ -31,7 +31,7 @@ fn copy_error(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
 }
 
-impl<IO> Driver<IO> {
+impl<IO, P: Drive> Driver<IO, P> {
     /// The `StartTls` command: wait for the plaintext queue to drain (see
     /// [`poll_handover`](Self::poll_handover)). Refused on a transport that
     /// is closing.
@@ -83,7 +83,7 @@ impl<IO> Driver<IO> {
     }
 }
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {
@@ -148,7 +148,8 @@ where
         );
         core.sm.make_graceful();
         core.commands = held;
-        let protocol = std::mem::replace(&mut self.protocol, AnyProtocol::Stream(Box::new(())));
+        // The TLS task holds the protocol boxed (see `crate::drive`).
+        let protocol = self.protocol.take();
         self.handle
             .shared
             .can_write_eof

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Driver, Lost};
+use crate::drive::Drive;
 use crate::stream::state::{Event, Phase, StreamState};
 use crate::stream::stream_io::StreamIo;
 
@@ -17,7 +18,7 @@ const MAX_IOV: usize = 64;
 /// about 8 % of its instructions).
 const FEW_IOV: usize = 8;
 
-impl<IO> Driver<IO>
+impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,
 {
