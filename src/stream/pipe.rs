@@ -163,6 +163,13 @@ pub(crate) struct WritePipe {
     /// every kind; so a write-only FIFO end needs no read watch. Never for
     /// a pty, which would be readable with its own echo.
     watch_readable: bool,
+    /// The idle reader watch cleared a writable readiness (see
+    /// [`StreamIo::poll_reader_gone`]), or the pipe is new: tokio's view may
+    /// say "full" while the pipe has room, so the next write is tried before
+    /// readiness is asked. Otherwise readiness comes first, as in tokio's own pipes: a
+    /// pipe known to be full costs no failed `write` (a child's stdin that
+    /// its reader drains slowly met that on every pass).
+    cleared_writable: bool,
 }
 
 /// Check `fd` (a pipe, FIFO, socket or character device, else asyncio's
@@ -194,6 +201,9 @@ pub(crate) fn write_pipe_io(fd: OwnedFd) -> io::Result<WritePipe> {
         fd,
         error_watch,
         watch_readable,
+        // Tokio learns a new registration's readiness on its next turn:
+        // the first write is tried at once.
+        cleared_writable: true,
     })
 }
 
@@ -263,18 +273,20 @@ impl ErrorWatch {
 }
 
 impl WritePipe {
-    /// One write: tried at once (the reader watch may have cleared a
-    /// writable readiness while the pipe had room), then, if the pipe is
-    /// full, again each time tokio reports it writable.
+    /// One write: each time tokio reports the pipe writable (first tried at
+    /// once if the reader watch cleared that readiness, see
+    /// [`cleared_writable`](Self::cleared_writable)).
     #[inline]
     fn poll_io(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         mut op: impl FnMut(&File) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        match op(self.fd.get_ref()) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            done => return Poll::Ready(done),
+        if std::mem::take(&mut self.cleared_writable) {
+            match op(self.fd.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
         }
         loop {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
@@ -321,9 +333,10 @@ impl StreamIo for WritePipe {
                         return Poll::Ready(());
                     }
                     // Only "writable": forget it, so that the next change
-                    // (the reader closing) wakes the task. Writes do not
-                    // depend on it (`poll_io` tries first).
+                    // (the reader closing) wakes the task. The next write
+                    // is tried before readiness is asked (`poll_io`).
                     guard.clear_ready_matching(Ready::WRITABLE);
+                    self.cleared_writable = true;
                 }
             }
         }
@@ -351,7 +364,7 @@ impl AsyncWrite for WritePipe {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, |mut f| f.write(buf))
+        self.get_mut().poll_io(cx, |mut f| f.write(buf))
     }
 
     #[inline]
@@ -360,7 +373,7 @@ impl AsyncWrite for WritePipe {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, |mut f| f.write_vectored(bufs))
+        self.get_mut().poll_io(cx, |mut f| f.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
