@@ -130,6 +130,16 @@ where
             // Unless blocked, the flush sent everything (or lost the
             // connection, which makes the state busy).
             let blocked = self.flush(cx);
+            if blocked && self.core.sm.only_writes() {
+                // The I/O is full and nothing else changed: the only thing
+                // that can be due is `pause_writing` (the general loop below
+                // would find no more, at several times the cost: a bulk
+                // writer, or a paused one, gets here on most passes).
+                self.core.sm.check_pause();
+                if self.core.sm.only_writes() {
+                    return None;
+                }
+            }
             if blocked || !self.core.sm.only_writes() {
                 return self.settle_busy(cx, blocked);
             }
