@@ -14,7 +14,7 @@
 //!   (`set_protocol`, `with_protocol`, `start_tls`); the connection then
 //!   carries on with dynamic calls.
 //!
-//! The concrete type travels through [`IntoProtocol`]'s hidden
+//! The concrete type travels through [`IntoProtocol`](crate::IntoProtocol)'s hidden
 //! [`__drive`](crate::IntoProtocol::__drive) method and a [`DriveVisitor`]:
 //! the caller hands a visitor, the protocol calls it with its typed form
 //! (or, for a type without one, with `into_protocol()`).

@@ -193,7 +193,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn data_received(&mut self, data: Bytes) {
         self.shared().stats.received(data.len());
         self.callback("data_received", move |p, _, _| p.data_received(data));

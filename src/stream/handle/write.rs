@@ -70,7 +70,7 @@ impl Transport {
     /// [`write`](Self::write) after the conversion. The common case is kept
     /// lean: a non-empty write inside one of this transport's callbacks,
     /// with nothing unusual going on, goes straight into the write queue.
-    #[inline]
+    #[inline(always)]
     fn write_bytes(&self, data: Bytes) -> Result<(), TransportError> {
         let shared = &*self.shared;
         if shared.flags.load(Ordering::Acquire) & (EOF_WRITTEN | LOST) != 0 || data.is_empty() {
