@@ -43,6 +43,11 @@ pub trait Drive: Send + 'static {
     /// The protocol as an [`AnyProtocol`] (a [`Typed`] one is boxed from
     /// then on).
     fn as_any(&mut self) -> &mut AnyProtocol;
+    /// Put `protocol` in place of the current one (`set_protocol`), which
+    /// is dropped.
+    fn replace(&mut self, protocol: AnyProtocol) {
+        *self.as_any() = protocol;
+    }
     /// Take the protocol out, leaving the unit protocol in its place.
     fn take(&mut self) -> AnyProtocol {
         std::mem::replace(self.as_any(), AnyProtocol::stream(()))
@@ -241,6 +246,11 @@ impl<P: Inline> Drive for Typed<P> {
         }
     }
 
+    fn replace(&mut self, protocol: AnyProtocol) {
+        // The old one is dropped as it is, not boxed first.
+        self.0 = Slot::Boxed(protocol);
+    }
+
     #[cold]
     fn as_any(&mut self) -> &mut AnyProtocol {
         if let Slot::Inline(_) = self.0 {
@@ -293,6 +303,23 @@ mod tests {
         assert_eq!(taken.downcast_ref::<Count>().map(|c| c.0), Some(5));
         // The unit protocol is left behind.
         assert!(t.as_any().downcast_ref::<()>().is_some());
+    }
+
+    #[test]
+    fn replacing_a_typed_protocol_drops_it_and_installs_the_new_one() {
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        impl BaseProtocol for Flag {}
+        impl Protocol for Flag {}
+        let mut t = Typed::new(Flag(dropped.clone()));
+        t.replace(AnyProtocol::stream(Count(7)));
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(t.as_any().downcast_ref::<Count>().map(|c| c.0), Some(7));
     }
 
     #[test]

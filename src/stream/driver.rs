@@ -315,7 +315,7 @@ impl<IO, P: Drive> Driver<IO, P> {
                 self.core.sm.resume_reading();
             }
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
-            Command::SetProtocol(p) => *self.protocol.as_any() = p,
+            Command::SetProtocol(p) => self.protocol.replace(p),
             #[cfg(feature = "tls")]
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
