@@ -26,8 +26,19 @@ use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{AnyProtocol, BaseProtocol, Buffered, BufferedProtocol, Protocol};
 
-/// What a stream task calls on its protocol. Not part of the API.
-pub trait Drive: Send + 'static {
+/// Keeps [`Drive`] and [`Inline`] to this crate's types (they are public
+/// only because a hidden method names them).
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for AnyProtocol {}
+impl<P: Inline> sealed::Sealed for Typed<P> {}
+impl<P: Protocol> sealed::Sealed for P {}
+impl<P: BufferedProtocol> sealed::Sealed for Buffered<P> {}
+
+/// What a stream task calls on its protocol. Not part of the API (sealed).
+pub trait Drive: sealed::Sealed + Send + 'static {
     /// Whether reads go into the protocol's buffer (`get_buffer`).
     fn is_buffered(&self) -> bool;
     /// The callbacks every protocol has.
@@ -100,8 +111,8 @@ impl Drive for AnyProtocol {
 
 /// A concrete protocol of either kind, as [`Typed`] holds it: a
 /// [`Protocol`], or a [`BufferedProtocol`] in [`Buffered`]. Not part of the
-/// API.
-pub trait Inline: Send + 'static {
+/// API (sealed).
+pub trait Inline: sealed::Sealed + Send + 'static {
     /// Known at compile time: the driver's read path folds the other one
     /// away.
     const BUFFERED: bool;

@@ -208,6 +208,55 @@ async fn panic_in_the_protocol_factory_drops_only_that_connection() {
     reg.finish().await;
 }
 
+/// A protocol type of the user's own `IntoProtocol` whose `into_protocol()`
+/// panics for the first connection.
+struct Bomb(Option<tokio_transports::AnyProtocol>);
+
+impl tokio_transports::IntoProtocol for Bomb {
+    fn into_protocol(self) -> tokio_transports::AnyProtocol {
+        match self.0 {
+            Some(p) => p,
+            None => panic!("into_protocol failed"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn panic_in_into_protocol_drops_only_that_connection() {
+    let exc = ExcCapture::install().await;
+    let reg = Registry::new();
+    let normal = reg.factory("server", Config::echo());
+    let n = Counter::default();
+    let factory = move || {
+        if n.incr() == 1 {
+            return Bomb(None);
+        }
+        Bomb(Some(tokio_transports::AnyProtocol::stream(normal())))
+    };
+    let server = create_server(factory, "127.0.0.1", 0, Default::default())
+        .await
+        .unwrap();
+    let addr = server.sockets()[0];
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let local = raw.local_addr().unwrap();
+    let report = exc
+        .wait_for("into_protocol report", |r| {
+            r.message == "Error on transport creation for incoming connection"
+        })
+        .await;
+    assert_eq!(report.peername, Some(local));
+    let mut buf = [0u8; 8];
+    let r = guard("raw read", raw.read(&mut buf)).await;
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(server.is_serving());
+    let (t, log) = client(&reg, addr.port()).await;
+    t.write("works").unwrap();
+    assert_eq!(log.wait_received(5).await, b"works");
+    t.close();
+    shutdown(&server).await;
+    reg.finish().await;
+}
+
 #[tokio::test]
 async fn peer_reset_gives_connection_reset_once_and_no_eof() {
     let exc = ExcCapture::install().await;

@@ -679,3 +679,51 @@ fn pipe_cat_example_copies_megabytes() {
     assert_eq!(out.len(), data.len());
     assert!(out == data, "the copy differs");
 }
+
+/// A socket as a write pipe, written one byte at a time with idle passes in
+/// between (each idle pass's reader watch clears tokio's writable readiness,
+/// and TCP raises no new writable edge until a send finds its buffer full):
+/// every write still goes out. Each write is awaited at the reader, then
+/// the task's pass (the write, then the idle watch) is let finish before
+/// the next write.
+async fn writes_with_idle_gaps_all_arrive(w: OwnedFd, mut r: impl Read + Send + 'static) {
+    let t = tokio_transports::connect_write_pipe(|| (), w)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = r.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    for i in 0..5u8 {
+        t.write(vec![b'a' + i]).unwrap();
+        while !got.contains(&(b'a' + i)) {
+            match guard("the write at the reader", rx.recv()).await {
+                Some(v) => got.extend(v),
+                None => panic!("the reader ended early; got {got:?}"),
+            }
+        }
+        barrier(&t).await;
+    }
+    assert_eq!(got, b"abcde");
+    t.close();
+}
+
+#[tokio::test]
+async fn a_tcp_socket_as_write_pipe_keeps_writing_after_idle_passes() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (b, _) = l.accept().unwrap();
+    writes_with_idle_gaps_all_arrive(a.into(), b).await;
+}
+
+#[tokio::test]
+async fn a_unix_socket_as_write_pipe_keeps_writing_after_idle_passes() {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    writes_with_idle_gaps_all_arrive(a.into(), b).await;
+}

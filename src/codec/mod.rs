@@ -434,4 +434,11 @@ where
     fn into_protocol(self) -> AnyProtocol {
         AnyProtocol::buffered(self)
     }
+
+    /// Held inline by the transport's task, as a `Buffered` protocol is
+    /// (see [`IntoProtocol::__drive`]).
+    #[inline]
+    fn __drive<V: crate::drive::DriveVisitor>(self, visitor: V) -> V::Output {
+        visitor.visit(crate::drive::Typed::new(crate::Buffered(self)))
+    }
 }

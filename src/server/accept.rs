@@ -3,6 +3,7 @@
 //! protocol and transport, attached to the server before `connection_made`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -132,15 +133,7 @@ fn accept_one<P: IntoProtocol>(inner: &Arc<Inner>, accepted: Accepted, factory: 
     };
     let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
         Ok(p) => p,
-        Err(_) => {
-            let err = io::Error::other("protocol_factory() panicked");
-            call_exception_handler(
-                &ExceptionContext::new("Error on transport creation for incoming connection")
-                    .with_error(&err)
-                    .with_peername(peer),
-            );
-            return;
-        }
+        Err(_) => return creation_failed("protocol_factory() panicked", peer),
     };
     let on_finish = inner
         .detach
@@ -168,41 +161,61 @@ fn accept_one<P: IntoProtocol>(inner: &Arc<Inner>, accepted: Accepted, factory: 
     // `abort_clients` end a handshake in progress, and `wait_closed` waits
     // for it.
     match accepted {
-        Accepted::Tcp(stream, peer) => {
+        Accepted::Tcp(stream, addr) => {
             let config = tcp_config(
                 &stream,
                 opts.nodelay,
                 opts.write_limits,
-                Some(peer),
+                Some(addr),
                 Some(on_finish),
                 false,
             );
-            attach_and_spawn(inner, stream, protocol, config);
+            attach_and_spawn(inner, stream, protocol, config, peer);
         }
         Accepted::Unix(stream) => {
             let config = unix_config(&stream, opts.write_limits, Some(on_finish), false);
-            attach_and_spawn(inner, stream, protocol, config);
+            attach_and_spawn(inner, stream, protocol, config, peer);
         }
     }
 }
 
+/// A connection that could not be given its protocol: reported, and
+/// closed (its socket was dropped with what the panic unwound); the server
+/// goes on accepting.
+#[cold]
+fn creation_failed(what: &str, peer: Option<SocketAddr>) {
+    let err = io::Error::other(what.to_owned());
+    call_exception_handler(
+        &ExceptionContext::new("Error on transport creation for incoming connection")
+            .with_error(&err)
+            .with_peername(peer),
+    );
+}
+
 /// Make the connection's transport (plain or TLS, as the server's options
-/// say), attach it, then spawn its task (after the lock is let go).
+/// say), attach it, then spawn its task (after the lock is let go). A
+/// protocol whose `into_protocol()` panics (user code: `IntoProtocol` can be
+/// implemented outside the crate) drops this connection only.
 fn attach_and_spawn<IO: StreamIo>(
     inner: &Arc<Inner>,
     io: IO,
     protocol: impl IntoProtocol,
     config: StreamConfig,
+    peer: Option<SocketAddr>,
 ) {
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &inner.options.ssl {
-        let io = TlsIo::server(io, tls);
-        let (transport, _started, driver) = prepare_stream(io, protocol, tls_config(config));
-        inner.lock().clients.insert(transport.id(), transport);
-        tokio::spawn(driver);
-        return;
-    }
-    let (transport, _started, driver) = prepare_stream(io, protocol, config);
+    let prepare = || {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &inner.options.ssl {
+            let io = TlsIo::server(io, tls);
+            return prepare_stream(io, protocol, tls_config(config));
+        }
+        prepare_stream(io, protocol, config)
+    };
+    let Ok((transport, _started, driver)) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare))
+    else {
+        return creation_failed("the protocol's into_protocol() panicked", peer);
+    };
     inner.lock().clients.insert(transport.id(), transport);
     tokio::spawn(driver);
 }

@@ -165,8 +165,8 @@ pub(crate) struct WritePipe {
     watch_readable: bool,
     /// The idle reader watch cleared a writable readiness (see
     /// [`StreamIo::poll_reader_gone`]), or the pipe is new: tokio's view may
-    /// say "full" while the pipe has room, so the next write is tried before
-    /// readiness is asked. Otherwise readiness comes first, as in tokio's own pipes: a
+    /// say "full" while the pipe has room, so writes are tried before
+    /// readiness is asked, until one finds the pipe full. Otherwise readiness comes first, as in tokio's own pipes: a
     /// pipe known to be full costs no failed `write` (a child's stdin that
     /// its reader drains slowly met that on every pass).
     cleared_writable: bool,
@@ -273,18 +273,22 @@ impl ErrorWatch {
 }
 
 impl WritePipe {
-    /// One write: each time tokio reports the pipe writable (first tried at
-    /// once if the reader watch cleared that readiness, see
-    /// [`cleared_writable`](Self::cleared_writable)).
+    /// One write: each time tokio reports the pipe writable (tried at once
+    /// first while [`cleared_writable`](Self::cleared_writable) is set).
     #[inline]
     fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
         mut op: impl FnMut(&File) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        if std::mem::take(&mut self.cleared_writable) {
+        if self.cleared_writable {
             match op(self.fd.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Only a full pipe ends the direct tries: tokio is then asked,
+                // and the kernel raises a writable edge once there is room. A
+                // write that went through says nothing of tokio's view (still
+                // cleared), and a socket raises no edge until a send finds
+                // its buffer full.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.cleared_writable = false,
                 done => return Poll::Ready(done),
             }
         }
