@@ -392,3 +392,169 @@ async fn idle_then_data(t: Transport, log: Log, mut peer: tokio::net::TcpStream)
     t.close();
     log.wait_lost().await;
 }
+
+// ---- a read kept back, then set_protocol --------------------------------------
+//
+// Reading paused from another thread while a read is in flight keeps that
+// read's result back until reading resumes. If the protocol is replaced
+// meanwhile, no byte may be lost: bytes read into the old buffered
+// protocol's own buffer are its own (it gets their `buffer_updated` before
+// the switch), and bytes read into the pool go to the new protocol, copied
+// into its buffers if it is buffered.
+
+/// A duplex end whose next successful read, once armed, pauses reading on
+/// the transport, as a `pause_reading()` from another thread racing the
+/// read would: the driver then keeps the read's result back.
+struct PauseOnRead {
+    inner: tokio::io::DuplexStream,
+    transport: Arc<std::sync::Mutex<Option<Transport>>>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for PauseOnRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Some(t) = self.transport.lock().unwrap().as_ref()
+        {
+            t.pause_reading();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for PauseOnRead {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Collects what it is given, plain or buffered (through a small buffer,
+/// so one kept-back read takes several rounds).
+#[derive(Clone, Default)]
+struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+struct PlainSink(Sink);
+impl BaseProtocol for PlainSink {}
+impl tokio_transports::Protocol for PlainSink {
+    fn data_received(&mut self, data: bytes::Bytes) {
+        self.0.0.lock().unwrap().extend_from_slice(&data);
+    }
+}
+
+struct BufSink(Sink, BytesMut);
+impl BaseProtocol for BufSink {}
+impl BufferedProtocol for BufSink {
+    fn get_buffer(&mut self, _: usize) -> &mut BytesMut {
+        self.1.clear();
+        self.1.reserve(3);
+        &mut self.1
+    }
+    fn buffer_updated(&mut self, n: usize) {
+        let start = self.1.len() - n;
+        self.0.0.lock().unwrap().extend_from_slice(&self.1[start..]);
+    }
+}
+
+fn buf_sink(s: &Sink) -> Buffered<BufSink> {
+    Buffered(BufSink(s.clone(), BytesMut::new()))
+}
+
+/// Sends `b"kept"` while armed (so its read is kept back), switches the
+/// protocol, resumes, sends `b"-next"`; returns what each protocol got.
+async fn keep_back_then_switch(old_buffered: bool, new_buffered: bool) -> (Vec<u8>, Vec<u8>) {
+    let (ours, mut peer) = tokio::io::duplex(1024);
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let io = PauseOnRead {
+        inner: ours,
+        transport: slot.clone(),
+        armed: armed.clone(),
+    };
+    let (old, new) = (Sink::default(), Sink::default());
+    let t = if old_buffered {
+        let s = old.clone();
+        connect_io(move || buf_sink(&s), io).await.unwrap()
+    } else {
+        let s = old.clone();
+        connect_io(move || PlainSink(s), io).await.unwrap()
+    };
+    *slot.lock().unwrap() = Some(t.clone());
+    peer.write_all(b"kept").await.unwrap();
+    // Two round trips through the task: the read happened, and was kept
+    // back (reading is paused, so the old protocol got nothing yet).
+    barrier(&t).await;
+    assert!(
+        !armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the read ran"
+    );
+    assert!(!t.is_reading());
+    if new_buffered {
+        t.set_protocol(buf_sink(&new));
+    } else {
+        t.set_protocol(PlainSink(new.clone()));
+    }
+    t.resume_reading();
+    peer.write_all(b"-next").await.unwrap();
+    barrier(&t).await;
+    let got = |s: &Sink| s.0.lock().unwrap().clone();
+    guard("the rest arrives", async {
+        while got(&old).len() + got(&new).len() < b"kept-next".len() {
+            barrier(&t).await;
+        }
+    })
+    .await;
+    t.close();
+    (got(&old), got(&new))
+}
+
+#[tokio::test]
+async fn a_kept_back_read_into_the_pool_goes_to_the_new_buffered_protocol() {
+    let (old, new) = keep_back_then_switch(false, true).await;
+    assert_eq!(old, b"");
+    assert_eq!(new, b"kept-next");
+}
+
+#[tokio::test]
+async fn a_kept_back_read_into_the_pool_goes_to_the_new_plain_protocol() {
+    let (old, new) = keep_back_then_switch(false, false).await;
+    assert_eq!(old, b"");
+    assert_eq!(new, b"kept-next");
+}
+
+#[tokio::test]
+async fn a_kept_back_read_into_the_old_protocols_buffer_is_the_old_ones() {
+    for new_buffered in [false, true] {
+        let (old, new) = keep_back_then_switch(true, new_buffered).await;
+        // What the kept-back read put in the old protocol's buffer (all of
+        // "kept", or the part that fit) is the old one's; the rest is new.
+        assert!(!old.is_empty() && b"kept".starts_with(&old), "{old:?}");
+        assert_eq!(
+            [old, new].concat(),
+            b"kept-next",
+            "new buffered: {new_buffered}"
+        );
+    }
+}

@@ -315,7 +315,19 @@ impl<IO, P: Drive> Driver<IO, P> {
                 self.core.sm.resume_reading();
             }
             Command::SetLimits(limits) => self.core.sm.set_limits(limits),
-            Command::SetProtocol(p) => self.protocol.replace(p),
+            Command::SetProtocol(p) => {
+                if let Some(ReadOutcome::Filled(n)) = self.stash.as_deref() {
+                    // A read kept back (reading was paused from another
+                    // thread while it read) went into the old buffered
+                    // protocol's own buffer: those bytes are its own, and
+                    // its `get_buffer` is owed its `buffer_updated`.
+                    let n = *n;
+                    self.stash = None;
+                    self.shared().stats.received(n);
+                    self.callback("buffer_updated", move |p, _, _| p.buffer_updated(n));
+                }
+                self.protocol.replace(p);
+            }
             #[cfg(feature = "tls")]
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {

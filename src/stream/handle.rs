@@ -310,6 +310,14 @@ impl Transport {
     /// protocol switches reading to its buffer. From a callback, the switch
     /// happens right after that callback returns. The old protocol is dropped.
     ///
+    /// No byte is lost in the switch. A read that was already under way when
+    /// reading was paused from another thread is kept back until reading
+    /// resumes, and then: bytes that went into the old (buffered)
+    /// protocol's own buffer are the old protocol's, delivered to it with
+    /// `buffer_updated` just before the switch; bytes read into the
+    /// transport's pool go to the new protocol, copied into its
+    /// `get_buffer` buffers if it is buffered.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let (a, _b) = tokio::io::duplex(64);

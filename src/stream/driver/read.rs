@@ -207,10 +207,53 @@ where
         }
     }
 
+    /// Bytes read into the pool, for a protocol that is buffered now (it
+    /// replaced a plain one while they were kept back): copied into the
+    /// buffers its `get_buffer` returns, as many rounds as it takes. If a
+    /// callback pauses or closes meanwhile, the rest is kept back again (or
+    /// dropped with the connection); if it switches back to a plain
+    /// protocol, that one gets the rest.
+    #[cold]
+    fn feed_buffered(&mut self, mut data: Bytes) {
+        while !data.is_empty() {
+            if !self.protocol.is_buffered() {
+                self.data_received(data);
+                return;
+            }
+            let want = data.len();
+            let src = &data;
+            let copied = self.callback("get_buffer", move |p, _, _| {
+                let buf = p.get_buffer(SIZEHINT.max(want))?;
+                let k = (buf.capacity() - buf.len()).min(src.len());
+                buf.extend_from_slice(&src[..k]);
+                Some(k)
+            });
+            let k = match copied {
+                Some(Some(0)) => return self.deliver(ReadOutcome::EmptyBuffer),
+                Some(Some(k)) => k,
+                // Not buffered after all (cannot happen between the check
+                // and the call): the plain path takes the rest.
+                Some(None) => return self.data_received(data),
+                None => return,
+            };
+            let rest = data.split_off(k);
+            self.shared().stats.received(k);
+            self.callback("buffer_updated", move |p, _, _| p.buffer_updated(k));
+            data = rest;
+            if !data.is_empty() && !self.may_deliver() {
+                if !self.shared().is_closing() {
+                    self.stash = Some(Box::new(ReadOutcome::Data(data)));
+                }
+                return;
+            }
+        }
+    }
+
     /// Hand one read's result to the protocol.
     pub(super) fn deliver(&mut self, outcome: ReadOutcome) {
         match outcome {
             ReadOutcome::Pending | ReadOutcome::Panicked | ReadOutcome::Ran => {}
+            ReadOutcome::Data(data) if self.protocol.is_buffered() => self.feed_buffered(data),
             ReadOutcome::Data(data) => self.data_received(data),
             ReadOutcome::Filled(n) => {
                 self.shared().stats.received(n);
