@@ -171,17 +171,40 @@ async fn panic_in_connection_lost_is_reported_and_the_server_still_detaches() {
     reg.finish().await;
 }
 
-#[tokio::test]
-async fn panic_in_the_protocol_factory_drops_only_that_connection() {
+/// A protocol type of the user's own `IntoProtocol`: `None` panics in
+/// `into_protocol()`.
+struct Bomb(Option<tokio_transports::AnyProtocol>);
+
+impl tokio_transports::IntoProtocol for Bomb {
+    fn into_protocol(self) -> tokio_transports::AnyProtocol {
+        match self.0 {
+            Some(p) => p,
+            None => panic!("into_protocol failed"),
+        }
+    }
+}
+
+/// Where the first connection's protocol fails to be made.
+#[derive(Clone, Copy, PartialEq)]
+enum PanicIn {
+    Factory,
+    IntoProtocol,
+}
+
+/// The first accepted connection's protocol panics while being made: that
+/// connection is reported (asyncio's message, its peer) and closed, and the
+/// server goes on serving the next one.
+async fn a_panic_making_the_protocol_drops_only_that_connection(at: PanicIn) {
     let exc = ExcCapture::install().await;
     let reg = Registry::new();
     let normal = reg.factory("server", Config::echo());
     let n = Counter::default();
     let factory = move || {
-        if n.incr() == 1 {
+        let first = n.incr() == 1;
+        if first && at == PanicIn::Factory {
             panic!("factory failed");
         }
-        normal()
+        Bomb((!first).then(|| tokio_transports::AnyProtocol::stream(normal())))
     };
     let server = create_server(factory, "127.0.0.1", 0, Default::default())
         .await
@@ -190,7 +213,7 @@ async fn panic_in_the_protocol_factory_drops_only_that_connection() {
     let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
     let local = raw.local_addr().unwrap();
     let report = exc
-        .wait_for("factory report", |r| {
+        .wait_for("the creation report", |r| {
             r.message == "Error on transport creation for incoming connection"
         })
         .await;
@@ -208,53 +231,14 @@ async fn panic_in_the_protocol_factory_drops_only_that_connection() {
     reg.finish().await;
 }
 
-/// A protocol type of the user's own `IntoProtocol` whose `into_protocol()`
-/// panics for the first connection.
-struct Bomb(Option<tokio_transports::AnyProtocol>);
-
-impl tokio_transports::IntoProtocol for Bomb {
-    fn into_protocol(self) -> tokio_transports::AnyProtocol {
-        match self.0 {
-            Some(p) => p,
-            None => panic!("into_protocol failed"),
-        }
-    }
+#[tokio::test]
+async fn panic_in_the_protocol_factory_drops_only_that_connection() {
+    a_panic_making_the_protocol_drops_only_that_connection(PanicIn::Factory).await;
 }
 
 #[tokio::test]
 async fn panic_in_into_protocol_drops_only_that_connection() {
-    let exc = ExcCapture::install().await;
-    let reg = Registry::new();
-    let normal = reg.factory("server", Config::echo());
-    let n = Counter::default();
-    let factory = move || {
-        if n.incr() == 1 {
-            return Bomb(None);
-        }
-        Bomb(Some(tokio_transports::AnyProtocol::stream(normal())))
-    };
-    let server = create_server(factory, "127.0.0.1", 0, Default::default())
-        .await
-        .unwrap();
-    let addr = server.sockets()[0];
-    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let local = raw.local_addr().unwrap();
-    let report = exc
-        .wait_for("into_protocol report", |r| {
-            r.message == "Error on transport creation for incoming connection"
-        })
-        .await;
-    assert_eq!(report.peername, Some(local));
-    let mut buf = [0u8; 8];
-    let r = guard("raw read", raw.read(&mut buf)).await;
-    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-    assert!(server.is_serving());
-    let (t, log) = client(&reg, addr.port()).await;
-    t.write("works").unwrap();
-    assert_eq!(log.wait_received(5).await, b"works");
-    t.close();
-    shutdown(&server).await;
-    reg.finish().await;
+    a_panic_making_the_protocol_drops_only_that_connection(PanicIn::IntoProtocol).await;
 }
 
 #[tokio::test]
