@@ -217,8 +217,8 @@ pub use protocol::{
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
 pub use server::{
-    ACCEPT_RETRY_DELAY, Server, ServerHosts, ServerOptions, ShutdownReport, UnixEndpoint,
-    create_server, create_unix_server,
+    ACCEPT_RETRY_DELAY, IntoListenerSocket, Server, ServerHosts, ServerOptions, ShutdownReport,
+    UnixEndpoint, create_server, create_server_from_socket, create_unix_server,
 };
 pub use stats::{TransportStats, callback_timing, set_callback_timing};
 pub use stream::handle::Transport;

@@ -1,5 +1,6 @@
-//! Servers: asyncio's `loop.create_server` (TCP), `loop.create_unix_server`
-//! (`unix.rs`) and the `Server` object both return.
+//! Servers: asyncio's `loop.create_server` (TCP; on a socket of yours in
+//! `from_socket.rs`), `loop.create_unix_server` (`unix.rs`) and the `Server`
+//! object they all return.
 //!
 //! A [`Server`] owns its listening sockets and one accept task per socket.
 //! Each accepted connection gets a fresh protocol from the factory and its
@@ -25,12 +26,14 @@ use crate::stream::driver::OnFinish;
 use crate::stream::handle::Transport;
 
 mod accept;
+mod from_socket;
 mod listener;
 mod options;
 mod shutdown;
 mod unix;
 
 use accept::{CloseOnDrop, FactoryFn, accept_loop};
+pub use from_socket::{IntoListenerSocket, create_server_from_socket};
 use listener::{AnyListener, BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
 pub use shutdown::ShutdownReport;

@@ -11,7 +11,8 @@ use std::task::{Context, Poll, Waker};
 use tokio_transports::{
     AddressAction, AddressError, ConnectOptions, DatagramOptions, ServerOptions, SocketAddress,
     connect_io, connect_unix_stream, create_connection, create_connection_from_socket,
-    create_datagram_endpoint, create_datagram_endpoint_from_socket, create_server, raw_os_error,
+    create_datagram_endpoint, create_datagram_endpoint_from_socket, create_server,
+    create_server_from_socket, raw_os_error,
 };
 
 /// The code of the `io::Error` that is `err`'s source, by std alone.
@@ -156,6 +157,11 @@ fn every_creation_function_outside_a_runtime_is_an_error() {
         || (),
         "127.0.0.1",
         0,
+        ServerOptions::default(),
+    ));
+    outside_runtime(create_server_from_socket(
+        || (),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         ServerOptions::default(),
     ));
     let (d, _e) = std::os::unix::net::UnixDatagram::pair().unwrap();

@@ -92,7 +92,7 @@ impl From<std::os::unix::net::UnixStream> for UnixEndpoint {
 
 /// A bound Unix socket's name: a path, an abstract name (leading NUL), or
 /// none.
-fn unix_name(addr: &SockAddr) -> SocketAddress {
+pub(super) fn unix_name(addr: &SockAddr) -> SocketAddress {
     if let Some(path) = addr.as_pathname() {
         return SocketAddress::Unix(Some(path.to_path_buf()));
     }

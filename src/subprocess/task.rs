@@ -55,8 +55,13 @@ impl Wake for PartWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.bits.fetch_or(self.bit, Ordering::AcqRel);
-        self.wakes.task.wake();
+        // Only the first part woken since the task last looked wakes the
+        // task: until the task swaps the bits out (after registering its
+        // waker), a bit already set means a wake-up is on its way, and that
+        // poll will see this part's bit too.
+        if self.wakes.bits.fetch_or(self.bit, Ordering::AcqRel) == 0 {
+            self.wakes.task.wake();
+        }
     }
 }
 
