@@ -256,17 +256,35 @@ impl AddressError {
 }
 
 impl fmt::Display for AddressError {
+    /// asyncio's messages: `error while attempting to bind on address
+    /// ('127.0.0.1', 8888): address already in use` (the OS error's text in
+    /// lower case, as CPython's `err.strerror.lower()`), and `Connect call
+    /// failed ('127.0.0.1', 8888)`, followed here by the OS error's text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = os_reason(&self.source).to_lowercase();
         match self.action {
             AddressAction::Bind => write!(
                 f,
-                "error while attempting to bind on address {}: {}",
-                self.address, self.source
+                "error while attempting to bind on address {}: {reason}",
+                self.address
             ),
             AddressAction::Connect => {
-                write!(f, "connect call failed {}: {}", self.address, self.source)
+                write!(f, "Connect call failed {}: {reason}", self.address)
             }
         }
+    }
+}
+
+/// An error's text without Rust's ` (os error N)` suffix: for an OS error,
+/// what C's `strerror` says (Python's `OSError.strerror`).
+pub(crate) fn os_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match err.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map(str::to_string)
+            .unwrap_or(text),
+        None => text,
     }
 }
 

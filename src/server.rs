@@ -175,8 +175,8 @@ impl std::fmt::Debug for Server {
 ///
 /// A failed `bind()` closes every socket already bound and keeps the OS
 /// error's kind, with a message naming the address (`error while attempting
-/// to bind on address ('127.0.0.1', 8888): Address already in use (os error
-/// 98)`). The OS error is the returned error's `source()` and an
+/// to bind on address ('127.0.0.1', 8888): address already in use`, the OS
+/// error's text in lower case as in asyncio). The OS error is the returned error's `source()` and an
 /// [`AddressError`] its payload; [`raw_os_error`](crate::raw_os_error) gives
 /// the code (`err.raw_os_error()` itself is `None`: an `io::Error` cannot
 /// hold both a message and a code). Called outside a tokio runtime: an
@@ -402,10 +402,21 @@ impl Server {
         for l in listeners {
             let next = match l {
                 Listener::Bound(BoundSocket { sock, signal }, addr) if result.is_ok() => {
-                    match sock.listen(backlog).and_then(|_| {
-                        AnyListener::from_socket(sock, matches!(addr, SocketAddress::Unix(_)))
-                    }) {
-                        Ok(listener) => {
+                    let listening = sock.listen(backlog).and_then(|_| {
+                        // A socket of yours that was never bound got an
+                        // ephemeral port from `listen`: show that one.
+                        let addr = match addr {
+                            SocketAddress::Inet(a) if a.port() == 0 => sock
+                                .local_addr()?
+                                .as_socket()
+                                .map_or(SocketAddress::Inet(a), SocketAddress::Inet),
+                            addr => addr,
+                        };
+                        let unix = matches!(addr, SocketAddress::Unix(_));
+                        Ok((AnyListener::from_socket(sock, unix)?, addr))
+                    });
+                    match listening {
+                        Ok((listener, addr)) => {
                             let listener = Arc::new(ListeningSocket {
                                 listener,
                                 _signal: signal,

@@ -213,8 +213,16 @@ impl Common {
     /// [`count_dropped_write`](Self::count_dropped_write), reporting with
     /// `message` (a pipe's differs from a socket's).
     pub(crate) fn count_dropped_write_as(&self, message: &'static str) {
+        self.count_dropped_write_after(message, 1);
+    }
+
+    /// [`count_dropped_write_as`](Self::count_dropped_write_as), where
+    /// asyncio's counter starts at `start` (1: the loss counts as one, as
+    /// for sockets; 0: it does not), so the report comes at the
+    /// `LOG_THRESHOLD_FOR_CONNLOST_WRITES + 1 - start`th dropped write.
+    pub(crate) fn count_dropped_write_after(&self, message: &'static str, start: usize) {
         self.set(DISCARDED);
-        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.dropped_writes.fetch_add(1, Ordering::Relaxed) + start;
         if n >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
             call_exception_handler(
                 &ExceptionContext::new(message)

@@ -281,8 +281,8 @@ impl IntoTcpStream for std::net::TcpStream {
 /// When every attempt fails, the single error, or one error listing all of
 /// them (`Multiple exceptions: ...`, which has no OS error code, as in
 /// asyncio). A failed `connect()` or `bind()` (of `local_addr`) keeps its
-/// kind and names the address (`connect call failed ('127.0.0.1', 8888):
-/// Connection refused (os error 111)`); the OS error is its `source()`, an
+/// kind and names the address (`Connect call failed ('127.0.0.1', 8888):
+/// connection refused`); the OS error is its `source()`, an
 /// [`AddressError`] its payload, and [`raw_os_error`](crate::raw_os_error)
 /// gives the code (`err.raw_os_error()` itself is `None`: an `io::Error`
 /// cannot hold both a message and a code). Called outside a tokio runtime:

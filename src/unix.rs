@@ -85,7 +85,11 @@ where
             connected.map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("connect call failed '{}': {e}", path.display()),
+                    format!(
+                        "Connect call failed '{}': {}",
+                        path.display(),
+                        crate::error::os_reason(&e).to_lowercase()
+                    ),
                 )
             })?
         }

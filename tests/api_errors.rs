@@ -39,7 +39,7 @@ async fn server_bind_in_use_keeps_eaddrinuse_and_names_the_address() {
     assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
     assert!(
         err.to_string().starts_with(&format!(
-            "error while attempting to bind on address ('127.0.0.1', {})",
+            "error while attempting to bind on address ('127.0.0.1', {}): address already in use",
             addr.port()
         )),
         "{err}"
@@ -66,7 +66,7 @@ async fn connect_refused_keeps_econnrefused_and_names_the_address() {
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     assert!(
         err.to_string().starts_with(&format!(
-            "connect call failed ('127.0.0.1', {})",
+            "Connect call failed ('127.0.0.1', {}): connection refused",
             addr.port()
         )),
         "{err}"

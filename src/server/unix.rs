@@ -182,8 +182,9 @@ fn bind_path(path: &Path) -> io::Result<Socket> {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "error while attempting to bind on address '{}': {e}",
-                    path.display()
+                    "error while attempting to bind on address '{}': {}",
+                    path.display(),
+                    crate::error::os_reason(&e).to_lowercase()
                 ),
             )
         }

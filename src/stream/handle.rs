@@ -105,6 +105,9 @@ pub(crate) struct Shared {
     /// Both ways, or a one-way pipe: what the handle refuses, and what
     /// extra info it has.
     pub(crate) mode: Mode,
+    /// A write pipe was lost to a failed write (see
+    /// [`count_dropped_write`](Self::count_dropped_write)).
+    pub(crate) write_failed: AtomicBool,
 }
 
 impl std::ops::Deref for Shared {
@@ -133,6 +136,7 @@ impl Shared {
             common: Common::new(extra, limits, span),
             can_write_eof: AtomicBool::new(can_write_eof && mode.writable()),
             mode,
+            write_failed: AtomicBool::new(false),
         });
         match mode {
             Mode::Duplex => {}
@@ -146,14 +150,21 @@ impl Shared {
     }
 
     /// Count one write dropped after the loss (or, on a write pipe, after
-    /// `close()`/`write_eof()`), reported from the 5th with asyncio's
-    /// message for the kind of transport.
+    /// `close()`/`write_eof()`), reported with asyncio's message for the
+    /// kind of transport: a socket's from the 5th (asyncio counts the loss
+    /// itself as one), a pipe's from the 6th, or from the 5th when a failed
+    /// write lost it (CPython's `_UnixWritePipeTransport` counts only that
+    /// loss).
     pub(crate) fn count_dropped_write(&self) {
-        self.common.count_dropped_write_as(if self.mode.is_pipe() {
-            "pipe closed by peer or os.write(pipe, data) raised exception."
+        if self.mode.is_pipe() {
+            let counted_loss = self.write_failed.load(Ordering::Acquire);
+            self.common.count_dropped_write_after(
+                "pipe closed by peer or os.write(pipe, data) raised exception.",
+                usize::from(counted_loss),
+            );
         } else {
-            crate::shared::SOCKET_DROPPED_MSG
-        });
+            self.common.count_dropped_write();
+        }
     }
 }
 

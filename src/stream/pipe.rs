@@ -482,8 +482,9 @@ where
 ///   true at once, the buffer is flushed, then `connection_lost(None)`.
 ///   [`can_write_eof`](Transport::can_write_eof) is true.
 /// * Once closing (and once lost), writes are dropped and counted in
-///   [`dropped_writes`](Transport::dropped_writes), reported from the 5th;
-///   never an error.
+///   [`dropped_writes`](Transport::dropped_writes), reported from the 6th
+///   (from the 5th when a failed write lost the pipe, as in asyncio); never
+///   an error.
 /// * When the reader goes away the transport learns it without writing:
 ///   `connection_lost(None)` if nothing was waiting to be sent,
 ///   `connection_lost(Some(err))` with a `BrokenPipe` error if something was.

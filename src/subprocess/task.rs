@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::io::unix::AsyncFd;
 
-use super::transport::{Event, Shared};
+use super::transport::Shared;
 use super::{pipes, process};
 use crate::context;
 use crate::drive::{Drive, Typed};
@@ -258,9 +258,10 @@ impl Future for ExitWatch {
         // Closed before the exit is reported: once `connection_lost` has
         // run, no fd of the child's is left open.
         *pidfd = None;
-        if shared.state().returncode.is_some() {
+        let code = shared.state().returncode;
+        if let Some(code) = code {
             reap_on_drop.0 = None;
-            shared.deliver(Event::Exited);
+            shared.exited(code);
         }
         // Otherwise (the pidfd failed) the guard hands the child to a
         // reaper thread when the watcher is dropped.
@@ -283,11 +284,11 @@ impl Drop for ReapOnDrop {
                 .spawn(move || {
                     if let Ok(process::Status::Exited(code)) = shared.process.reap_blocking() {
                         shared.state().returncode = Some(code);
-                        shared.exit.send_replace(Some(code));
                         // The rest of the grammar, on this thread (the
                         // pipes reported their end as they were dropped):
-                        // `process_exited`, `connection_lost`.
-                        shared.deliver(Event::Exited);
+                        // `process_exited`, `connection_lost`; then the
+                        // exit waiters.
+                        shared.exited(code);
                     }
                 });
         }

@@ -39,7 +39,12 @@ pub(crate) enum Event {
 pub(crate) struct State {
     pub(crate) returncode: Option<i32>,
     pub(crate) closing: bool,
-    /// `connection_lost` has run.
+    /// `connection_lost` is running or has run: from then on the signal
+    /// methods fail ("No such process"), as after CPython's
+    /// `_call_connection_lost`, even while the child's task still closes
+    /// what it held.
+    pub(crate) lost: bool,
+    /// `connection_lost` has run and every fd of the child's is closed.
     pub(crate) finished: bool,
     pub(crate) pipes: [Option<Transport>; 3],
 }
@@ -83,6 +88,7 @@ impl Shared {
             state: Mutex::new(State {
                 returncode: None,
                 closing: false,
+                lost: false,
                 finished: false,
                 pipes: [None, None, None],
             }),
@@ -105,7 +111,9 @@ impl Shared {
     }
 
     /// Reap the child if it has exited, recording its return code under
-    /// the state lock (so a signal never races with the reaping).
+    /// the state lock (so a signal never races with the reaping). The exit
+    /// waiters are not woken here: [`exited`](Self::exited) does that,
+    /// after `process_exited`.
     pub(crate) fn try_reap(&self) -> io::Result<Option<i32>> {
         let mut st = self.state();
         if let Some(code) = st.returncode {
@@ -115,11 +123,18 @@ impl Shared {
             Status::Running => Ok(None),
             Status::Exited(code) => {
                 st.returncode = Some(code);
-                drop(st);
-                self.exit.send_replace(Some(code));
                 Ok(Some(code))
             }
         }
+    }
+
+    /// The child was reaped with `code`: `process_exited` (queued if
+    /// `connection_made` has not run yet), then the exit waiters, in
+    /// CPython's order, so that `wait()` never returns before
+    /// `process_exited` has run.
+    pub(crate) fn exited(self: &Arc<Self>, code: i32) {
+        self.deliver(Event::Exited);
+        self.exit.send_replace(Some(code));
     }
 
     /// `connection_made`, then the events that came before it.
@@ -195,6 +210,10 @@ impl Shared {
             return;
         }
         d.lost = true;
+        // Set before the call, so that whoever hears of `connection_lost`
+        // (a waiter the protocol wakes from inside it, on another thread)
+        // finds the signal methods failing already.
+        self.state().lost = true;
         call(d, "connection_lost", |p| p.connection_lost(None));
         if !d.task_alive {
             self.finish();
@@ -311,9 +330,9 @@ impl SubprocessTransport {
     }
 
     /// Send `signal` to the child. A child that has exited (reaped or not)
-    /// is not signalled and this returns `Ok`; once the transport has
-    /// finished (after `connection_lost`) it is an error (asyncio's
-    /// `ProcessLookupError`, "No such process"). The signal can never reach
+    /// is not signalled and this returns `Ok`; from the moment
+    /// `connection_lost` is called it is an error (asyncio's
+    /// `ProcessLookupError`, "No such process"), from any thread. The signal can never reach
     /// another process that reused the pid (it goes through a pidfd).
     ///
     /// ```no_run
@@ -323,7 +342,7 @@ impl SubprocessTransport {
     /// ```
     pub fn send_signal(&self, signal: i32) -> io::Result<()> {
         let st = self.shared.state();
-        if st.finished {
+        if st.lost {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         if st.returncode.is_some() {
@@ -390,7 +409,9 @@ impl SubprocessTransport {
     }
 
     /// Resolves with the return code when the child has exited, even if a
-    /// grandchild still holds its stdout open (CPython gh-119710).
+    /// grandchild still holds its stdout open (CPython gh-119710), and
+    /// only after `process_exited` has run (CPython's order: the protocol
+    /// hears of the exit before the waiters do).
     ///
     /// ```no_run
     /// # async fn f(t: tokio_transports::SubprocessTransport) { let code = t.wait().await; }

@@ -16,7 +16,7 @@ use crate::drive::Drive;
 use crate::error::EMPTY_BUFFER_MSG;
 use crate::exception::{ExceptionContext, call_exception_handler};
 use crate::stream::read_pool::{self, Pool};
-use crate::stream::stream_io::StreamIo;
+use crate::stream::stream_io::{Mode, StreamIo};
 
 /// The `sizehint` given to `get_buffer` (uvloop passes libuv's 64 KiB).
 const SIZEHINT: usize = 64 * 1024;
@@ -305,6 +305,15 @@ where
                 self.core.sm.read_eof();
                 self.core.sm.close();
                 self.sync_flags();
+            }
+            ReadOutcome::Error(e) if matches!(IO::MODE, Mode::ReadOnly) => {
+                // asyncio's read pipe reports every read error but EIO to
+                // the exception handler (a socket's transport reports no
+                // `OSError`), then closes with it.
+                call_exception_handler(
+                    &ExceptionContext::new("Fatal read error on pipe transport").with_error(&e),
+                );
+                self.fatal(e);
             }
             ReadOutcome::Error(e) => self.fatal(e),
         }

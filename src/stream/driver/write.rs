@@ -4,6 +4,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use super::{Driver, Lost};
@@ -39,6 +40,13 @@ where
                     return true;
                 }
                 Poll::Ready(Err(e)) => {
+                    if IO::MODE.is_pipe() {
+                        // Before the loss is marked: see `count_dropped_write`.
+                        self.handle
+                            .shared
+                            .write_failed
+                            .store(true, Ordering::Release);
+                    }
                     self.fatal(e);
                     return true;
                 }
