@@ -88,24 +88,28 @@ pub trait BaseProtocol: AsAny + Send + 'static {
     /// [`resume_writing`](Self::resume_writing) follows once the buffer
     /// drains to the low watermark (unless the connection is lost first).
     ///
-    /// This pair is the flow-control signal for a protocol that writes from
-    /// its callbacks; do not compute one from
-    /// [`Transport::get_write_buffer_size`]. Inside a callback that size
-    /// counts everything the callback wrote so far, which is sent only after
-    /// it returns, so it can be over the high watermark with no
-    /// `pause_writing` ever coming (and so no `resume_writing` either).
-    ///
     /// # When it is called
     ///
     /// Not from inside `write()`, as in asyncio (Rust forbids re-entering
     /// `&mut self`), but on the connection's task: for writes made inside a
-    /// callback, right after that callback returns and the task has sent
-    /// what the kernel takes, if more than the high watermark is left
-    /// (before any other callback); for writes from elsewhere, when the task
-    /// next runs. A task outside the callbacks that only watches a flag set
-    /// here therefore keeps writing until then and can overshoot the high
-    /// watermark by far (70 to 117 times in one test run): such a writer
-    /// should await [`Transport::drain`] instead.
+    /// callback, right after that callback returns (before any other
+    /// callback, and before the task sends anything) if the callback's
+    /// writes took [`Transport::get_write_buffer_size`] strictly over the
+    /// high watermark, even if the kernel then takes all of it (then
+    /// `resume_writing` follows at once); later, when a send leaves more
+    /// than the high watermark unsent. For writes from elsewhere: when the
+    /// task next runs.
+    ///
+    /// So a loop inside one callback cannot be stopped by this call (unlike
+    /// asyncio's `while not self.paused: transport.write(...)`): a producer
+    /// that writes from its callbacks stops when
+    /// `get_write_buffer_size()` goes over the high watermark
+    /// ([`Transport::get_write_buffer_limits`]), and goes on in
+    /// `resume_writing`, which is then always owed. A task outside the
+    /// callbacks that only watches a flag set here keeps writing until the
+    /// connection's task runs and can overshoot the high watermark by far
+    /// (70 to 117 times in one test run): such a writer should await
+    /// [`Transport::drain`] instead.
     ///
     /// ```
     /// use tokio_transports::BaseProtocol;

@@ -522,3 +522,93 @@ async fn an_echo_that_pauses_reading_stays_within_twice_the_high_watermark() {
     close_gated(&t, &log, &gate).await;
     reg.finish().await;
 }
+
+/// A producer inside the callbacks: it writes until `get_write_buffer_size()`
+/// goes over the high watermark, then waits for `resume_writing`. The
+/// callback's writes took the buffer over the watermark, so `pause_writing`
+/// is owed right after the callback even when the flush then sends all of
+/// it (a peer that reads at once), and `resume_writing` follows: the
+/// producer never stalls.
+#[tokio::test]
+async fn a_producer_that_stops_over_the_high_watermark_is_always_resumed() {
+    use tokio_transports::{BaseProtocol, Bytes, Protocol};
+
+    const TOTAL: usize = 4 * MIB;
+    const CHUNK: usize = 16 * 1024;
+
+    struct Producer {
+        t: Option<Transport>,
+        sent: usize,
+        pauses: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Producer {
+        fn produce(&mut self) {
+            let Some(t) = &self.t else { return };
+            let high = t.get_write_buffer_limits().1;
+            while self.sent < TOTAL && t.get_write_buffer_size() <= high {
+                t.write(pattern(CHUNK, (self.sent / CHUNK) as u8)).unwrap();
+                self.sent += CHUNK;
+            }
+            if self.sent == TOTAL {
+                t.close();
+                self.t = None;
+            }
+        }
+    }
+
+    impl BaseProtocol for Producer {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = Some(t.clone());
+            self.produce();
+        }
+        fn pause_writing(&mut self) {
+            self.pauses
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn resume_writing(&mut self) {
+            self.produce();
+        }
+    }
+
+    impl Protocol for Producer {
+        fn data_received(&mut self, _: Bytes) {}
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    let pauses = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = pauses.clone();
+    let t = create_connection(
+        move || Producer {
+            t: None,
+            sent: 0,
+            pauses: p,
+        },
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let got = guard("the producer's 4 MiB", reader).await.unwrap();
+    assert_eq!(got.len(), TOTAL, "the producer stalled");
+    let expected: Vec<u8> = (0..TOTAL / CHUNK)
+        .flat_map(|i| pattern(CHUNK, i as u8))
+        .collect();
+    assert!(got == expected, "bytes out of order");
+    // Every batch went over the high watermark: each was paused (and
+    // resumed, or the next batch would never have come).
+    assert!(
+        pauses.load(std::sync::atomic::Ordering::SeqCst) >= TOTAL / (128 * 1024),
+        "{} pauses",
+        pauses.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    guard("closed", t.closed()).await;
+}

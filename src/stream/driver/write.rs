@@ -134,6 +134,16 @@ where
         }
         // (TLS: records rustls still holds count as output too.)
         if self.has_output() {
+            // What was written since the last pass (in a callback, where
+            // nothing is sent, or from outside) may have taken the buffer
+            // strictly over the high watermark: `pause_writing` is owed
+            // then, before the flush, whatever the flush sends (a producer
+            // that stops when `get_write_buffer_size()` goes over the high
+            // watermark gets its `resume_writing`).
+            self.core.sm.check_pause();
+            if !self.core.sm.only_writes() {
+                return self.settle_busy(cx, false);
+            }
             // The common case: a callback wrote and nothing else happened.
             // Unless blocked, the flush sent everything (or lost the
             // connection, which makes the state busy).
@@ -194,6 +204,11 @@ where
                 }
             }
             if self.has_output() {
+                // As in `settle`: owed before the flush.
+                self.core.sm.check_pause();
+                if self.events_due() {
+                    continue;
+                }
                 if !blocked {
                     blocked = self.flush(cx);
                 }

@@ -39,19 +39,20 @@ impl Transport {
     /// connection's task as soon as it runs. Until then the bytes count in
     /// [`get_write_buffer_size`](Self::get_write_buffer_size): inside a
     /// callback, after `write(100_000)` the size reads at least 100,000 where
-    /// CPython would often read 0, and it may be far over the high watermark
-    /// with no `pause_writing` to follow (the task may send it all at once).
-    /// `pause_writing` comes only if, after that send, more than the high
-    /// watermark is still unsent.
+    /// CPython would often read 0. If a callback's writes take that size
+    /// strictly over the high watermark, `pause_writing` runs right after
+    /// the callback, before the send, and `resume_writing` once the send
+    /// leaves at most the low watermark (at once if the kernel took it all).
     ///
-    /// So never build flow control on the size. Inside callbacks, react to
-    /// [`pause_writing`](crate::BaseProtocol::pause_writing) and
-    /// [`resume_writing`](crate::BaseProtocol::resume_writing); a protocol
-    /// that pauses itself on a size check waits for a `resume_writing` that
-    /// never comes. Outside callbacks, await [`drain`](Self::drain): a task
-    /// that only watches a flag set by `pause_writing` keeps writing until the
-    /// connection's task has run the callback, and can buffer many times the
-    /// high watermark meanwhile (70 to 117 times in one test run).
+    /// So inside callbacks a producer writes until the size goes over the
+    /// high watermark and goes on in
+    /// [`resume_writing`](crate::BaseProtocol::resume_writing) (asyncio's
+    /// `while not paused: write()` loop would never stop inside one
+    /// callback: [`pause_writing`](crate::BaseProtocol::pause_writing)
+    /// cannot interrupt it). Outside callbacks, await [`drain`](Self::drain):
+    /// a task that only watches a flag set by `pause_writing` keeps writing
+    /// until the connection's task has run the callback, and can buffer many
+    /// times the high watermark meanwhile (70 to 117 times in one test run).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -342,18 +343,15 @@ impl Transport {
     /// Bytes written and not yet handed to the kernel, exact the moment
     /// [`write`](Self::write) returns, from any thread.
     ///
-    /// **Not a flow-control signal.** Inside a callback it counts everything
-    /// the callback has written so far, which is sent only after the
-    /// callback returns: it can be over the high watermark without any
-    /// `pause_writing`, now or later (the task may send it all at once; in
-    /// CPython, whose `write()` tries the socket first, the same size would
-    /// often be 0). A protocol that pauses itself when this size exceeds the
-    /// high watermark and waits for `resume_writing` deadlocks, since
-    /// `resume_writing` only follows a `pause_writing`. Use
-    /// [`pause_writing`](crate::BaseProtocol::pause_writing) /
-    /// [`resume_writing`](crate::BaseProtocol::resume_writing) inside
-    /// callbacks and [`drain`](Self::drain) outside them. Read the size for
-    /// statistics and tests.
+    /// Inside a callback it counts everything the callback has written so
+    /// far, which is sent only after the callback returns (in CPython, whose
+    /// `write()` tries the socket first, the same size would often be 0).
+    /// When a callback's writes take it strictly over the high watermark,
+    /// `pause_writing` follows right after the callback and `resume_writing`
+    /// once the buffer is at or below the low watermark again, so a producer
+    /// may stop writing when this size goes over the high watermark and go
+    /// on in `resume_writing`. Outside callbacks, wait with
+    /// [`drain`](Self::drain).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
