@@ -37,8 +37,8 @@ pub use from_socket::{IntoListenerSocket, create_server_from_socket};
 use listener::{AnyListener, BoundSocket, ClosedSignal, Listener, ListeningSocket};
 pub use options::{ServerHosts, ServerOptions};
 pub use shutdown::ShutdownReport;
-pub(crate) use unix::check_unix_stream;
 pub use unix::{UnixEndpoint, create_unix_server};
+pub(crate) use unix::{check_unix_stream, py_escape, py_repr};
 
 /// How long accepting pauses after EMFILE and the like (asyncio's
 /// `ACCEPT_RETRY_DELAY`).

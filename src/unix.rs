@@ -77,7 +77,10 @@ where
                 Some(limit) => tokio::time::timeout(limit, connect).await.map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::TimedOut,
-                        format!("connect to '{}' timed out after {limit:?}", path.display()),
+                        format!(
+                            "connect to {} timed out after {limit:?}",
+                            crate::server::py_repr(&path)
+                        ),
                     )
                 })?,
                 None => connect.await,
@@ -86,8 +89,8 @@ where
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "Connect call failed '{}': {}",
-                        path.display(),
+                        "Connect call failed {}: {}",
+                        crate::server::py_escape(&path),
                         crate::error::os_reason(&e).to_lowercase()
                     ),
                 )

@@ -153,20 +153,21 @@ impl Cleanup {
 }
 
 /// Bind a new Unix stream socket to `path`, removing a stale socket file
-/// first (a file that is not a socket is left untouched and the bind fails
-/// with "address already in use" naming the path).
+/// first, as asyncio does: the path is checked with `stat` (which follows a
+/// symbolic link, so a link to a stale socket is removed and replaced); a
+/// file that is not a socket is left untouched and the bind fails with
+/// "Address '...' is already in use". A path that cannot be checked (no
+/// permission to `stat` it) is logged and the bind is tried all the same.
 fn bind_path(path: &Path) -> io::Result<Socket> {
     if !is_abstract(path) {
-        match std::fs::symlink_metadata(path) {
+        match std::fs::metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("Address '{}' is already in use", path.display()),
-                ));
-            }
+            Ok(_) => return Err(in_use(path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => tracing::error!(
+                "Unable to check or remove stale UNIX socket {}: {e}",
+                py_repr(path)
+            ),
         }
     }
     let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -174,22 +175,68 @@ fn bind_path(path: &Path) -> io::Result<Socket> {
     let addr = SockAddr::unix(path)?;
     sock.bind(&addr).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(
-                e.kind(),
-                format!("Address '{}' is already in use", path.display()),
-            )
+            in_use(path)
         } else {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "error while attempting to bind on address '{}': {}",
-                    path.display(),
+                    "error while attempting to bind on address {}: {}",
+                    py_repr(path),
                     crate::error::os_reason(&e).to_lowercase()
                 ),
             )
         }
     })?;
     Ok(sock)
+}
+
+/// asyncio's error for a path in use: "Address '...' is already in use".
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("Address {} is already in use", py_repr(path)),
+    )
+}
+
+/// A path as Python's `repr()` of it shows it: in single quotes (double
+/// ones if it holds a single quote and no double one), with backslashes,
+/// the quote and control characters escaped (an abstract name's leading NUL
+/// reads `\x00`, never a raw NUL byte).
+pub(crate) fn py_repr(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    format!("{quote}{}{quote}", escape(&text, Some(quote)))
+}
+
+/// A path as Python's `str()` of it, with control characters escaped as
+/// in [`py_repr`] (a raw NUL byte would cut a C-string log short).
+pub(crate) fn py_escape(path: &Path) -> String {
+    escape(&path.to_string_lossy(), None)
+}
+
+fn escape(text: &str, quote: Option<char>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' if quote.is_some() => out.push_str("\\\\"),
+            c if Some(c) == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Create a Unix stream server on a path (or an abstract name, or a bound
@@ -262,4 +309,21 @@ where
     }
     let factory: Factory = Arc::new(FactoryFn(protocol_factory));
     new_server(factory, options, vec![(sock, addr)], cleanup).await
+}
+
+#[cfg(test)]
+mod repr_tests {
+    use super::*;
+
+    /// Checked against `python3 -c 'print(repr(p))'`.
+    #[test]
+    fn paths_read_as_python_shows_them() {
+        let r = |p: &str| py_repr(Path::new(p));
+        assert_eq!(r("/tmp/s.sock"), "'/tmp/s.sock'");
+        assert_eq!(r("\0name"), "'\\x00name'");
+        assert_eq!(r("a'b"), "\"a'b\"");
+        assert_eq!(r("a'b\""), "'a\\'b\"'");
+        assert_eq!(r("a\\b\n"), "'a\\\\b\\n'");
+        assert_eq!(py_escape(Path::new("\0name")), "\\x00name");
+    }
 }

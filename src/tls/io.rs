@@ -36,6 +36,8 @@ pub(crate) struct TlsIo<IO> {
     timer: Option<Pin<Box<Sleep>>>,
     /// The name a client verified (for [`TlsInfo::server_name`]).
     server_name: Option<String>,
+    /// close_notify is queued (see `poll_shutdown`).
+    close_notify_sent: bool,
 }
 
 impl<IO> TlsIo<IO>
@@ -56,6 +58,7 @@ where
             shutdown_timeout: tls.shutdown_timeout,
             timer: None,
             server_name: Some(shown),
+            close_notify_sent: false,
         }
     }
 
@@ -68,6 +71,7 @@ where
             shutdown_timeout: tls.shutdown_timeout,
             timer: None,
             server_name: None,
+            close_notify_sent: false,
         }
     }
 
@@ -258,8 +262,20 @@ where
         Pin::new(self.get_mut().open()?).poll_flush(cx)
     }
 
-    /// Send close_notify (once), flush, then shut the socket's write half.
+    /// Send close_notify (once) and flush it. The socket stays open both
+    /// ways, as in asyncio's SSL shutdown: the peer answers with its own
+    /// close_notify (or closes the socket), and only a shutdown timeout
+    /// ends the wait otherwise. (tokio-rustls's `poll_shutdown` would also
+    /// shut the socket's write half, and a peer that waits for its socket
+    /// to become readable would take that end of file as the answer.)
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.get_mut().open()?).poll_shutdown(cx)
+        let this = self.get_mut();
+        let sent = this.close_notify_sent;
+        let stream = this.open()?;
+        if !sent {
+            stream.get_mut().1.send_close_notify();
+        }
+        this.close_notify_sent = true;
+        Pin::new(this.open()?).poll_flush(cx)
     }
 }

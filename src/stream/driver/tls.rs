@@ -1,8 +1,8 @@
 //! The stream driver's TLS steps, compiled only for I/O whose
 //! [`StreamIo::TLS`] is true: the handshake before `connection_made` (and
 //! its failure, which no protocol callback sees), and the end of a close:
-//! reading, and discarding, until the peer's close_notify, bounded by the
-//! shutdown timeout.
+//! reading, and discarding, until the peer's close_notify (then
+//! `eof_received`, as asyncio), bounded by the shutdown timeout.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -114,9 +114,24 @@ where
             match Pin::new(io).poll_read(cx, &mut buf) {
                 Poll::Pending => return,
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
-                // The peer's close_notify, its socket's end, or an error:
-                // either way it will send nothing more.
-                Poll::Ready(_) => self.core.sm.peer_close_seen(),
+                Poll::Ready(Ok(())) => {
+                    // The peer's close_notify (a socket's end without it
+                    // is an error here): as asyncio's SSL shutdown, the
+                    // protocol hears `eof_received` (its first: reading
+                    // had not ended, or the peer would not be awaited)
+                    // before `connection_lost(None)`. Its answer changes
+                    // nothing: the close is under way.
+                    self.core.sm.peer_close_seen();
+                    let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
+                    if keep_open == Some(true) {
+                        tracing::debug!(
+                            "returning true from eof_received() has no effect when using ssl"
+                        );
+                    }
+                }
+                // The socket's end or an error: the peer will send nothing
+                // more either way.
+                Poll::Ready(Err(_)) => self.core.sm.peer_close_seen(),
             }
         }
     }
