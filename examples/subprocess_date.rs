@@ -95,7 +95,10 @@ async fn get_date() -> io::Result<String> {
     // the protocol.
     let _ = exit_future.await;
 
-    // Close the stdout pipe, once everything it carried has arrived.
+    // The process has exited, but stdout may still hold the last bytes:
+    // wait until every pipe has delivered and closed (`connection_lost`),
+    // then close the transport as the original does (a no-op by now: the
+    // child is reaped and its pipes are closed).
     transport.closed().await;
     transport.close();
 

@@ -46,7 +46,7 @@
 //! [`Bytes`] and [`BytesMut`] are re-exported from the `bytes` crate, so a
 //! project needs only this crate and `tokio`.
 //!
-//! Testing: with the `test-util` feature, [`testing`] drives a protocol
+//! Testing: with the `test-util` feature, the `testing` module drives a protocol
 //! without sockets (feed bytes, read back what it wrote, step time) and
 //! checks the order of its callbacks.
 //!

@@ -456,3 +456,62 @@ async fn a_dropped_subprocess_exec_kills_the_child() {
         .await
         .unwrap();
 }
+
+/// `with_protocol`, asyncio's `get_protocol()`: reads what the protocol
+/// collected, while the child runs and after the end; `None` for another
+/// type, and from inside the transport's own callbacks (where the protocol
+/// is `self`, and the lock is held).
+#[tokio::test]
+async fn with_protocol_reaches_the_protocol_from_outside_only() {
+    struct Collect {
+        out: Vec<u8>,
+        transport: Option<SubprocessTransport>,
+        inside: Arc<Mutex<Option<bool>>>,
+        got_data: tokio::sync::mpsc::UnboundedSender<()>,
+    }
+    impl SubprocessProtocol for Collect {
+        fn connection_made(&mut self, t: &SubprocessTransport) {
+            self.transport = Some(t.clone());
+        }
+        fn pipe_data_received(&mut self, _fd: i32, data: Bytes) {
+            self.out.extend_from_slice(&data);
+            let _ = self.got_data.send(());
+        }
+        fn process_exited(&mut self) {
+            let t = self.transport.take().unwrap();
+            let got = t.with_protocol(|p: &mut Collect| p.out.len());
+            *self.inside.lock().unwrap() = Some(got.is_some());
+        }
+    }
+    let inside = Arc::new(Mutex::new(None));
+    let i2 = inside.clone();
+    let (tx, mut got_data) = tokio::sync::mpsc::unbounded_channel();
+    let t = subprocess_exec(
+        move || Collect {
+            out: Vec::new(),
+            transport: None,
+            inside: i2,
+            got_data: tx,
+        },
+        "sh",
+        ["-c", "echo hi; read x; echo bye"],
+        SubprocessOptions::default(),
+    )
+    .await
+    .unwrap();
+    // While the child runs (it waits for a line): from this task, with the
+    // child's task running the callbacks.
+    while t.with_protocol(|p: &mut Collect| p.out.len()) != Some(3) {
+        guard("the child's first line", got_data.recv()).await;
+    }
+    assert_eq!(t.with_protocol(|_: &mut Rec| ()), None, "another type");
+    t.get_pipe_transport(0).unwrap().write("\n").unwrap();
+    guard("closed", t.closed()).await;
+    assert_eq!(
+        *inside.lock().unwrap(),
+        Some(false),
+        "from inside its own callback: None, not a deadlock"
+    );
+    let out = t.with_protocol(|p: &mut Collect| std::mem::take(&mut p.out));
+    assert_eq!(out.as_deref(), Some(&b"hi\nbye\n"[..]));
+}

@@ -1,6 +1,7 @@
 //! [`SubprocessProtocol`]: asyncio's `SubprocessProtocol`, the callbacks a
 //! child process's transport makes.
 
+use std::any::Any;
 use std::io;
 
 use bytes::Bytes;
@@ -43,7 +44,7 @@ use super::SubprocessTransport;
 ///     }
 /// }
 /// ```
-pub trait SubprocessProtocol: Send + 'static {
+pub trait SubprocessProtocol: Any + Send {
     /// The child is running and its pipes are connected.
     fn connection_made(&mut self, transport: &SubprocessTransport) {
         let _ = transport;

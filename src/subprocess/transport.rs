@@ -12,6 +12,7 @@
 //! transport finishes once the child's task has ended (see
 //! [`Shared::task_ended`]).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -51,6 +52,9 @@ pub(crate) struct State {
 
 /// The protocol and what decides its next call.
 struct Dispatch {
+    /// Tells this transport's callbacks apart from others' (see
+    /// [`IN_CALLBACK`]).
+    id: usize,
     protocol: Box<dyn SubprocessProtocol>,
     made: bool,
     pending: VecDeque<Event>,
@@ -65,6 +69,9 @@ struct Dispatch {
 
 pub(crate) struct Shared {
     pub(crate) process: Process,
+    /// The id of [`Dispatch`] (see [`IN_CALLBACK`]), readable without its
+    /// lock.
+    dispatch_id: usize,
     pub(crate) state: Mutex<State>,
     dispatch: Mutex<Dispatch>,
     /// The return code once the child is reaped (exit waiters).
@@ -83,8 +90,10 @@ impl Shared {
         protocol: Box<dyn SubprocessProtocol>,
         pipes_open: usize,
     ) -> Arc<Shared> {
+        let dispatch_id = crate::context::next_id();
         Arc::new(Shared {
             process,
+            dispatch_id,
             state: Mutex::new(State {
                 returncode: None,
                 closing: false,
@@ -93,6 +102,7 @@ impl Shared {
                 pipes: [None, None, None],
             }),
             dispatch: Mutex::new(Dispatch {
+                id: dispatch_id,
                 protocol,
                 made: false,
                 pending: VecDeque::new(),
@@ -255,9 +265,29 @@ impl Shared {
 #[inline]
 fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
     let protocol = &mut *d.protocol;
-    if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
+    let outer = IN_CALLBACK.replace(d.id);
+    let panicked = catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err();
+    IN_CALLBACK.set(outer);
+    if panicked {
         report_panic(name);
     }
+}
+
+/// Puts the outer [`IN_CALLBACK`] back, also when the code in between
+/// unwinds.
+struct RestoreOnDrop(usize);
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        IN_CALLBACK.set(self.0);
+    }
+}
+
+thread_local! {
+    /// The transport (its dispatch id) whose callback runs on this thread:
+    /// `with_protocol` from inside it would wait on the lock its own caller
+    /// holds.
+    static IN_CALLBACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cold]
@@ -397,6 +427,47 @@ impl SubprocessTransport {
             pipe.close();
         }
         let _ = self.send_signal(libc::SIGKILL);
+    }
+
+    /// Run `f` on the protocol if it is a `P`: the counterpart of asyncio's
+    /// `get_protocol()` (the transport owns the protocol here), to read what
+    /// it collected, for instance, during the child's life or after it.
+    /// Waits while a callback runs on another thread. `None` if the
+    /// protocol is not a `P`, or if called from inside one of this
+    /// transport's own callbacks (the protocol is `self` there).
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// use tokio_transports::{Bytes, SubprocessOptions, SubprocessProtocol, subprocess_exec};
+    /// #[derive(Default)]
+    /// struct Collect { out: Vec<u8> }
+    /// impl SubprocessProtocol for Collect {
+    ///     fn pipe_data_received(&mut self, _fd: i32, data: Bytes) { self.out.extend_from_slice(&data); }
+    /// }
+    /// let t = subprocess_exec(Collect::default, "echo", ["hi"], SubprocessOptions::default()).await?;
+    /// t.closed().await;
+    /// let out = t.with_protocol(|p: &mut Collect| std::mem::take(&mut p.out));
+    /// assert_eq!(out.as_deref(), Some(&b"hi\n"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_protocol<P: SubprocessProtocol, R>(
+        &self,
+        f: impl FnOnce(&mut P) -> R,
+    ) -> Option<R> {
+        let id = self.shared.dispatch_id;
+        if IN_CALLBACK.get() == id {
+            return None;
+        }
+        let mut d = lock(&self.shared.dispatch);
+        let protocol: &mut dyn Any = &mut *d.protocol;
+        let p = protocol.downcast_mut::<P>()?;
+        // `f` runs under the lock, as a callback would: the same rule holds
+        // for a nested call.
+        let outer = IN_CALLBACK.replace(id);
+        let guard = RestoreOnDrop(outer);
+        let r = f(p);
+        drop(guard);
+        Some(r)
     }
 
     /// Whether [`close`](Self::close) was called.
