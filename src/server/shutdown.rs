@@ -116,7 +116,7 @@ impl Server {
 
     /// Serve until `signal` resolves, then [`shutdown`](Self::shutdown) with
     /// `grace` and return its report. `signal` is any future: a
-    /// `tokio_util::sync::CancellationToken`'s `cancelled()`,
+    /// `tokio_util::sync::CancellationToken`'s `cancelled()` (crate `tokio-util`),
     /// `tokio::signal::ctrl_c()`, a oneshot receiver. If the server is closed
     /// some other way first, the shutdown starts then. An error if the server
     /// was already closed or cannot start listening (as

@@ -357,7 +357,7 @@ impl Transport {
     /// struct Counter { chunks: usize }
     /// impl BaseProtocol for Counter {}
     /// impl Protocol for Counter {
-    ///     fn data_received(&mut self, _: bytes::Bytes) { self.chunks += 1; }
+    ///     fn data_received(&mut self, _: tokio_transports::Bytes) { self.chunks += 1; }
     /// }
     /// let t = tokio_transports::connect_io(Counter::default, a).await.unwrap();
     /// let chunks = t.with_protocol(|p| p.downcast_mut::<Counter>().map(|c| c.chunks)).await;
