@@ -433,8 +433,10 @@ impl SubprocessTransport {
     /// `get_protocol()` (the transport owns the protocol here), to read what
     /// it collected, for instance, during the child's life or after it.
     /// Waits while a callback runs on another thread. `None` if the
-    /// protocol is not a `P`, or if called from inside one of this
-    /// transport's own callbacks (the protocol is `self` there).
+    /// protocol is not a `P`, if called from inside one of this
+    /// transport's own callbacks (the protocol is `self` there), or if
+    /// called from another child's callback while a callback of this one
+    /// runs (waiting there could deadlock).
     ///
     /// ```no_run
     /// # async fn f() -> std::io::Result<()> {
@@ -455,10 +457,18 @@ impl SubprocessTransport {
         f: impl FnOnce(&mut P) -> R,
     ) -> Option<R> {
         let id = self.shared.dispatch_id;
-        if IN_CALLBACK.get() == id {
-            return None;
-        }
-        let mut d = lock(&self.shared.dispatch);
+        let mut d = match IN_CALLBACK.get() {
+            0 => lock(&self.shared.dispatch),
+            inside if inside == id => return None,
+            // Inside another child's callback: never wait (two callbacks on
+            // two threads reaching for each other's protocol would
+            // deadlock).
+            _ => match self.shared.dispatch.try_lock() {
+                Ok(d) => d,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            },
+        };
         let protocol: &mut dyn Any = &mut *d.protocol;
         let p = protocol.downcast_mut::<P>()?;
         // `f` runs under the lock, as a callback would: the same rule holds
