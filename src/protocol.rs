@@ -104,8 +104,31 @@ pub trait BaseProtocol: AsAny + Send + 'static {
     /// asyncio's `while not self.paused: transport.write(...)`): a producer
     /// that writes from its callbacks stops when
     /// `get_write_buffer_size()` goes over the high watermark
-    /// ([`Transport::get_write_buffer_limits`]), and goes on in
-    /// `resume_writing`, which is then always owed. A task outside the
+    /// ([`Transport::get_write_buffer_limits`]) or when the transport is
+    /// closing (an `abort()` from another thread makes the size 0 at once),
+    /// and goes on in `resume_writing`, which is then always owed:
+    ///
+    /// ```
+    /// use tokio_transports::{BaseProtocol, Transport};
+    /// struct Producer { t: Option<Transport>, left: usize }
+    /// impl Producer {
+    ///     fn produce(&mut self) {
+    ///         let Some(t) = &self.t else { return };
+    ///         let high = t.get_write_buffer_limits().1;
+    ///         while self.left > 0 && !t.is_closing() && t.get_write_buffer_size() <= high {
+    ///             let n = self.left.min(16 * 1024);
+    ///             let _ = t.write(vec![b'x'; n]);
+    ///             self.left -= n;
+    ///         }
+    ///     }
+    /// }
+    /// impl BaseProtocol for Producer {
+    ///     fn connection_made(&mut self, t: &Transport) { self.t = Some(t.clone()); self.produce(); }
+    ///     fn resume_writing(&mut self) { self.produce(); }
+    /// }
+    /// ```
+    ///
+    /// A task outside the
     /// callbacks that only watches a flag set here keeps writing until the
     /// connection's task runs and can overshoot the high watermark by far
     /// (70 to 117 times in one test run): such a writer should await

@@ -88,13 +88,21 @@ fn bound_socket(path: &Path, ty: Type) -> Socket {
     sock
 }
 
+/// Whether python3 (with asyncio) is here; without it the tests that need
+/// it are skipped, unless `TOKIO_TRANSPORTS_REQUIRE_PYTHON` is set (as CI
+/// sets it), which makes its absence a failure.
 fn python_available() -> bool {
-    std::process::Command::new("python3")
+    let ok = std::process::Command::new("python3")
         .arg("-c")
         .arg("import asyncio")
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    assert!(
+        ok || std::env::var_os("TOKIO_TRANSPORTS_REQUIRE_PYTHON").is_none(),
+        "python3 is required (TOKIO_TRANSPORTS_REQUIRE_PYTHON is set) but was not found"
+    );
+    ok
 }
 
 /// An abstract name nobody else uses.

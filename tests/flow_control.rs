@@ -612,3 +612,106 @@ async fn a_producer_that_stops_over_the_high_watermark_is_always_resumed() {
     );
     guard("closed", t.closed()).await;
 }
+
+/// The same producer over an I/O that takes every write at once (no tokio
+/// budget under it, as a `connect_io` sink or the test kit's peer): each
+/// `resume_writing` refills, each refill pauses and is sent at once. The
+/// task must still yield (its neighbours run) and read its inbox (`abort()`
+/// ends it), never cycle inside one poll.
+#[test]
+fn a_producer_over_an_io_that_takes_everything_still_yields() {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio_transports::{BaseProtocol, Bytes, Protocol};
+
+    struct Sink;
+    impl AsyncRead for Sink {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Endless {
+        t: Option<Transport>,
+        resumes: Arc<AtomicUsize>,
+    }
+    impl Endless {
+        fn produce(&mut self) {
+            let Some(t) = &self.t else { return };
+            let high = t.get_write_buffer_limits().1;
+            while !t.is_closing() && t.get_write_buffer_size() <= high {
+                t.write(vec![7u8; 16 * 1024]).unwrap();
+            }
+        }
+    }
+    impl BaseProtocol for Endless {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = Some(t.clone());
+            self.produce();
+        }
+        fn resume_writing(&mut self) {
+            self.resumes.fetch_add(1, Ordering::SeqCst);
+            self.produce();
+        }
+    }
+    impl Protocol for Endless {
+        fn data_received(&mut self, _: Bytes) {}
+    }
+
+    // Its own thread and runtime: if the task never yielded, the runtime
+    // would be starved and no tokio timer could end the test.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let resumes = Arc::new(AtomicUsize::new(0));
+            let r = resumes.clone();
+            let t = connect_io(
+                move || Endless {
+                    t: None,
+                    resumes: r,
+                },
+                Sink,
+            )
+            .await
+            .unwrap();
+            // This task gets turns while the producer cycles.
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            let cycled = resumes.load(Ordering::SeqCst);
+            t.abort();
+            t.closed().await;
+            let _ = done_tx.send(cycled);
+        });
+    });
+    let cycled = done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the producer's task never yielded (or abort() never reached it)");
+    assert!(cycled >= 16, "the producer ran meanwhile: {cycled} resumes");
+}

@@ -323,6 +323,48 @@ async fn zero_timeouts_and_missing_names_are_refused_before_connecting() {
     assert!(err.to_string().contains("server_hostname"), "{err}");
 }
 
+/// A panic in the `eof_received` that the peer's close_notify brings after
+/// our own `close()` is fatal, as on the normal read path: the connection
+/// ends with the panic as `connection_lost`'s error, not `None`.
+#[tokio::test]
+async fn a_panic_in_eof_received_during_the_close_is_the_loss_error() {
+    let exc = ExcCapture::install().await;
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let (port, peer) = raw_tls_peer(&pki).await;
+    let log = reg.log("client");
+    let rec = Recorder::new(
+        log.clone(),
+        Config::default().hook(|_, ev, _| {
+            if *ev == Ev::Eof {
+                panic!("eof_received fails");
+            }
+        }),
+    );
+    let t = tokio_transports::create_connection(
+        move || rec,
+        "localhost",
+        port,
+        ConnectOptions::default().ssl(pki.client()),
+    )
+    .await
+    .unwrap();
+    let mut peer = peer.await.unwrap();
+    t.close();
+    let mut got = Vec::new();
+    guard("peer reads to close_notify", peer.read_to_end(&mut got))
+        .await
+        .unwrap();
+    peer.shutdown().await.unwrap(); // its close_notify
+    let lost = guard("client lost", log.wait_lost())
+        .await
+        .expect("the panic, not a clean close");
+    assert!(lost.panicked.is_some(), "{lost:?}");
+    exc.wait_for("the panic's report", |r| r.message.contains("eof_received"))
+        .await;
+    reg.finish().await;
+}
+
 #[tokio::test]
 async fn close_waits_for_the_peers_close_notify() {
     let pki = Pki::new();

@@ -102,8 +102,8 @@ fn check_stream(sock: &Socket) -> io::Result<SocketAddress> {
 ///
 /// From [`ServerOptions`]: `backlog` (the server calls `listen(backlog)`
 /// when it starts serving, which only updates the backlog of a socket that
-/// already listens), `start_serving`, `keep_alive`, `nodelay`,
-/// `write_limits` and `ssl` apply; `reuse_address` and `reuse_port` do not
+/// already listens), `start_serving`, `keep_alive` and `nodelay` (TCP
+/// only), `write_limits` and `ssl` apply; `reuse_address` and `reuse_port` do not
 /// (the socket is bound already: set them on it before `bind`). A Unix
 /// socket's file is not removed at close (as in asyncio, where only
 /// `create_unix_server` does that). Where asyncio refuses a host or port

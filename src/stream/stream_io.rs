@@ -87,6 +87,13 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     /// transports' build.
     const TLS: bool = false;
 
+    /// Whether this I/O is a TLS session, also behind a box or a wrapper
+    /// (for TLS inside TLS: the outer session's close also closes the
+    /// inner one with its close_notify).
+    fn is_tls_session(&self) -> bool {
+        Self::TLS
+    }
+
     /// TLS: run the handshake (bounded by its timeout). Plain I/O is ready
     /// at once.
     fn poll_handshake(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -266,11 +266,12 @@ impl Shared {
 fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
     let protocol = &mut *d.protocol;
     let outer = IN_CALLBACK.replace(d.id);
-    let panicked = catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err();
-    IN_CALLBACK.set(outer);
-    if panicked {
+    if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
+        // Still under the lock: a handler that reaches for this child's
+        // protocol gets `None`, not a deadlock.
         report_panic(name);
     }
+    IN_CALLBACK.set(outer);
 }
 
 /// Puts the outer [`IN_CALLBACK`] back, also when the code in between
@@ -435,8 +436,9 @@ impl SubprocessTransport {
     /// Waits while a callback runs on another thread. `None` if the
     /// protocol is not a `P`, if called from inside one of this
     /// transport's own callbacks (the protocol is `self` there), or if
-    /// called from another child's callback while a callback of this one
-    /// runs (waiting there could deadlock).
+    /// called from another child's callback while this child's protocol is
+    /// busy (in a callback, or in another `with_protocol`: waiting there
+    /// could deadlock).
     ///
     /// ```no_run
     /// # async fn f() -> std::io::Result<()> {

@@ -232,7 +232,7 @@ where
 
 impl<IO> AsyncWrite for TlsIo<IO>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: StreamIo,
 {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -268,6 +268,9 @@ where
     /// ends the wait otherwise. (tokio-rustls's `poll_shutdown` would also
     /// shut the socket's write half, and a peer that waits for its socket
     /// to become readable would take that end of file as the answer.)
+    ///
+    /// TLS inside TLS: once this session's close_notify is out, the session
+    /// under it sends its own (and it too keeps the socket open).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let sent = this.close_notify_sent;
@@ -276,6 +279,11 @@ where
             stream.get_mut().1.send_close_notify();
         }
         this.close_notify_sent = true;
-        Pin::new(this.open()?).poll_flush(cx)
+        ready!(Pin::new(this.open()?).poll_flush(cx))?;
+        let inner = this.open()?.get_mut().0;
+        if inner.is_tls_session() {
+            return Pin::new(inner).poll_shutdown(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 }

@@ -17,6 +17,7 @@ use crate::stream::stream_io::StreamIo;
 trait DynIo: AsyncRead + AsyncWrite + Send + Unpin {
     fn poll_read_ready_dyn(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_data_ready_dyn(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn is_tls_session_dyn(&self) -> bool;
 }
 
 impl<T: StreamIo> DynIo for T {
@@ -25,6 +26,9 @@ impl<T: StreamIo> DynIo for T {
     }
     fn poll_data_ready_dyn(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_data_ready(cx)
+    }
+    fn is_tls_session_dyn(&self) -> bool {
+        self.is_tls_session()
     }
 }
 
@@ -44,6 +48,9 @@ impl StreamIo for BoxIo {
     }
     fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_data_ready_dyn(cx)
+    }
+    fn is_tls_session(&self) -> bool {
+        self.0.is_tls_session_dyn()
     }
 }
 
@@ -108,6 +115,9 @@ impl<IO: StreamIo> StreamIo for Rewind<IO> {
             return Poll::Ready(Ok(()));
         }
         self.io.poll_data_ready(cx)
+    }
+    fn is_tls_session(&self) -> bool {
+        self.io.is_tls_session()
     }
 }
 

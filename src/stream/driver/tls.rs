@@ -121,12 +121,16 @@ where
                     // had not ended, or the peer would not be awaited)
                     // before `connection_lost(None)`. Its answer changes
                     // nothing: the close is under way.
-                    self.core.sm.peer_close_seen();
+                    // The close completes after the callback: a panic in
+                    // it is fatal and gives `connection_lost(Some(err))`.
                     let keep_open = self.callback("eof_received", |p, _, _| p.eof_received());
                     if keep_open == Some(true) {
                         tracing::debug!(
                             "returning true from eof_received() has no effect when using ssl"
                         );
+                    }
+                    if self.core.sm.phase() == Phase::Closing {
+                        self.core.sm.peer_close_seen();
                     }
                 }
                 // The socket's end or an error: the peer will send nothing

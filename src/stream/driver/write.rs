@@ -14,6 +14,9 @@ use crate::stream::stream_io::StreamIo;
 
 /// At most this many buffers go into one vectored write.
 const MAX_IOV: usize = 64;
+/// `resume_writing` calls in one `settle` pass before the task stops sending
+/// and yields (see `settle_busy`).
+const RESUMES_PER_PASS: usize = 16;
 /// A vectored write of at most this many buffers uses a small array (a relay
 /// queues a few reads at a time; filling 64 empty slices cost a pipe relay
 /// about 8 % of its instructions).
@@ -181,6 +184,7 @@ where
     }
 
     pub(super) fn settle_busy(&mut self, cx: &mut Context<'_>, mut blocked: bool) -> Option<Lost> {
+        let mut resumes = 0;
         loop {
             while self.events_due() {
                 let Some(event) = self.core.sm.poll_event() else {
@@ -195,6 +199,17 @@ where
                     Event::ResumeWriting => {
                         tracing::debug!(buffered = self.core.sm.queued(), "resume_writing");
                         self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
+                        resumes += 1;
+                        if resumes == RESUMES_PER_PASS && !blocked {
+                            // A producer refilling from `resume_writing`
+                            // over an I/O that takes everything (no tokio
+                            // budget under it) would cycle here forever:
+                            // no more sending in this pass; the task comes
+                            // back soon, after its neighbours ran and the
+                            // inbox (a `close()`, an `abort()`) was read.
+                            blocked = true;
+                            cx.waker().wake_by_ref();
+                        }
                     }
                     Event::ShutdownWrite => self.core.sm.start_shutdown(),
                     Event::Lost(exc) => {

@@ -45,7 +45,7 @@ impl Transport {
     /// leaves at most the low watermark (at once if the kernel took it all).
     ///
     /// So inside callbacks a producer writes until the size goes over the
-    /// high watermark and goes on in
+    /// high watermark (or [`is_closing`](Self::is_closing)) and goes on in
     /// [`resume_writing`](crate::BaseProtocol::resume_writing) (asyncio's
     /// `while not paused: write()` loop would never stop inside one
     /// callback: [`pause_writing`](crate::BaseProtocol::pause_writing)
