@@ -265,13 +265,12 @@ impl Shared {
 #[inline]
 fn call(d: &mut Dispatch, name: &'static str, f: impl FnOnce(&mut dyn SubprocessProtocol)) {
     let protocol = &mut *d.protocol;
-    let outer = IN_CALLBACK.replace(d.id);
+    let _restore = RestoreOnDrop(IN_CALLBACK.replace(d.id));
     if catch_unwind(AssertUnwindSafe(|| f(protocol))).is_err() {
-        // Still under the lock: a handler that reaches for this child's
-        // protocol gets `None`, not a deadlock.
+        // Still under the lock and the guard: a handler that reaches for
+        // this child's protocol gets `None`, not a deadlock.
         report_panic(name);
     }
-    IN_CALLBACK.set(outer);
 }
 
 /// Puts the outer [`IN_CALLBACK`] back, also when the code in between
