@@ -26,9 +26,12 @@ impl DatagramTransport {
     /// `addr`: `None` sends to the `remote_addr` the endpoint was created
     /// with; on an endpoint with a `remote_addr`, any other address is an
     /// error; on one without, `None` is an error. In these cases nothing is
-    /// sent and the endpoint stays open. After the endpoint is lost the
-    /// datagram is dropped and counted ([`dropped_writes`](Self::dropped_writes)),
-    /// never an error. A send the kernel refuses (e.g. a datagram too large)
+    /// sent and the endpoint stays open. After the endpoint is lost, or
+    /// after [`close`](Self::close) once nothing is left to send, the
+    /// datagram is dropped and counted
+    /// ([`dropped_writes`](Self::dropped_writes)) before `sendto` returns,
+    /// never an error; after `close()` with datagrams still queued it is
+    /// queued behind them, as in asyncio. A send the kernel refuses (e.g. a datagram too large)
     /// is reported to `error_received`.
     ///
     /// ```
@@ -80,7 +83,11 @@ impl DatagramTransport {
         };
         let data = data.into();
         let flags = shared.flags.load(Ordering::Acquire);
-        if flags & LOST != 0 {
+        // Lost, or closed with nothing left to send (asyncio's `close()`
+        // marks the loss at once then): dropped and counted here, before
+        // `sendto` returns. (Closed with datagrams still queued, it is
+        // queued behind them and sent, as in asyncio.)
+        if flags & LOST != 0 || (flags & CLOSING != 0 && shared.buffer_size() == 0) {
             shared.stats.wrote();
             shared.count_dropped_write();
             return Ok(());
