@@ -470,9 +470,11 @@ impl Server {
         result
     }
 
-    /// Serve until the server is closed (asyncio's `serve_forever`). An error
-    /// if the server is already closed or already being served forever. If
-    /// this future is dropped (cancelled), the server is closed.
+    /// Serve until the server is closed (asyncio's `serve_forever`), then wait
+    /// for its connections to end ([`wait_closed`](Self::wait_closed)), as
+    /// asyncio's does when `close()` cancels it. An error if the server is
+    /// already closed or already being served forever. If this future is
+    /// dropped (cancelled), the server is closed.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -480,7 +482,7 @@ impl Server {
     /// let server = create_server(|| (), "127.0.0.1", 0, ServerOptions::default()).await?;
     /// let s2 = server.clone();
     /// tokio::spawn(async move { s2.close() });
-    /// server.serve_forever().await?; // returns once closed
+    /// server.serve_forever().await?; // returns once closed (and no connection is left)
     /// # Ok(()) }
     /// ```
     pub async fn serve_forever(&self) -> io::Result<()> {
@@ -506,6 +508,7 @@ impl Server {
         let _guard = CloseOnDrop(&self.inner);
         self.start_serving().await?;
         self.closed().await;
+        self.wait_closed().await;
         Ok(())
     }
 

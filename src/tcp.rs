@@ -104,7 +104,8 @@ pub struct ConnectOptions {
     /// instead of waiting for the previous one to fail (Python 3.8+).
     pub happy_eyeballs_delay: Option<Duration>,
     /// Reorder addresses by family, alternating after the first `interleave`
-    /// of the first family (defaults to 1 when `happy_eyeballs_delay` is set).
+    /// of the first family (defaults to 1 when `happy_eyeballs_delay` is set;
+    /// 0 keeps the resolver's order, as in asyncio).
     pub interleave: Option<usize>,
     /// Give up after this long, for all attempts together.
     pub connect_timeout: Option<Duration>,
@@ -474,8 +475,11 @@ async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Res
     let interleave = options
         .interleave
         .or(options.happy_eyeballs_delay.map(|_| 1));
-    if let Some(first_count) = interleave {
-        addrs = interleave_families(addrs, first_count.max(1));
+    // As asyncio: 0 (or none, without happy eyeballs) keeps the resolver's order.
+    if let Some(first_count) = interleave
+        && first_count > 0
+    {
+        addrs = interleave_families(addrs, first_count);
     }
     let result = match options.happy_eyeballs_delay {
         Some(delay) => staggered(addrs, delay, options.local_addr).await,

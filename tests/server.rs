@@ -290,13 +290,18 @@ async fn serve_forever_errors_and_returns() {
     // It serves.
     let (t, log) = echo_client(&reg, port, "127.0.0.1").await;
     check_echo(&t, &log, b"served").await;
-    // Closed from elsewhere: it returns Ok.
+    // Closed from elsewhere: it returns Ok once the connections have ended
+    // (asyncio's serve_forever awaits wait_closed() when close() cancels it).
     let other = server.clone();
-    tokio::spawn(async move { other.close() });
-    guard("serve_forever", forever).await.unwrap();
+    guard("close", tokio::spawn(async move { other.close() }))
+        .await
+        .unwrap();
+    assert!(!server.is_serving());
+    assert!(is_pending(forever.as_mut()), "a connection is still open");
     let err = server.serve_forever().await.unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
     t.close();
+    guard("serve_forever", forever).await.unwrap();
     guard("wait_closed", server.wait_closed()).await;
     reg.finish().await;
 }
@@ -327,8 +332,9 @@ async fn serve_forever_starts_serving() {
     .await;
     check_echo(&t, &log, b"ok").await;
     server.close();
-    guard("serve_forever", task).await.unwrap().unwrap();
+    // serve_forever returns once the last connection is gone.
     t.close();
+    guard("serve_forever", task).await.unwrap().unwrap();
     guard("wait_closed", server.wait_closed()).await;
     reg.finish().await;
 }
