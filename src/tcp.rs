@@ -472,15 +472,7 @@ async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Res
             ));
         }
     }
-    let interleave = options
-        .interleave
-        .or(options.happy_eyeballs_delay.map(|_| 1));
-    // As asyncio: 0 (or none, without happy eyeballs) keeps the resolver's order.
-    if let Some(first_count) = interleave
-        && first_count > 0
-    {
-        addrs = interleave_families(addrs, first_count);
-    }
+    addrs = order_addresses(addrs, options);
     let result = match options.happy_eyeballs_delay {
         Some(delay) => staggered(addrs, delay, options.local_addr).await,
         None => {
@@ -502,6 +494,19 @@ async fn connect_any(host: &str, port: u16, options: &ConnectOptions) -> io::Res
 }
 
 /// RFC 8305 §4: `first_count` addresses of the first family, then alternate.
+/// The order the addresses are tried in: the resolver's, or interleaved by
+/// family when `interleave` is set (1 by default with happy eyeballs, as
+/// asyncio; 0 keeps the resolver's order).
+fn order_addresses(addrs: Vec<SocketAddr>, options: &ConnectOptions) -> Vec<SocketAddr> {
+    let interleave = options
+        .interleave
+        .or(options.happy_eyeballs_delay.map(|_| 1));
+    match interleave {
+        Some(first_count) if first_count > 0 => interleave_families(addrs, first_count),
+        _ => addrs,
+    }
+}
+
 fn interleave_families(addrs: Vec<SocketAddr>, first_count: usize) -> Vec<SocketAddr> {
     let first_v4 = addrs[0].is_ipv4();
     let (mut first, mut second): (Vec<_>, Vec<_>) =
@@ -612,6 +617,35 @@ mod tests {
                 a("[::2]:1"),
                 a("127.0.0.2:1")
             ]
+        );
+    }
+
+    #[test]
+    fn interleave_zero_keeps_the_resolvers_order_and_happy_eyeballs_defaults_to_one() {
+        let addrs = || {
+            vec![
+                a("[::1]:1"),
+                a("[::2]:1"),
+                a("127.0.0.1:1"),
+                a("127.0.0.2:1"),
+            ]
+        };
+        let delay = ConnectOptions::default().happy_eyeballs_delay(Duration::from_millis(250));
+        assert_eq!(
+            order_addresses(addrs(), &delay.clone().interleave(0)),
+            addrs()
+        );
+        assert_eq!(
+            order_addresses(addrs(), &ConnectOptions::default()),
+            addrs()
+        );
+        assert_eq!(
+            order_addresses(addrs(), &delay),
+            interleave_families(addrs(), 1)
+        );
+        assert_eq!(
+            order_addresses(addrs(), &ConnectOptions::default().interleave(2)),
+            interleave_families(addrs(), 2)
         );
     }
 
