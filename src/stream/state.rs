@@ -292,6 +292,11 @@ impl StreamState {
     /// back while a `start_tls` hand-over is pending: the TLS task delivers
     /// them, so that nothing a protocol writes from them goes out in
     /// plaintext).
+    /// Whether the next event is `PauseWriting`.
+    pub(crate) fn next_is_pause(&self) -> bool {
+        matches!(self.events.first(), Some(Event::PauseWriting))
+    }
+
     pub(crate) fn next_is_flow(&self) -> bool {
         matches!(
             self.events.first(),
@@ -560,6 +565,12 @@ impl StreamState {
         let discarded = self.queued;
         self.queue.clear();
         self.queued = 0;
+        // As asyncio's `_force_close`: nothing but `connection_lost` follows
+        // (a `pause_writing` or `resume_writing` still owed is dropped; a
+        // clean close, which goes through `lose` alone, keeps its
+        // `resume_writing` before `connection_lost`, as asyncio's).
+        self.events
+            .retain(|e| !matches!(e, Event::PauseWriting | Event::ResumeWriting));
         self.lose(exc);
         discarded
     }

@@ -97,6 +97,10 @@ impl Peer {
             return;
         }
         let mut st = self.lock();
+        if st.end.is_some() {
+            // After the end of file (or the error): nothing more to read.
+            return;
+        }
         st.inbound.push_back(data);
         Self::wake_reader(&mut st);
     }

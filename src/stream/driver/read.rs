@@ -155,6 +155,15 @@ where
                 Poll::Pending => ReadOutcome::Pending,
             }
         });
+        if matches!(
+            outcome,
+            Some(ReadOutcome::Filled(_) | ReadOutcome::Eof | ReadOutcome::Error(_))
+        ) {
+            // `get_buffer` may have written past the high watermark: its
+            // `pause_writing` comes before the read's own callback, as in
+            // asyncio (where it runs inside `write()`, inside `get_buffer`).
+            self.pause_owed_by_get_buffer();
+        }
         if !matches!(outcome, Some(ReadOutcome::Pending)) {
             // Not known to be drained: the next pass reads again.
             if let Some(read_waker) = &mut self.read_wake {
@@ -168,6 +177,21 @@ where
             // pass does not call `get_buffer` again.
             Some(ReadOutcome::Pending) => ReadOutcome::Ran,
             other => other.unwrap_or(ReadOutcome::Panicked),
+        }
+    }
+
+    /// Deliver `pause_writing` now if `get_buffer`'s writes made it due (and
+    /// nothing else waits before it).
+    fn pause_owed_by_get_buffer(&mut self) {
+        if self.core.sm.queued() == 0 {
+            return;
+        }
+        self.core.sm.check_pause();
+        if self.core.sm.next_is_pause() && !self.upgrade_pending() {
+            let _ = self.core.sm.poll_event();
+            self.shared().stats.paused();
+            tracing::debug!(buffered = self.core.sm.queued(), "pause_writing");
+            self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
         }
     }
 
@@ -286,6 +310,9 @@ where
                     } else if let Some(keep_open) = keep_open {
                         // (A read pipe closes whatever it returned.)
                         self.core.sm.eof_received_returned(keep_open);
+                        // `is_closing()` is true at once if it closed (a
+                        // `resume_writing` that follows in this pass sees it).
+                        self.sync_flags();
                     }
                 }
             }
