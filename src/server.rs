@@ -474,7 +474,10 @@ impl Server {
     /// for its connections to end ([`wait_closed`](Self::wait_closed)), as
     /// asyncio's does when `close()` cancels it. An error if the server is
     /// already closed or already being served forever. If this future is
-    /// dropped (cancelled), the server is closed.
+    /// dropped (cancelled), the server is closed. For clients that may
+    /// never hang up, close them too ([`close_clients`](Self::close_clients),
+    /// [`abort_clients`](Self::abort_clients)) or use `serve_until` with a
+    /// grace period.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {

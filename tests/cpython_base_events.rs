@@ -26,6 +26,8 @@
 //! eyeballs), `test_events.py` (`EventLoopTestsMixin`), `test_server.py`
 //! (`TestServer2`).
 
+#![cfg(feature = "streams")]
+
 mod common;
 
 use std::io::ErrorKind;

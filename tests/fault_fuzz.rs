@@ -1889,6 +1889,61 @@ fn pause_owed_by_get_buffer_comes_before_buffer_updated() {
     );
 }
 
+/// The same, with `pause_writing` replacing the protocol (`set_protocol`):
+/// the bytes the read put into the old protocol's buffer are its own, so it
+/// gets their `buffer_updated` before the switch (the rule of a read kept
+/// back while reading was paused); the new protocol gets nothing of them.
+/// With `pause_writing` pausing reading, the read waits for the resume.
+#[test]
+fn pause_owed_by_get_buffer_then_set_protocol_or_pause_reading() {
+    use tokio_transports::testing::{Recorder, RecorderConfig};
+    for switch in [true, false] {
+        let wrote = Arc::new(AtomicBool::new(false));
+        let next_log = Log::new("next");
+        let next = next_log.clone();
+        let cfg = RecorderConfig::default()
+            .buf_cap(16)
+            .hook(move |t, ev, _| match ev {
+                Event::GetBuffer(_) if !wrote.swap(true, Ordering::SeqCst) => {
+                    t.write(vec![0u8; 11]).unwrap();
+                }
+                Event::PauseWriting(_) if switch => {
+                    t.set_protocol(Recorder::new(next.clone(), RecorderConfig::default()));
+                }
+                Event::PauseWriting(_) => t.pause_reading(),
+                _ => {}
+            });
+        let log = Log::new("old");
+        let rec = Recorder::new(log.clone(), cfg);
+        let mut h =
+            StreamHarness::buffered_with_limits(rec, WriteLimits::new(Some(10), Some(0)).unwrap());
+        h.set_peer_reading(false);
+        h.feed("abc");
+        if switch {
+            assert_eq!(
+                shape(&log.events())[..4],
+                ["made", "get_buffer", "pause(11)", "buffer_updated(3)"]
+            );
+            assert!(
+                next_log
+                    .events()
+                    .iter()
+                    .all(|e| !matches!(e, Event::BufferUpdated { .. })),
+                "{:?}",
+                next_log.events()
+            );
+        } else {
+            assert_eq!(shape(&log.events()), ["made", "get_buffer", "pause(11)"]);
+            h.transport().resume_reading();
+            h.run_pending();
+            assert_eq!(
+                shape(&log.events())[..4],
+                ["made", "get_buffer", "pause(11)", "buffer_updated(3)"]
+            );
+        }
+    }
+}
+
 /// After `abort()` asyncio delivers nothing but `connection_lost` (its
 /// `pause_writing` runs inside `write`/`set_write_buffer_limits`, so never
 /// after an `abort()`). Here a pause decided just before the abort (a

@@ -288,15 +288,15 @@ impl StreamState {
         }
     }
 
-    /// Whether the next event is `PauseWriting` or `ResumeWriting` (held
-    /// back while a `start_tls` hand-over is pending: the TLS task delivers
-    /// them, so that nothing a protocol writes from them goes out in
-    /// plaintext).
     /// Whether the next event is `PauseWriting`.
     pub(crate) fn next_is_pause(&self) -> bool {
         matches!(self.events.first(), Some(Event::PauseWriting))
     }
 
+    /// Whether the next event is `PauseWriting` or `ResumeWriting` (held
+    /// back while a `start_tls` hand-over is pending: the TLS task delivers
+    /// them, so that nothing a protocol writes from them goes out in
+    /// plaintext).
     pub(crate) fn next_is_flow(&self) -> bool {
         matches!(
             self.events.first(),

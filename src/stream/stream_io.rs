@@ -90,6 +90,7 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     /// Whether this I/O is a TLS session, also behind a box or a wrapper
     /// (for TLS inside TLS: the outer session's close also closes the
     /// inner one with its close_notify).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     fn is_tls_session(&self) -> bool {
         Self::TLS
     }

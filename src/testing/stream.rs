@@ -345,7 +345,8 @@ impl<P: 'static> StreamHarness<P> {
     /// Feed `data` to the transport and run the connection: the protocol
     /// has received it when this returns (in one `data_received`, or one
     /// `get_buffer`/`buffer_updated` pair, unless it is larger than a read
-    /// or than the buffer lent).
+    /// or than the buffer lent). After an end (`feed_eof`, `feed_reset`,
+    /// ...) nothing fed is read, as from a socket.
     ///
     /// ```
     /// # use tokio_transports::testing::StreamHarness;

@@ -15,6 +15,7 @@ use super::Driver;
 use crate::drive::Drive;
 use crate::error::EMPTY_BUFFER_MSG;
 use crate::exception::{ExceptionContext, call_exception_handler};
+use crate::stream::handle::{CLOSING, LOST, READ_PAUSED, UPGRADING};
 use crate::stream::read_pool::{self, Pool};
 use crate::stream::stream_io::{Mode, StreamIo};
 
@@ -155,15 +156,6 @@ where
                 Poll::Pending => ReadOutcome::Pending,
             }
         });
-        if matches!(
-            outcome,
-            Some(ReadOutcome::Filled(_) | ReadOutcome::Eof | ReadOutcome::Error(_))
-        ) {
-            // `get_buffer` may have written past the high watermark: its
-            // `pause_writing` comes before the read's own callback, as in
-            // asyncio (where it runs inside `write()`, inside `get_buffer`).
-            self.pause_owed_by_get_buffer();
-        }
         if !matches!(outcome, Some(ReadOutcome::Pending)) {
             // Not known to be drained: the next pass reads again.
             if let Some(read_waker) = &mut self.read_wake {
@@ -176,22 +168,45 @@ where
             // close): one more pass settles it. `woken` stays clear, so that
             // pass does not call `get_buffer` again.
             Some(ReadOutcome::Pending) => ReadOutcome::Ran,
+            Some(outcome @ (ReadOutcome::Filled(_) | ReadOutcome::Eof | ReadOutcome::Error(_))) => {
+                self.pause_owed_by_get_buffer(outcome)
+            }
             other => other.unwrap_or(ReadOutcome::Panicked),
         }
     }
 
-    /// Deliver `pause_writing` now if `get_buffer`'s writes made it due (and
-    /// nothing else waits before it).
-    fn pause_owed_by_get_buffer(&mut self) {
-        if self.core.sm.queued() == 0 {
-            return;
+    /// `get_buffer` may have written past the high watermark: its
+    /// `pause_writing` comes before the read's own callback
+    /// (`buffer_updated`, `eof_received`), as in asyncio, where it runs
+    /// inside `write()`, inside `get_buffer`. Meanwhile the read's result is
+    /// kept back as a read kept back while reading was paused is (`stash`):
+    /// if `pause_writing` replaces the protocol, the old one still gets its
+    /// own bytes' `buffer_updated` first (see `Command::SetProtocol`); if it
+    /// pauses reading, the result waits for the resume. Not while another
+    /// thread's `abort()`, `close()`, `pause_reading()` or `start_tls()` is
+    /// on its way: the pause then waits for the next pass, as before.
+    fn pause_owed_by_get_buffer(&mut self, outcome: ReadOutcome) -> ReadOutcome {
+        if self.core.sm.queued() == 0
+            || self.stash.is_some()
+            || self.upgrade_pending()
+            || self.shared().has(READ_PAUSED | CLOSING | LOST | UPGRADING)
+        {
+            return outcome;
         }
         self.core.sm.check_pause();
-        if self.core.sm.next_is_pause() && !self.upgrade_pending() {
-            let _ = self.core.sm.poll_event();
-            self.shared().stats.paused();
-            tracing::debug!(buffered = self.core.sm.queued(), "pause_writing");
-            self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
+        if !self.core.sm.next_is_pause() {
+            return outcome;
+        }
+        let _ = self.core.sm.poll_event();
+        self.stash = Some(Box::new(outcome));
+        self.shared().stats.paused();
+        tracing::debug!(buffered = self.core.sm.queued(), "pause_writing");
+        self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
+        match self.stash.take() {
+            Some(outcome) => *outcome,
+            // Delivered to the protocol it belonged to, before a
+            // `set_protocol` made in `pause_writing` took effect.
+            None => ReadOutcome::Ran,
         }
     }
 
