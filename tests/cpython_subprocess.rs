@@ -19,20 +19,21 @@
 #![cfg(all(feature = "process", target_os = "linux"))]
 
 mod common;
+mod subprocess_support;
 
-use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ExcCapture, barrier, is_pending};
 use futures::FutureExt;
-use tokio::sync::Notify;
+use subprocess_support::{
+    Ev, Log, Rec, check_grammar, exec, no_pipes, output_of, pipe_lost, python, shell, stdout_only,
+};
 use tokio_transports::{
-    Bytes, Stdio, SubprocessOptions, SubprocessProtocol, SubprocessTransport, Transport,
-    TransportError, subprocess_exec, subprocess_shell,
+    Bytes, Stdio, SubprocessOptions, SubprocessTransport, Transport, TransportError,
+    subprocess_exec,
 };
 
 /// Only a guard against hanging: every wait below is on an event.
@@ -65,213 +66,6 @@ while True:\n    buf = os.read(0, 1024)\n    try:\n        os.write(1, b'OUT:'+b
 
 /// The child of several tests: reads stdin to its end, prints its length.
 const LEN_OF_STDIN: &str = "import sys; data = sys.stdin.read(); print(len(data))";
-
-// ---- a recording protocol ----------------------------------------------------
-
-/// One recorded subprocess callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
-    Made,
-    Data(i32, Vec<u8>),
-    PipeLost(i32, Option<io::ErrorKind>),
-    /// With `get_returncode()` as `process_exited` saw it.
-    Exited(Option<i32>),
-    Pause,
-    Resume,
-    Lost(Option<io::ErrorKind>),
-}
-
-#[derive(Clone, Default)]
-struct Log(Arc<(Mutex<Vec<Ev>>, Notify)>);
-
-impl Log {
-    fn push(&self, ev: Ev) {
-        self.0.0.lock().unwrap().push(ev);
-        self.0.1.notify_waiters();
-    }
-
-    fn events(&self) -> Vec<Ev> {
-        self.0.0.lock().unwrap().clone()
-    }
-
-    async fn wait_until(&self, what: &str, pred: impl Fn(&[Ev]) -> bool) -> Vec<Ev> {
-        guard(what, async {
-            loop {
-                let notified = self.0.1.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let evs = self.events();
-                if pred(&evs) {
-                    return evs;
-                }
-                notified.await;
-            }
-        })
-        .await
-    }
-
-    /// asyncio's `proto.completed`: `connection_lost` has run.
-    async fn wait_lost(&self) -> Vec<Ev> {
-        self.wait_until("connection_lost", |e| {
-            e.iter().any(|e| matches!(e, Ev::Lost(_)))
-        })
-        .await
-    }
-
-    async fn wait_output(&self, fd: i32, want: &[u8]) {
-        let what = format!("fd {fd}: {:?}", String::from_utf8_lossy(want));
-        self.wait_until(&what, |e| output_of(e, fd) == want).await;
-    }
-
-    fn output(&self, fd: i32) -> Vec<u8> {
-        output_of(&self.events(), fd)
-    }
-}
-
-fn output_of(evs: &[Ev], fd: i32) -> Vec<u8> {
-    evs.iter()
-        .filter_map(|e| match e {
-            Ev::Data(f, d) if *f == fd => Some(d.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
-fn pipe_lost(evs: &[Ev], fd: i32) -> Vec<Option<io::ErrorKind>> {
-    evs.iter()
-        .filter_map(|e| match e {
-            Ev::PipeLost(f, k) if *f == fd => Some(*k),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Records every callback (asyncio's `MySubprocessProtocol` of
-/// test_events.py, which also asserts its state in each callback).
-struct Rec {
-    log: Log,
-    t: Option<SubprocessTransport>,
-}
-
-impl Rec {
-    fn new(log: &Log) -> Rec {
-        Rec {
-            log: log.clone(),
-            t: None,
-        }
-    }
-}
-
-impl SubprocessProtocol for Rec {
-    fn connection_made(&mut self, t: &SubprocessTransport) {
-        self.t = Some(t.clone());
-        self.log.push(Ev::Made);
-    }
-    fn pipe_data_received(&mut self, fd: i32, data: Bytes) {
-        self.log.push(Ev::Data(fd, data.to_vec()));
-    }
-    fn pipe_connection_lost(&mut self, fd: i32, exc: Option<io::Error>) {
-        self.log.push(Ev::PipeLost(fd, exc.map(|e| e.kind())));
-    }
-    fn process_exited(&mut self) {
-        let code = self.t.as_ref().and_then(|t| t.get_returncode());
-        self.log.push(Ev::Exited(code));
-    }
-    fn pause_writing(&mut self) {
-        self.log.push(Ev::Pause);
-    }
-    fn resume_writing(&mut self) {
-        self.log.push(Ev::Resume);
-    }
-    fn connection_lost(&mut self, exc: Option<io::Error>) {
-        self.log.push(Ev::Lost(exc.map(|e| e.kind())));
-    }
-}
-
-async fn exec<A: AsRef<OsStr>>(
-    program: impl AsRef<OsStr>,
-    args: impl IntoIterator<Item = A>,
-    options: SubprocessOptions,
-) -> (SubprocessTransport, Log) {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_exec(move || Rec::new(&l2), program, args, options)
-        .await
-        .expect("subprocess_exec");
-    (t, log)
-}
-
-/// `python3 -c script`.
-async fn python(script: &str, options: SubprocessOptions) -> (SubprocessTransport, Log) {
-    exec("python3", ["-c", script], options).await
-}
-
-async fn shell(command: &str, options: SubprocessOptions) -> (SubprocessTransport, Log) {
-    let log = Log::default();
-    let l2 = log.clone();
-    let t = subprocess_shell(move || Rec::new(&l2), command, options)
-        .await
-        .expect("subprocess_shell");
-    (t, log)
-}
-
-/// No pipe at all (asyncio's `stdin=None, stdout=None, stderr=None`).
-fn no_pipes() -> SubprocessOptions {
-    SubprocessOptions::default()
-        .stdin(Stdio::Inherit)
-        .stdout(Stdio::Inherit)
-        .stderr(Stdio::Inherit)
-}
-
-/// Only stdout is a pipe (asyncio's default `stdin`/`stderr` of `None`
-/// with `stdout=PIPE`).
-fn stdout_only() -> SubprocessOptions {
-    SubprocessOptions::default()
-        .stdin(Stdio::Inherit)
-        .stderr(Stdio::Inherit)
-}
-
-/// The contract every test checks at the end: `connection_made` first and
-/// once, `connection_lost(None)` last and once, `process_exited` once with
-/// the return code set, and for each pipe in `pipes` its data before its one
-/// `pipe_connection_lost`; no event for a stream that is not a pipe.
-fn check_grammar(evs: &[Ev], pipes: &[i32]) {
-    assert_eq!(evs.first(), Some(&Ev::Made), "{evs:?}");
-    assert_eq!(evs.iter().filter(|e| **e == Ev::Made).count(), 1, "{evs:?}");
-    assert_eq!(evs.last(), Some(&Ev::Lost(None)), "{evs:?}");
-    assert_eq!(
-        evs.iter().filter(|e| matches!(e, Ev::Lost(_))).count(),
-        1,
-        "{evs:?}"
-    );
-    let exited: Vec<_> = evs.iter().filter(|e| matches!(e, Ev::Exited(_))).collect();
-    assert_eq!(exited.len(), 1, "{evs:?}");
-    assert!(
-        !matches!(exited[0], Ev::Exited(None)),
-        "returncode unset in process_exited: {evs:?}"
-    );
-    for fd in 0..3 {
-        let lost: Vec<usize> = evs
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| matches!(e, Ev::PipeLost(f, _) if *f == fd))
-            .map(|(i, _)| i)
-            .collect();
-        let data_at = evs
-            .iter()
-            .rposition(|e| matches!(e, Ev::Data(f, _) if *f == fd));
-        if pipes.contains(&fd) {
-            assert_eq!(lost.len(), 1, "fd {fd}: {evs:?}");
-            if let Some(i) = data_at {
-                assert!(i < lost[0], "fd {fd}: data after its loss: {evs:?}");
-            }
-        } else {
-            assert!(lost.is_empty(), "fd {fd} is not a pipe: {evs:?}");
-            assert!(data_at.is_none(), "fd {fd} is not a pipe: {evs:?}");
-        }
-    }
-}
 
 fn stdin_of(t: &SubprocessTransport) -> Transport {
     t.get_pipe_transport(0).expect("a stdin pipe")
