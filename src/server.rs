@@ -199,11 +199,7 @@ where
     F: Fn() -> P + Send + Sync + 'static,
     P: IntoProtocol,
 {
-    current_runtime()?;
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &options.ssl {
-        tls.validate()?;
-    }
+    ready_to_serve(&options)?;
     let mut hosts = hosts.into_hosts();
     if hosts.is_empty() {
         hosts = vec!["0.0.0.0".to_string(), "::".to_string()];
@@ -248,6 +244,20 @@ where
         .map(|(sock, addr)| (sock, SocketAddress::Inet(addr)))
         .collect();
     new_server(factory, options, bound, Vec::new()).await
+}
+
+/// What every server creation checks before it binds anything: a tokio
+/// runtime to run on (an error, not a panic, outside one), and TLS
+/// settings that can work.
+fn ready_to_serve(options: &ServerOptions) -> io::Result<()> {
+    current_runtime()?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.ssl {
+        tls.validate()?;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = options;
+    Ok(())
 }
 
 /// The server over sockets already bound (TCP or Unix): listening at once

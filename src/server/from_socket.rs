@@ -13,9 +13,8 @@ use std::sync::Arc;
 use socket2::{Domain, Socket, Type};
 
 use super::accept::FactoryFn;
-use super::{Factory, Server, ServerOptions, new_server, unix};
+use super::{Factory, Server, ServerOptions, new_server, ready_to_serve, unix};
 use crate::IntoProtocol;
-use crate::error::current_runtime;
 use crate::extra::{SocketAddress, socket_domain};
 
 /// A socket that [`create_server_from_socket`] takes: a std or tokio
@@ -135,11 +134,7 @@ where
     F: Fn() -> P + Send + Sync + 'static,
     P: IntoProtocol,
 {
-    current_runtime()?;
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &options.ssl {
-        tls.validate()?;
-    }
+    ready_to_serve(&options)?;
     let sock = sock.into_listener_socket()?;
     let addr = check_stream(&sock)?;
     sock.set_nonblocking(true)?;

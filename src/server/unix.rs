@@ -17,9 +17,8 @@ use std::sync::Arc;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::accept::FactoryFn;
-use super::{Factory, Server, ServerOptions, new_server};
+use super::{Factory, Server, ServerOptions, new_server, ready_to_serve};
 use crate::IntoProtocol;
-use crate::error::current_runtime;
 use crate::extra::SocketAddress;
 
 /// Where a Unix server listens or a Unix connection goes (asyncio's `path`
@@ -282,11 +281,7 @@ where
     F: Fn() -> P + Send + Sync + 'static,
     P: IntoProtocol,
 {
-    current_runtime()?;
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &options.ssl {
-        tls.validate()?;
-    }
+    ready_to_serve(&options)?;
     let sock = match endpoint.into() {
         UnixEndpoint::Path(path) => bind_path(&path)?,
         UnixEndpoint::Socket(sock) => {
