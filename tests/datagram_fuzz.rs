@@ -26,6 +26,8 @@
 //! and prints its trace; `FUZZ_SEEDS=<n>` changes the number of seeds.
 #![cfg(feature = "test-util")]
 
+mod fuzz_rng;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,60 +40,7 @@ use tokio_transports::{Bytes, DatagramError, DatagramProtocol, DatagramTransport
 
 // ---- deterministic randomness -----------------------------------------------
 
-/// xorshift64* with a scrambled seed (as tests/fault_fuzz.rs).
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        let mut s = seed
-            .wrapping_add(0x9E37_79B9_7F4A_7C15)
-            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        s ^= s >> 31;
-        Rng(if s == 0 { 1 } else { s })
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn upto(&mut self, hi: usize) -> usize {
-        self.below(hi + 1)
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-
-    fn permille(&mut self, p: u64) -> bool {
-        self.next() % 1000 < p
-    }
-
-    fn weighted(&mut self, weights: &[u32]) -> usize {
-        let total: u32 = weights.iter().sum();
-        let mut x = (self.next() % u64::from(total)) as u32;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return i;
-            }
-            x -= w;
-        }
-        unreachable!()
-    }
-}
+use fuzz_rng::Rng;
 
 /// Content of datagram `id` (`n` bytes): a 4-byte id header when it fits,
 /// so a lost, repeated or reordered datagram shows.
