@@ -81,7 +81,8 @@ impl FlowControl {
         self.limits
     }
 
-    #[cfg(test)]
+    /// Whether writing is paused (`pause_writing` is due or was delivered,
+    /// and `resume_writing` is not yet).
     pub(crate) fn is_paused(&self) -> bool {
         self.paused
     }

@@ -160,6 +160,7 @@ mod flow;
 mod inbox;
 mod limits;
 mod protocol;
+mod sendfile;
 mod server;
 mod shared;
 mod stats;
@@ -216,6 +217,7 @@ pub use protocol::{
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
+pub use sendfile::sendfile;
 pub use server::{
     ACCEPT_RETRY_DELAY, IntoListenerSocket, Server, ServerHosts, ServerOptions, ShutdownReport,
     UnixEndpoint, create_server, create_server_from_socket, create_unix_server,

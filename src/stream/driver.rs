@@ -30,8 +30,8 @@ use futures::channel::oneshot;
 
 use self::read::{ReadOutcome, ReadWaker};
 use super::handle::{
-    CLOSING, CURRENT, Command, Core, DISCARDED, LOST, READ_DONE, READ_PAUSED, Shared, Transport,
-    UPGRADING,
+    CLOSING, CURRENT, Command, Core, DISCARDED, FlowOwed, LOST, READ_DONE, READ_PAUSED, Shared,
+    Transport, UPGRADING,
 };
 use super::read_pool::{Loan, Pool};
 use super::state::{Phase, ReadState, StreamState, WriteOutcome};
@@ -332,6 +332,21 @@ impl<IO, P: Drive> Driver<IO, P> {
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _, _| f(p.as_any()));
+            }
+            Command::Swap(f) => {
+                let told = self.core.sm.protocol_told_paused();
+                match self
+                    .callback("set_protocol", |p, _, _| f(p.as_any(), told))
+                    .flatten()
+                {
+                    Some(FlowOwed::Pause) => {
+                        self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
+                    }
+                    Some(FlowOwed::Resume) => {
+                        self.callback("resume_writing", |p, _, _| p.base_mut().resume_writing());
+                    }
+                    None => {}
+                }
             }
         }
     }

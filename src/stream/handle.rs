@@ -53,6 +53,22 @@ pub(crate) enum Command {
     #[cfg(feature = "tls")]
     StartTls(Box<crate::tls::start::Upgrade>),
     WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
+    /// `sendfile`'s fallback puts a protocol of its own in place and puts
+    /// the original back: the closure gets the protocol and whether the
+    /// protocol in place was last told to pause writing, and returns the
+    /// flow-control callback the protocol it leaves in place is owed.
+    Swap(SwapFn),
+}
+
+/// The closure of a [`Command::Swap`].
+pub(crate) type SwapFn = Box<dyn FnOnce(&mut AnyProtocol, bool) -> Option<FlowOwed> + Send>;
+
+/// A flow-control callback owed to a protocol put back in place (see
+/// [`Command::Swap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowOwed {
+    Pause,
+    Resume,
 }
 
 /// What a callback of this connection reaches through [`context`]: the

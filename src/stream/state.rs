@@ -288,6 +288,20 @@ impl StreamState {
         }
     }
 
+    /// Whether the protocol was last told to pause writing: the flow state
+    /// before the flow-control events still owed, if any.
+    pub(crate) fn protocol_told_paused(&self) -> bool {
+        match self
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::PauseWriting | Event::ResumeWriting))
+        {
+            Some(Event::PauseWriting) => false,
+            Some(_) => true,
+            None => self.flow.is_paused(),
+        }
+    }
+
     /// Whether the next event is `PauseWriting`.
     pub(crate) fn next_is_pause(&self) -> bool {
         matches!(self.events.first(), Some(Event::PauseWriting))

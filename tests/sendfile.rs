@@ -1,0 +1,594 @@
+//! `sendfile` (asyncio's `loop.sendfile`) on real loopback sockets: CPython's
+//! `SendfileMixin` tests translated (each names its original), then what
+//! the Rust form adds (the protocol swapped out and back, reading paused,
+//! a dropped future, a second call, a buffered protocol, a pipe as the
+//! file).
+//!
+//! Source: CPython 3.13 `Lib/test/test_asyncio/test_sendfile.py`
+//! (`SendfileMixin`).
+
+mod common;
+#[cfg(feature = "tls")]
+mod tls_support;
+
+use std::fs::File;
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_transports::{Transport, sendfile};
+
+/// CPython's `SendfileBase.DATA` is 160 KiB; a few blocks of ours too.
+const LEN: usize = 160 * 1024 + 17;
+
+/// A file holding `data`, unlinked, opened for reading and writing, at
+/// position 0.
+fn file_with(data: &[u8]) -> File {
+    let path = std::env::temp_dir().join(format!(
+        "tokio-transports-sendfile-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f.write_all(data).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn pos(f: &mut File) -> u64 {
+    f.stream_position().unwrap()
+}
+
+/// Wait until `sendfile` (running in another task) has paused reading.
+async fn reading_paused(t: &Transport) {
+    guard("reading paused", async {
+        while t.is_reading() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+/// Close the transport and read what the peer got, to its end.
+async fn close_and_collect(t: &Transport, peer: &mut TcpStream) -> Vec<u8> {
+    t.close();
+    read_to_eof(peer).await
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile
+#[tokio::test]
+async fn test_sendfile() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 1);
+    let mut file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, LEN as u64);
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    assert_eq!(pos(&mut file), LEN as u64);
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_pre_and_post_data
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sendfile_pre_and_post_data() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 2);
+    let mut file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let prefix = b"PREFIX__".repeat(1024);
+    let suffix = b"--SUFFIX".repeat(1024);
+    t.write(prefix.clone()).unwrap();
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    t.write(suffix.clone()).unwrap();
+    t.close();
+    assert_eq!(sent, LEN as u64);
+    let got = reader.await.unwrap();
+    assert_eq!(got, [prefix, data, suffix].concat());
+    assert_eq!(pos(&mut file), LEN as u64);
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_partial
+#[tokio::test]
+async fn test_sendfile_partial() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 3);
+    let mut file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let sent = guard("sendfile", sendfile(&t, &file, 1000, Some(100), true))
+        .await
+        .unwrap();
+    assert_eq!(sent, 100);
+    assert_eq!(close_and_collect(&t, &mut peer).await, &data[1000..1100]);
+    assert_eq!(pos(&mut file), 1100);
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_for_closing_transp
+#[tokio::test]
+async fn test_sendfile_for_closing_transp() {
+    let reg = Registry::new();
+    let mut file = file_with(&pattern(LEN, 4));
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    t.close();
+    let err = sendfile(&t, &file, 0, None, true).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotConnected);
+    assert!(err.to_string().contains("is closing"), "{err}");
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    assert_eq!(pos(&mut file), 0);
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_not_supported (a datagram
+// transport there; a datagram transport is another type here, so the
+// unsupported kind is a pipe transport, as in asyncio).
+#[tokio::test]
+async fn test_sendfile_not_supported() {
+    let mut file = file_with(&pattern(100, 5));
+    let (_r, w) = std::io::pipe().unwrap();
+    let t = tokio_transports::connect_write_pipe(|| (), w)
+        .await
+        .unwrap();
+    let err = sendfile(&t, &file, 0, None, true).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("not supported"), "{err}");
+    assert_eq!(pos(&mut file), 0);
+    t.close();
+    guard("pipe closed", t.closed()).await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_force_unsupported_native:
+// without the fallback nothing is sent (the kernel's sendfile is not used).
+#[tokio::test]
+async fn test_sendfile_force_unsupported_native() {
+    let reg = Registry::new();
+    let mut file = file_with(&pattern(LEN, 6));
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let err = sendfile(&t, &file, 0, None, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("fallback is disabled"), "{err}");
+    assert!(close_and_collect(&t, &mut peer).await.is_empty());
+    assert_eq!(pos(&mut file), 0);
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_close_peer_after_receiving
+#[tokio::test]
+async fn test_sendfile_close_peer_after_receiving() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 7);
+    let mut file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let reader = tokio::spawn(async move {
+        let got = read_n(&mut peer, LEN).await;
+        drop(peer);
+        got
+    });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, LEN as u64);
+    assert_eq!(reader.await.unwrap(), data);
+    assert_eq!(pos(&mut file), LEN as u64);
+    // The peer's close reaches the protocol once reading is back on.
+    guard("client lost", log.wait_lost()).await;
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_close_peer_in_the_middle_of_receiving
+// (and ..._fallback_close_peer_in_the_middle_of_receiving: the same path here)
+#[tokio::test]
+async fn test_sendfile_close_peer_in_the_middle_of_receiving() {
+    let reg = Registry::new();
+    // Far more than the socket buffers and the transport's buffer hold.
+    let len = 8 << 20;
+    let data = pattern(len, 8);
+    let mut file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    t.with_socket(|s| s.set_send_buffer_size(16 * 1024))
+        .unwrap()
+        .unwrap();
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(16 * 1024)
+        .unwrap();
+    set_reset_on_drop(&peer);
+    let (sent, got) = tokio::join!(
+        async { guard("sendfile", sendfile(&t, &file, 0, None, true)).await },
+        async move {
+            let got = read_n(&mut peer, 1024).await;
+            drop(peer);
+            got
+        }
+    );
+    assert_eq!(got, &data[..1024]);
+    let err = sent.unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ),
+        "{err:?}"
+    );
+    let at = pos(&mut file);
+    assert!((1024..len as u64).contains(&at), "file position {at}");
+    assert!(t.is_closing());
+    // The user's protocol hears the loss, once.
+    assert!(guard("client lost", log.wait_lost()).await.is_some());
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_ssl, test_sendfile_ssl_pre_and_post_data,
+// test_sendfile_ssl_partial, test_sendfile_ssl_close_peer_after_receiving
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn test_sendfile_ssl() {
+    use tls_support::{Pki, tls_client_to};
+    use tokio_transports::{ServerOptions, create_server};
+
+    let pki = Pki::new();
+    let reg = Registry::new();
+    let server = create_server(
+        reg.factory("server", Config::default()),
+        "127.0.0.1",
+        0,
+        ServerOptions::default().ssl(pki.server()),
+    )
+    .await
+    .unwrap();
+    let port = server.sockets()[0].port();
+    let (t, _log) = tls_client_to(&reg, "localhost", port, pki.client())
+        .await
+        .unwrap();
+    let srv = reg.nth("server", 0).await;
+    let data = pattern(LEN, 9);
+    let mut file = file_with(&data);
+
+    let prefix = b"zxcvbnm".repeat(1024);
+    let suffix = b"0987654321".repeat(1024);
+    t.write(prefix.clone()).unwrap();
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, LEN as u64);
+    assert_eq!(pos(&mut file), LEN as u64);
+    let sent = guard("partial", sendfile(&t, &file, 1000, Some(100), true))
+        .await
+        .unwrap();
+    assert_eq!(sent, 100);
+    assert_eq!(pos(&mut file), 1100);
+    t.write(suffix.clone()).unwrap();
+    let want = [prefix, data.clone(), data[1000..1100].to_vec(), suffix].concat();
+    assert_eq!(srv.wait_received(want.len()).await, want);
+    t.close();
+    guard("server lost", srv.wait_lost()).await;
+    shutdown(&server).await;
+    reg.finish().await;
+}
+
+/// A client whose protocol was told to pause writing before `sendfile` hears
+/// nothing of the file's own pauses and resumes, and gets the one
+/// `resume_writing` it is owed at the end; its grammar holds throughout.
+#[tokio::test]
+async fn the_protocol_hears_only_the_flow_control_it_is_owed() {
+    let reg = Registry::new();
+    let data = pattern(1 << 20, 10);
+    let file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    // Small watermarks: every block of the file goes over the high one.
+    t.set_write_buffer_limits(Some(8 * 1024), Some(1024))
+        .unwrap();
+    // The peer reads nothing yet: this write pauses the protocol.
+    let pre = pattern(4 << 20, 11);
+    t.write(pre.clone()).unwrap();
+    log.wait_until("pause_writing", |e| e.iter().any(|e| e.is_pw()))
+        .await;
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, data.len() as u64);
+    log.wait_until("resume_writing", |e| e.iter().any(|e| e.is_rw()))
+        .await;
+    barrier(&t).await;
+    assert_eq!(log.count(|e| e.is_pw()), 1, "{:?}", log.events());
+    assert_eq!(log.count(|e| e.is_rw()), 1, "{:?}", log.events());
+    t.close();
+    assert_eq!(reader.await.unwrap(), [pre, data].concat());
+    reg.finish().await;
+}
+
+/// A protocol not paused at the start hears nothing at all of the file's
+/// flow control.
+#[tokio::test]
+async fn an_unpaused_protocol_hears_no_flow_control() {
+    let reg = Registry::new();
+    let data = pattern(1 << 20, 12);
+    let file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    t.set_write_buffer_limits(Some(8 * 1024), Some(1024))
+        .unwrap();
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, data.len() as u64);
+    barrier(&t).await;
+    assert_eq!(
+        log.count(|e| e.is_pw() || e.is_rw()),
+        0,
+        "{:?}",
+        log.events()
+    );
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    reg.finish().await;
+}
+
+/// Reading is paused while the file is sent (data from the peer waits in
+/// the kernel), and resumes afterwards; the restored protocol gets it.
+#[tokio::test]
+async fn reading_is_paused_while_sending_and_resumes_after() {
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 13);
+    let file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    assert!(t.is_reading());
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    // The peer reads nothing yet, so the send cannot finish before this.
+    reading_paused(&t).await;
+    peer.write_all(b"ping").await.unwrap();
+    wait_unread(&t, 4).await;
+    barrier(&t).await;
+    assert!(
+        !log.events().iter().any(|e| e.is_data()),
+        "no data while sending"
+    );
+    let got = read_n(&mut peer, data.len()).await;
+    assert_eq!(got, data);
+    assert_eq!(
+        guard("sendfile", sending).await.unwrap().unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(log.wait_received(4).await, b"ping");
+    assert!(t.is_reading());
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// A transport whose reading was paused before the call stays paused.
+#[tokio::test]
+async fn reading_paused_before_stays_paused() {
+    let reg = Registry::new();
+    let file = file_with(&pattern(1000, 14));
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    t.pause_reading();
+    guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    barrier(&t).await;
+    assert!(!t.is_reading());
+    assert_eq!(close_and_collect(&t, &mut peer).await.len(), 1000);
+    reg.finish().await;
+}
+
+/// A second `sendfile` on a transport that is sending one fails at once;
+/// the first completes.
+#[tokio::test]
+async fn a_second_sendfile_meanwhile_is_refused() {
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 15);
+    let file = file_with(&data);
+    let other = file_with(b"other");
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let t2 = t.clone();
+    let first = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    barrier(&t).await;
+    let err = sendfile(&t, &other, 0, None, true).await.unwrap_err();
+    assert!(err.to_string().contains("already in progress"), "{err}");
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    assert_eq!(
+        guard("first", first).await.unwrap().unwrap(),
+        data.len() as u64
+    );
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    reg.finish().await;
+}
+
+/// Dropping the `sendfile` future half-way puts the protocol back and
+/// resumes reading; what was written of the file is still sent, and later
+/// writes follow it.
+#[tokio::test]
+async fn a_dropped_sendfile_puts_everything_back() {
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 16);
+    let mut file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let t2 = t.clone();
+    let f2 = file.try_clone().unwrap();
+    let sending = tokio::spawn(async move { sendfile(&t2, &f2, 0, None, true).await });
+    // Some of the file has gone out: the send is under way.
+    let head = read_n(&mut peer, 64 * 1024).await;
+    assert_eq!(head, &data[..64 * 1024]);
+    sending.abort();
+    assert!(guard("aborted", sending).await.unwrap_err().is_cancelled());
+    barrier(&t).await;
+    assert!(t.is_reading());
+    let restored = t
+        .with_protocol(|p| {
+            p.downcast_mut::<tokio_transports::testing::Recorder>()
+                .is_some()
+        })
+        .await;
+    assert_eq!(restored, Some(true));
+    t.write("after").unwrap();
+    t.close();
+    let rest = read_to_eof(&mut peer).await;
+    let all = [head, rest].concat();
+    assert!(all.ends_with(b"after"));
+    let file_part = &all[..all.len() - 5];
+    assert_eq!(file_part, &data[..file_part.len()]);
+    // A dropped call sets no position (as a dropped file read would not).
+    assert_eq!(pos(&mut file), 0);
+    assert_eq!(guard("lost", log.wait_lost()).await, None);
+    reg.finish().await;
+}
+
+/// `abort()` while the file is sent: the call fails, the user's protocol
+/// gets `connection_lost` once.
+#[tokio::test]
+async fn abort_while_sending() {
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 17);
+    let mut file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let t2 = t.clone();
+    let f2 = file.try_clone().unwrap();
+    let sending = tokio::spawn(async move { sendfile(&t2, &f2, 0, None, true).await });
+    let _ = read_n(&mut peer, 1024).await;
+    t.abort();
+    // The error `drain()` reports for the discarded buffer, or the
+    // transport found closing before the next block.
+    let err = guard("sendfile", sending).await.unwrap().unwrap_err();
+    assert_ne!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    assert_eq!(guard("lost", log.wait_lost()).await, None);
+    assert!(pos(&mut file) < data.len() as u64);
+    reg.finish().await;
+}
+
+/// A buffered protocol is swapped out and back the same way, and receives
+/// again afterwards.
+#[tokio::test]
+async fn a_buffered_protocol_is_put_back() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 18);
+    let file = file_with(&data);
+    let (t, log, mut peer) = buffered_client_with_raw_peer(&reg, Config::default()).await;
+    let reader = tokio::spawn(async move {
+        let got = read_n(&mut peer, LEN).await;
+        (got, peer)
+    });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, true))
+        .await
+        .unwrap();
+    assert_eq!(sent, LEN as u64);
+    let (got, mut peer) = reader.await.unwrap();
+    assert_eq!(got, data);
+    peer.write_all(b"hello").await.unwrap();
+    assert_eq!(log.wait_received(5).await, b"hello");
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// Over a Unix socket.
+#[tokio::test]
+async fn over_a_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("tt-sendfile-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let t = tokio_transports::create_unix_connection(
+        || (),
+        path.as_path(),
+        tokio_transports::ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (mut peer, _) = listener.accept().await.unwrap();
+    let data = pattern(LEN, 19);
+    let file = file_with(&data);
+    let reader = tokio::spawn(async move {
+        let mut v = Vec::new();
+        peer.read_to_end(&mut v).await.unwrap();
+        v
+    });
+    assert_eq!(
+        guard("sendfile", sendfile(&t, &file, 0, None, true))
+            .await
+            .unwrap(),
+        LEN as u64
+    );
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file that cannot seek (a pipe) is sent from where it is, to its end;
+/// an offset is refused for it.
+#[tokio::test]
+async fn a_pipe_as_the_file() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 20);
+    let (r, mut w) = std::io::pipe().unwrap();
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+        })
+    };
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let err = sendfile(&t, &r, 5, None, true).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let sent = guard("sendfile", sendfile(&t, &r, 0, None, true))
+        .await
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(sent, LEN as u64);
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    reg.finish().await;
+}
+
+/// `count` of 0 is refused (asyncio: "count must be a positive integer").
+#[tokio::test]
+async fn a_zero_count_is_refused() {
+    let reg = Registry::new();
+    let mut file = file_with(b"abc");
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let err = sendfile(&t, &file, 0, Some(0), true).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("positive integer"), "{err}");
+    assert_eq!(pos(&mut file), 0);
+    assert!(close_and_collect(&t, &mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// An empty file, or an offset past its end: nothing is sent, 0 returned,
+/// the position untouched.
+#[tokio::test]
+async fn an_empty_file_sends_nothing() {
+    let reg = Registry::new();
+    let mut empty = file_with(b"");
+    let mut short = file_with(b"abc");
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    assert_eq!(sendfile(&t, &empty, 0, None, true).await.unwrap(), 0);
+    assert_eq!(sendfile(&t, &short, 10, Some(5), true).await.unwrap(), 0);
+    assert_eq!(pos(&mut empty), 0);
+    assert_eq!(pos(&mut short), 0);
+    assert!(t.is_reading());
+    assert!(close_and_collect(&t, &mut peer).await.is_empty());
+    reg.finish().await;
+}
