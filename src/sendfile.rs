@@ -2,39 +2,45 @@
 //! fallback=True)`, a file sent over a stream transport.
 //!
 //! This module owns the function and the protocol it puts in the
-//! transport's place while it sends ([`Fallback`], asyncio's
-//! `_SendfileFallbackProtocol`). What it does is CPython's fallback
-//! (`BaseEventLoop._sendfile_fallback`), which CPython also uses for every
-//! TLS transport:
+//! transport's place while it sends ([`Fallback`], or [`FallbackBuffered`]
+//! for a buffered protocol: asyncio's `_SendfileFallbackProtocol`). As in
+//! CPython:
 //!
 //! 1. reading is paused, and the protocol is swapped for [`Fallback`]
 //!    (one [`Command::Swap`], on the connection's task): the protocol hears
 //!    no `pause_writing`/`resume_writing` caused by the file's bytes, and
 //!    anything else (`connection_lost`, data if someone resumes reading)
 //!    is passed on to it;
-//! 2. the file is read in blocks (on tokio's blocking pool, as CPython's
+//! 2. the native send: on a plain TCP or Unix socket on Linux, the
+//!    connection's task sends what was written before, then the file with
+//!    the kernel's `sendfile(2)`, no copy through user space; commands
+//!    that arrive meanwhile wait for it (`stream/driver/sendfile.rs`,
+//!    CPython's `_sendfile_native`);
+//! 3. or, where that is not available (TLS, `connect_io`, a file the
+//!    kernel cannot send from, such as a pipe), the fallback: the file is
+//!    read in blocks (on tokio's blocking pool, as CPython's
 //!    `run_in_executor`), each block is written and
-//!    [`drain`](Transport::drain) is awaited before the next one;
-//! 3. the original protocol is put back (with the `resume_writing` or
+//!    [`drain`](Transport::drain) is awaited before the next one
+//!    (CPython's `_sendfile_fallback`);
+//! 4. the original protocol is put back (with the `resume_writing` or
 //!    `pause_writing` it missed, if the flow state changed meanwhile),
 //!    reading resumes if it was on, and the file's position is set after
-//!    the last byte sent. Step 3 also runs when the future is dropped
-//!    half-way (a guard's `Drop`).
-//!
-//! The kernel's `sendfile(2)` (CPython's native path for plain sockets) is
-//! not used: see docs/asyncio-parity.md.
+//!    the last byte sent. The swap back also runs when the future is
+//!    dropped half-way (a guard's `Drop`); a native send then stops too.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::Transport;
-use crate::protocol::{AnyProtocol, BaseProtocol, Protocol};
+use crate::protocol::{AnyProtocol, BaseProtocol, BufferedProtocol, Protocol};
+use crate::stream::driver::sendfile::{Job, Outcome};
 use crate::stream::handle::{Command, FlowOwed};
 
 /// Bytes read from the file, written and drained at a time (CPython's
@@ -46,17 +52,25 @@ const BLOCK: usize = 64 * 1024;
 /// `transport`, and return how many were sent: asyncio's
 /// `loop.sendfile(transport, file, offset, count, fallback=fallback)`.
 ///
-/// The bytes go out in order after everything written before the call.
+/// The bytes go out in order after everything written before the call. On
+/// a plain TCP or Unix socket (Linux) the kernel sends them from the file
+/// (`sendfile(2)`, no copy through user space); writes, `with_protocol`,
+/// `pause_reading` and every other command from other tasks wait until it
+/// is done (CPython's native send refuses a `write()` meanwhile), except
+/// that `close()` and `abort()` end it at once (with an error). Elsewhere
+/// (TLS, `connect_io`, a file the kernel cannot send from) the file is read
+/// and written in blocks if `fallback` is true, and writes by others then
+/// go out between blocks, as in asyncio's fallback.
+///
 /// While it runs, reading is paused (resumed at the end if it was on) and
 /// the protocol hears no `pause_writing`/`resume_writing` caused by the
 /// file's bytes; if the flow state it last heard changed meanwhile, it gets
-/// the callback it missed at the end. Its other callbacks still reach it
-/// (`connection_lost` if the connection ends). Writes made by others while
-/// it runs go out between its blocks (as in asyncio's fallback).
+/// the callback it missed at the end. Its `connection_lost` still reaches
+/// it if the connection ends.
 ///
-/// `file` is any open file descriptor: read with `pread` at `offset +`
-/// what was sent, so its position does not matter; at the end (also after
-/// an error) the position is set just after the last byte sent, as
+/// `file` is any open file descriptor, read at `offset +` what was sent
+/// (`sendfile(2)` and `pread` leave its position alone); at the end (also
+/// after an error) the position is set just after the last byte sent, as
 /// asyncio does. A descriptor that cannot seek (a pipe) is read from where
 /// it is, with `offset` 0.
 ///
@@ -65,15 +79,16 @@ const BLOCK: usize = 64 * 1024;
 /// * a pipe transport: `Unsupported`, "sendfile is not supported for
 ///   transport";
 /// * `count` is `Some(0)`: `InvalidInput`;
-/// * `fallback` is false: `Unsupported` (the kernel's `sendfile(2)` is not
-///   used yet, so every transport needs the fallback);
+/// * no native send and `fallback` is false: `Unsupported`, "fallback is
+///   disabled ...";
 /// * the connection closes or is lost half-way: `BrokenPipe` ("Connection
-///   closed by peer"), or the error `drain()` reports; the file's position
-///   is then just after the bytes handed to the transport (as asyncio's);
+///   closed by peer"), the socket's error, or the error `drain()` reports;
+///   the file's position is then just after the bytes handed to the
+///   transport (or the kernel);
 /// * another `sendfile` on the same transport is in progress: `Other`,
 ///   "sendfile is already in progress".
 ///
-/// Reading from `file` runs on tokio's blocking pool
+/// The fallback reads `file` on tokio's blocking pool
 /// ([`spawn_blocking`](tokio::task::spawn_blocking)).
 ///
 /// ```
@@ -126,12 +141,6 @@ pub async fn sendfile<F: AsFd + ?Sized>(
             "count must be a positive integer (got 0)",
         ));
     }
-    if !fallback {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "fallback is disabled and native sendfile is not supported for transport",
-        ));
-    }
     // A duplicate shares the file's position: setting it at the end moves
     // the caller's.
     let file = Arc::new(File::from(file.as_fd().try_clone_to_owned()?));
@@ -143,13 +152,47 @@ pub async fn sendfile<F: AsFd + ?Sized>(
         ));
     }
     let mut swapped = Swapped::begin(transport).await?;
-    let result = send_blocks(transport, &file, seekable, offset, count, &mut swapped.sent).await;
+    let result = match send_native(transport, &file, offset, count).await? {
+        Outcome::Sent(n) => {
+            swapped.sent = n;
+            Ok(())
+        }
+        Outcome::Failed { sent, error } => {
+            swapped.sent = sent;
+            Err(error)
+        }
+        Outcome::NotAvailable if fallback => {
+            send_blocks(transport, &file, seekable, offset, count, &mut swapped.sent).await
+        }
+        Outcome::NotAvailable => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "fallback is disabled and native sendfile is not available for this transport or file",
+        )),
+    };
     swapped.end();
     // After an error too: the position tells how much was sent.
     if seekable && swapped.sent > 0 {
         (&*file).seek(SeekFrom::Start(offset + swapped.sent))?;
     }
     result.map(|()| swapped.sent)
+}
+
+/// The native half: the connection's task sends the file with
+/// `sendfile(2)` (see `stream/driver/sendfile.rs`), or answers that it
+/// cannot.
+async fn send_native(
+    transport: &Transport,
+    file: &File,
+    offset: u64,
+    count: Option<u64>,
+) -> io::Result<Outcome> {
+    let fd = file.as_fd().try_clone_to_owned()?;
+    let (tx, rx) = oneshot::channel();
+    transport.send_command(Command::Sendfile(Box::new(Job::new(fd, offset, count, tx))));
+    Ok(rx.await.unwrap_or_else(|_| Outcome::Failed {
+        sent: 0,
+        error: closed_by_peer(),
+    }))
 }
 
 /// The fallback's loop: read a block, write it, drain. `sent` counts the
@@ -213,126 +256,197 @@ async fn read_block(file: &Arc<File>, seekable: bool, at: u64, want: usize) -> i
     read.await.map_err(io::Error::other)?
 }
 
-/// The protocol in place while the file is sent (asyncio's
-/// `_SendfileFallbackProtocol`): it keeps the original and passes on
-/// everything but the flow-control callbacks.
-struct Fallback {
+/// Tells one `sendfile` call's protocols apart.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the protocol in place while a file is sent keeps (asyncio's
+/// `_SendfileFallbackProtocol`): the original protocol, and what to do
+/// when it is put back.
+struct Held {
+    /// The `sendfile` call that put it in place.
+    id: u64,
     original: Option<AnyProtocol>,
     /// Whether the original was last told to pause writing.
     original_paused: bool,
+    /// Whether reading resumes when the original is put back.
+    resume_reading: bool,
+}
+
+/// The protocol in place of a plain [`Protocol`] while a file is sent: it
+/// passes on everything but the flow-control callbacks (the sending waits
+/// with `drain()`, or sends nothing through the queue).
+struct Fallback(Held);
+
+/// The same in place of a [`BufferedProtocol`]: a buffered protocol itself,
+/// so reads (and a read kept back when reading was paused from another
+/// thread) keep going into the original's buffers.
+struct FallbackBuffered {
+    held: Held,
+    /// Only if the original is gone (never while it is in place).
+    spare: BytesMut,
 }
 
 impl BaseProtocol for Fallback {
     fn connection_lost(&mut self, exc: Option<io::Error>) {
-        if let Some(p) = &mut self.original {
+        if let Some(p) = &mut self.0.original {
             p.base_mut().connection_lost(exc);
         }
     }
-    // `pause_writing`/`resume_writing`: the default no-ops; the sending
-    // loop waits with `drain()`.
+    // `pause_writing`/`resume_writing`: the default no-ops.
 }
 
 impl Protocol for Fallback {
     fn data_received(&mut self, data: Bytes) {
         // Only if someone resumed reading meanwhile: the original gets it.
-        match &mut self.original {
-            Some(AnyProtocol::Stream(p)) => p.data_received(data),
-            Some(AnyProtocol::Buffered(p)) => {
-                let mut rest = &data[..];
-                while !rest.is_empty() {
-                    let buf = p.get_buffer(rest.len());
-                    let n = (buf.capacity() - buf.len()).min(rest.len());
-                    // The transport's own rule for a full buffer (a panic
-                    // in a callback is fatal to the connection).
-                    assert!(n > 0, "get_buffer() returned an empty buffer");
-                    buf.extend_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    p.buffer_updated(n);
-                }
-            }
-            None => {}
+        if let Some(AnyProtocol::Stream(p)) = &mut self.0.original {
+            p.data_received(data);
         }
     }
 
     fn eof_received(&mut self) -> bool {
-        match &mut self.original {
+        match &mut self.0.original {
             Some(AnyProtocol::Stream(p)) => p.eof_received(),
-            Some(AnyProtocol::Buffered(p)) => p.eof_received(),
-            None => false,
+            _ => false,
         }
     }
 }
 
-/// The fallback's hold on the transport: made by [`begin`](Self::begin),
-/// undone by [`end`](Self::end) or, if the sending future is dropped, by
-/// `Drop`.
+impl BaseProtocol for FallbackBuffered {
+    fn connection_lost(&mut self, exc: Option<io::Error>) {
+        if let Some(p) = &mut self.held.original {
+            p.base_mut().connection_lost(exc);
+        }
+    }
+}
+
+impl BufferedProtocol for FallbackBuffered {
+    fn get_buffer(&mut self, sizehint: usize) -> &mut BytesMut {
+        match &mut self.held.original {
+            Some(AnyProtocol::Buffered(p)) => p.get_buffer(sizehint),
+            _ => {
+                self.spare.clear();
+                self.spare.reserve(sizehint.max(1));
+                &mut self.spare
+            }
+        }
+    }
+
+    fn buffer_updated(&mut self, nbytes: usize) {
+        if let Some(AnyProtocol::Buffered(p)) = &mut self.held.original {
+            p.buffer_updated(nbytes);
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        match &mut self.held.original {
+            Some(AnyProtocol::Buffered(p)) => p.eof_received(),
+            _ => false,
+        }
+    }
+}
+
+/// The [`Held`] of the protocol in place, if it is one of ours.
+fn held_mut(p: &mut AnyProtocol) -> Option<&mut Held> {
+    if p.downcast_ref::<Fallback>().is_some() {
+        return p.downcast_mut::<Fallback>().map(|f| &mut f.0);
+    }
+    p.downcast_mut::<FallbackBuffered>().map(|f| &mut f.held)
+}
+
+/// One `sendfile` call's hold on the transport: made by
+/// [`begin`](Self::begin), undone by [`end`](Self::end) or, if the sending
+/// future is dropped, by `Drop` (from the moment the swap is asked for, so
+/// a future dropped before the task made it still puts everything back).
 struct Swapped {
     transport: Transport,
-    resume_reading: bool,
+    id: u64,
     done: bool,
     /// Bytes of the file sent so far.
     sent: u64,
 }
 
 impl Swapped {
-    /// Pause reading and put a [`Fallback`] in the protocol's place.
+    /// Pause reading and put a [`Fallback`] (or [`FallbackBuffered`]) in
+    /// the protocol's place.
     async fn begin(transport: &Transport) -> io::Result<Swapped> {
         let resume_reading = transport.is_reading();
         transport.pause_reading();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // From here on, dropping the guard puts things back.
+        let mut guard = Swapped {
+            transport: transport.clone(),
+            id,
+            done: false,
+            sent: 0,
+        };
         let (tx, rx) = oneshot::channel::<io::Result<()>>();
         transport.send_command(Command::Swap(Box::new(move |p, told_paused| {
-            if p.downcast_mut::<Fallback>().is_some() {
+            if let Some(other) = held_mut(p) {
+                // Another call is sending: it resumes reading when it ends
+                // if either call found reading on.
+                other.resume_reading |= resume_reading;
                 let _ = tx.send(Err(io::Error::other("sendfile is already in progress")));
                 return None;
             }
             let original = std::mem::replace(p, AnyProtocol::stream(()));
-            *p = AnyProtocol::stream(Fallback {
+            let buffered = original.is_buffered();
+            let held = Held {
+                id,
                 original: Some(original),
                 original_paused: told_paused,
-            });
+                resume_reading,
+            };
+            *p = if buffered {
+                AnyProtocol::buffered(FallbackBuffered {
+                    held,
+                    spare: BytesMut::new(),
+                })
+            } else {
+                AnyProtocol::stream(Fallback(held))
+            };
             let _ = tx.send(Ok(()));
             None
         })));
-        let outcome = match rx.await {
-            Ok(outcome) => outcome,
-            // The connection finished before the swap.
-            Err(_) => Err(closed_by_peer()),
-        };
-        if let Err(e) = outcome {
-            if resume_reading {
-                transport.resume_reading();
+        match rx.await {
+            Ok(Ok(())) => Ok(guard),
+            Ok(Err(e)) => {
+                // Nothing of ours is in place: nothing to put back.
+                guard.done = true;
+                Err(e)
             }
-            return Err(e);
+            // The connection finished before the swap.
+            Err(_) => {
+                guard.done = true;
+                Err(closed_by_peer())
+            }
         }
-        Ok(Swapped {
-            transport: transport.clone(),
-            resume_reading,
-            done: false,
-            sent: 0,
-        })
     }
 
     /// Put the original protocol back (with the flow-control callback it
-    /// missed, if any) and resume reading if it was on.
+    /// missed, if any) and resume reading if it was on. Only this call's
+    /// own protocol is replaced.
     fn end(&mut self) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let id = self.id;
+        let transport = self.transport.clone();
         self.transport
-            .send_command(Command::Swap(Box::new(|p, told_paused| {
-                let fallback = p.downcast_mut::<Fallback>()?;
-                let original_paused = fallback.original_paused;
-                let original = fallback.original.take()?;
+            .send_command(Command::Swap(Box::new(move |p, told_paused| {
+                let held = held_mut(p).filter(|h| h.id == id)?;
+                let (original_paused, resume_reading) = (held.original_paused, held.resume_reading);
+                let original = held.original.take()?;
                 *p = original;
+                if resume_reading {
+                    // On the task, inside its callback: applied right after.
+                    transport.resume_reading();
+                }
                 match (original_paused, told_paused) {
                     (true, false) => Some(FlowOwed::Resume),
                     (false, true) => Some(FlowOwed::Pause),
                     _ => None,
                 }
             })));
-        if self.resume_reading {
-            self.transport.resume_reading();
-        }
     }
 }
 

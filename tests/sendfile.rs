@@ -155,17 +155,22 @@ async fn test_sendfile_not_supported() {
 }
 
 // test_sendfile.py SendfileMixin.test_sendfile_force_unsupported_native:
-// without the fallback nothing is sent (the kernel's sendfile is not used).
+// there the native path is patched out; here a transport without one
+// (`connect_io`): without the fallback nothing is sent.
 #[tokio::test]
 async fn test_sendfile_force_unsupported_native() {
     let reg = Registry::new();
     let mut file = file_with(&pattern(LEN, 6));
-    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = duplex_client(&reg).await;
     let err = sendfile(&t, &file, 0, None, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("fallback is disabled"), "{err}");
-    assert!(close_and_collect(&t, &mut peer).await.is_empty());
     assert_eq!(pos(&mut file), 0);
+    barrier(&t).await;
+    assert!(t.is_reading());
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    guard("lost", log.wait_lost()).await;
     reg.finish().await;
 }
 
@@ -282,16 +287,27 @@ async fn test_sendfile_ssl() {
     reg.finish().await;
 }
 
-/// A client whose protocol was told to pause writing before `sendfile` hears
+/// A client over `connect_io` (an in-memory pipe): no native send, so
+/// `sendfile` takes the fallback path.
+async fn duplex_client(reg: &Registry) -> (Transport, Log, tokio::io::DuplexStream) {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let rec = reg.recorder("client", Config::default());
+    let log = rec.log();
+    let t = tokio_transports::connect_io(move || rec, a).await.unwrap();
+    (t, log, b)
+}
+
+/// The protocol was told to pause writing before `sendfile`: it hears
 /// nothing of the file's own pauses and resumes, and gets the one
 /// `resume_writing` it is owed at the end; its grammar holds throughout.
-#[tokio::test]
-async fn the_protocol_hears_only_the_flow_control_it_is_owed() {
-    let reg = Registry::new();
+async fn hears_only_what_it_is_owed(
+    t: Transport,
+    log: Log,
+    mut peer: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) {
     let data = pattern(1 << 20, 10);
     let file = file_with(&data);
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
-    // Small watermarks: every block of the file goes over the high one.
+    // Small watermarks: every block of the fallback goes over the high one.
     t.set_write_buffer_limits(Some(8 * 1024), Some(1024))
         .unwrap();
     // The peer reads nothing yet: this write pauses the protocol.
@@ -311,17 +327,33 @@ async fn the_protocol_hears_only_the_flow_control_it_is_owed() {
     assert_eq!(log.count(|e| e.is_rw()), 1, "{:?}", log.events());
     t.close();
     assert_eq!(reader.await.unwrap(), [pre, data].concat());
+}
+
+#[tokio::test]
+async fn the_protocol_hears_only_the_flow_control_it_is_owed_native() {
+    let reg = Registry::new();
+    let (t, log, peer) = client_with_raw_peer(&reg, Config::default()).await;
+    hears_only_what_it_is_owed(t, log, peer).await;
+    reg.finish().await;
+}
+
+#[tokio::test]
+async fn the_protocol_hears_only_the_flow_control_it_is_owed_fallback() {
+    let reg = Registry::new();
+    let (t, log, peer) = duplex_client(&reg).await;
+    hears_only_what_it_is_owed(t, log, peer).await;
     reg.finish().await;
 }
 
 /// A protocol not paused at the start hears nothing at all of the file's
-/// flow control.
+/// flow control (the fallback's blocks pause and resume the transport
+/// many times here).
 #[tokio::test]
 async fn an_unpaused_protocol_hears_no_flow_control() {
     let reg = Registry::new();
     let data = pattern(1 << 20, 12);
     let file = file_with(&data);
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = duplex_client(&reg).await;
     t.set_write_buffer_limits(Some(8 * 1024), Some(1024))
         .unwrap();
     let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
@@ -329,6 +361,7 @@ async fn an_unpaused_protocol_hears_no_flow_control() {
         .await
         .unwrap();
     assert_eq!(sent, data.len() as u64);
+    assert!(t.stats().pauses > 0, "the transport did pause meanwhile");
     barrier(&t).await;
     assert_eq!(
         log.count(|e| e.is_pw() || e.is_rw()),
@@ -356,7 +389,6 @@ async fn reading_is_paused_while_sending_and_resumes_after() {
     reading_paused(&t).await;
     peer.write_all(b"ping").await.unwrap();
     wait_unread(&t, 4).await;
-    barrier(&t).await;
     assert!(
         !log.events().iter().any(|e| e.is_data()),
         "no data while sending"
@@ -390,8 +422,9 @@ async fn reading_paused_before_stays_paused() {
     reg.finish().await;
 }
 
-/// A second `sendfile` on a transport that is sending one fails at once;
-/// the first completes.
+/// A second `sendfile` on a transport that is sending one fails (once the
+/// first one's native send is over: the commands that come meanwhile
+/// wait for it); the first completes.
 #[tokio::test]
 async fn a_second_sendfile_meanwhile_is_refused() {
     let reg = Registry::new();
@@ -402,16 +435,62 @@ async fn a_second_sendfile_meanwhile_is_refused() {
     let t2 = t.clone();
     let first = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
     reading_paused(&t).await;
-    barrier(&t).await;
-    let err = sendfile(&t, &other, 0, None, true).await.unwrap_err();
-    assert!(err.to_string().contains("already in progress"), "{err}");
+    let t3 = t.clone();
+    let second = tokio::spawn(async move { sendfile(&t3, &other, 0, None, true).await });
     let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
     assert_eq!(
         guard("first", first).await.unwrap().unwrap(),
         data.len() as u64
     );
+    let err = guard("second", second).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("already in progress"), "{err}");
+    barrier(&t).await;
+    assert!(t.is_reading());
     t.close();
     assert_eq!(reader.await.unwrap(), data);
+    reg.finish().await;
+}
+
+/// CPython's native send refuses a `write()` meanwhile
+/// (test_sendfile.py SendfileMixin.test_sendfile_prevents_bare_write);
+/// here a write from another task waits and goes out after the file.
+#[tokio::test]
+async fn a_write_meanwhile_goes_out_after_the_file() {
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 21);
+    let file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    t.write("after").unwrap();
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    assert_eq!(
+        guard("sendfile", sending).await.unwrap().unwrap(),
+        data.len() as u64
+    );
+    t.close();
+    assert_eq!(reader.await.unwrap(), [&data[..], b"after"].concat());
+    reg.finish().await;
+}
+
+/// Without the fallback a plain socket still sends natively
+/// (test_sendfile.py's native path).
+#[tokio::test]
+async fn the_native_send_needs_no_fallback() {
+    let reg = Registry::new();
+    let data = pattern(LEN, 22);
+    let mut file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    let sent = guard("sendfile", sendfile(&t, &file, 0, None, false))
+        .await
+        .unwrap();
+    assert_eq!(sent, LEN as u64);
+    assert_eq!(t.stats().bytes_sent, LEN as u64);
+    t.close();
+    assert_eq!(reader.await.unwrap(), data);
+    assert_eq!(pos(&mut file), LEN as u64);
     reg.finish().await;
 }
 
@@ -590,5 +669,184 @@ async fn an_empty_file_sends_nothing() {
     assert_eq!(pos(&mut short), 0);
     assert!(t.is_reading());
     assert!(close_and_collect(&t, &mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+// test_sendfile.py SendfileMixin.test_sendfile_fallback_close_peer_in_the_middle_of_receiving
+#[tokio::test]
+async fn test_sendfile_fallback_close_peer_in_the_middle_of_receiving() {
+    let reg = Registry::new();
+    let len = 1 << 20;
+    let data = pattern(len, 23);
+    let mut file = file_with(&data);
+    let (t, log, mut peer) = duplex_client(&reg).await;
+    let (sent, got) = tokio::join!(
+        async { guard("sendfile", sendfile(&t, &file, 0, None, true)).await },
+        async move {
+            let got = read_n(&mut peer, 1024).await;
+            drop(peer);
+            got
+        }
+    );
+    assert_eq!(got, &data[..1024]);
+    assert!(sent.is_err());
+    let at = pos(&mut file);
+    assert!((1024..len as u64).contains(&at), "file position {at}");
+    assert!(t.is_closing());
+    assert!(guard("client lost", log.wait_lost()).await.is_some());
+    reg.finish().await;
+}
+
+/// Whether the transport's protocol is the test's recorder (not one of
+/// `sendfile`'s).
+async fn is_recorder(t: &Transport) -> Option<bool> {
+    t.with_protocol(|p| {
+        p.downcast_mut::<tokio_transports::testing::Recorder>()
+            .is_some()
+    })
+    .await
+}
+
+/// A future dropped right after its first poll (a `select!` branch that
+/// lost, a timeout) still puts the protocol back and resumes reading.
+#[tokio::test]
+async fn a_sendfile_dropped_before_its_swap_puts_everything_back() {
+    let reg = Registry::new();
+    let file = file_with(&pattern(1000, 24));
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    {
+        let mut fut = std::pin::pin!(sendfile(&t, &file, 0, None, true));
+        assert!(is_pending(fut.as_mut()));
+    }
+    barrier(&t).await;
+    assert!(t.is_reading());
+    assert_eq!(is_recorder(&t).await, Some(true));
+    peer.write_all(b"ping").await.unwrap();
+    assert_eq!(log.wait_received(4).await, b"ping");
+    let reader = tokio::spawn(async move { read_to_eof(&mut peer).await });
+    assert_eq!(sendfile(&t, &file, 0, None, true).await.unwrap(), 1000);
+    t.close();
+    assert_eq!(reader.await.unwrap().len(), 1000);
+    reg.finish().await;
+}
+
+/// `abort()`, then the future dropped before the task ran: the protocol,
+/// never paused, hears nothing but `connection_lost`.
+#[tokio::test]
+async fn abort_then_drop_delivers_only_connection_lost() {
+    let reg = Registry::new();
+    let file = file_with(&pattern(1 << 20, 25));
+    let (t, log, _peer) = duplex_client(&reg).await;
+    t.set_write_buffer_limits(Some(8 * 1024), Some(1024))
+        .unwrap();
+    {
+        let mut fut = std::pin::pin!(sendfile(&t, &file, 0, None, true));
+        // Until the first block is written and the fallback waits to drain.
+        guard("first block", async {
+            while is_pending(fut.as_mut()) && t.get_write_buffer_size() <= 32 * 1024 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(is_pending(fut.as_mut()));
+        t.abort();
+    }
+    assert_eq!(guard("lost", log.wait_lost()).await, None);
+    let events = log.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    reg.finish().await;
+}
+
+/// A read a buffered protocol had in its buffer when reading was paused
+/// from its `get_buffer` (kept back by the task), delivered after the user
+/// resumed reading during the send: nothing is lost.
+#[tokio::test]
+async fn a_read_kept_back_reaches_the_buffered_protocol() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let reg = Registry::new();
+    let once = Arc::new(AtomicBool::new(false));
+    let o2 = once.clone();
+    let cfg = Config::default().hook(move |t, ev, _| {
+        if matches!(ev, tokio_transports::testing::Event::GetBuffer(_))
+            && !o2.swap(true, Ordering::SeqCst)
+        {
+            t.pause_reading();
+        }
+    });
+    let (t, log, mut peer) = buffered_client_with_raw_peer(&reg, cfg).await;
+    let data = pattern(4 << 20, 26);
+    let file = file_with(&data);
+    peer.write_all(b"hello").await.unwrap();
+    reading_paused(&t).await;
+    barrier(&t).await;
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    // The send is under way once the peer gets its first bytes.
+    let head = read_n(&mut peer, 1024).await;
+    t.resume_reading();
+    let rest = read_n(&mut peer, data.len() - 1024).await;
+    assert_eq!([head, rest].concat(), data);
+    guard("sendfile", sending).await.unwrap().unwrap();
+    peer.write_all(b"world").await.unwrap();
+    assert_eq!(log.wait_received(10).await, b"helloworld");
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// A buffered protocol whose reading was resumed during a fallback send
+/// (its stand-in reads meanwhile) receives after it is put back.
+#[tokio::test]
+async fn a_buffered_protocol_receives_after_a_fallback_send() {
+    let reg = Registry::new();
+    let (a, mut peer) = tokio::io::duplex(64 * 1024);
+    let rec = reg.recorder("client", Config::default());
+    let log = rec.log();
+    let t = tokio_transports::connect_io(move || tokio_transports::Buffered(rec), a)
+        .await
+        .unwrap();
+    let data = pattern(1 << 20, 27);
+    let file = file_with(&data);
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    t.resume_reading();
+    let got = read_n(&mut peer, data.len()).await;
+    assert_eq!(got, data);
+    guard("sendfile", sending).await.unwrap().unwrap();
+    barrier(&t).await;
+    peer.write_all(b"hello").await.unwrap();
+    assert_eq!(log.wait_received(5).await, b"hello");
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// Not `sendfile`'s: a buffered protocol replaced by a plain one and then
+/// by a buffered one again still receives (the buffered read waited for a
+/// wake-up that went to the plain protocol's reads).
+#[tokio::test]
+async fn set_protocol_buffered_plain_buffered_still_receives() {
+    use tokio_transports::testing::Recorder;
+    let reg = Registry::new();
+    let (t, log, mut peer) = buffered_client_with_raw_peer(&reg, Config::default()).await;
+    peer.write_all(b"1").await.unwrap();
+    assert_eq!(log.wait_received(1).await, b"1");
+    t.set_protocol(Recorder::successor(&log, Config::default(), &t));
+    // The plain protocol reads (with the task's waker) ...
+    peer.write_all(b"2").await.unwrap();
+    assert_eq!(log.wait_received(2).await, b"12");
+    // ... then a buffered one again (no `with_protocol` in between: it
+    // re-arms the buffered read too).
+    t.set_protocol(tokio_transports::Buffered(Recorder::successor(
+        &log,
+        Config::default(),
+        &t,
+    )));
+    peer.write_all(b"hello").await.unwrap();
+    assert_eq!(log.wait_received(7).await, b"12hello");
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
     reg.finish().await;
 }

@@ -11,6 +11,7 @@
 //! the read side in `read.rs`.
 
 mod read;
+pub(crate) mod sendfile;
 mod tls;
 #[cfg(feature = "tls")]
 mod upgrade;
@@ -92,6 +93,8 @@ pub(crate) struct Driver<IO, P: Drive = AnyProtocol> {
     /// A `start_tls` waiting for the plaintext queue to drain.
     #[cfg(feature = "tls")]
     upgrade: Option<Box<crate::tls::start::Upgrade>>,
+    /// A native `sendfile` under way.
+    sendfile: Option<Box<sendfile::Job>>,
     /// Callbacks are timed (`set_callback_timing` was on at creation).
     timed: bool,
 }
@@ -145,6 +148,7 @@ impl<IO, P: Drive> Driver<IO, P> {
             on_finish,
             #[cfg(feature = "tls")]
             upgrade: None,
+            sendfile: None,
         }
     }
 
@@ -244,9 +248,6 @@ impl<IO, P: Drive> Driver<IO, P> {
         }
     }
 
-    // Without TLS no upgrade holds the rest back, and the loop reads as a
-    // `for`; it stays one loop for both builds.
-    #[cfg_attr(not(feature = "tls"), allow(clippy::while_let_on_iterator))]
     fn apply_commands(&mut self) {
         let mut cmds = std::mem::take(&mut self.core.commands);
         let mut rest = cmds.drain(..);
@@ -257,6 +258,12 @@ impl<IO, P: Drive> Driver<IO, P> {
                 // the TLS task (writes go out encrypted, in order).
                 upgrade.held.push(cmd);
                 upgrade.held.extend(&mut rest);
+                break;
+            }
+            if let Some(job) = &mut self.sendfile {
+                // A native `sendfile` is under way: this and what follows
+                // wait for its end (the file's bytes go out in between).
+                job.hold(cmd, &mut rest);
                 break;
             }
             self.apply(cmd);
@@ -327,19 +334,26 @@ impl<IO, P: Drive> Driver<IO, P> {
                     self.callback("buffer_updated", move |p, _, _| p.buffer_updated(n));
                 }
                 self.protocol.replace(p);
+                self.rearm_buffered_read();
             }
             #[cfg(feature = "tls")]
             Command::StartTls(upgrade) => self.begin_upgrade(upgrade),
             Command::WithProtocol(f) => {
                 self.callback("get_protocol", |p, _, _| f(p.as_any()));
+                // The closure may have put another protocol in place.
+                self.rearm_buffered_read();
             }
+            Command::Sendfile(job) => self.begin_sendfile(job),
             Command::Swap(f) => {
                 let told = self.core.sm.protocol_told_paused();
-                match self
+                let owed = self
                     .callback("set_protocol", |p, _, _| f(p.as_any(), told))
-                    .flatten()
-                {
+                    .flatten();
+                self.rearm_buffered_read();
+                // After a loss nothing but `connection_lost` is delivered.
+                match owed.filter(|_| self.core.sm.phase() != Phase::Lost) {
                     Some(FlowOwed::Pause) => {
+                        self.shared().stats.paused();
                         self.callback("pause_writing", |p, _, _| p.base_mut().pause_writing());
                     }
                     Some(FlowOwed::Resume) => {
@@ -481,7 +495,12 @@ impl<IO, P: Drive> Driver<IO, P> {
             .take()
             .map(|upgrade| upgrade.held)
             .unwrap_or_default();
-        for cmd in held.into_iter().chain(self.handle.shared.inbox.close()) {
+        let held_by_sendfile = self.drop_sendfile();
+        for cmd in held
+            .into_iter()
+            .chain(held_by_sendfile)
+            .chain(self.handle.shared.inbox.close())
+        {
             let unsent = match cmd {
                 Command::Write(d) => d.len(),
                 Command::WriteMany(v) => v.iter().map(Bytes::len).sum(),
@@ -701,6 +720,9 @@ where
                     Some(poll) => return poll,
                     None => continue,
                 }
+            }
+            if this.sendfile.is_some() && this.poll_sendfile(cx) {
+                continue;
             }
             // Nothing to read: sleep, unless a command slipped in.
             if !this

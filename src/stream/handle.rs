@@ -58,6 +58,8 @@ pub(crate) enum Command {
     /// protocol in place was last told to pause writing, and returns the
     /// flow-control callback the protocol it leaves in place is owed.
     Swap(SwapFn),
+    /// `sendfile`'s native half (see `driver/sendfile.rs`).
+    Sendfile(Box<crate::stream::driver::sendfile::Job>),
 }
 
 /// The closure of a [`Command::Swap`].

@@ -7,10 +7,14 @@
 //! reading (and, with a one-byte `MSG_PEEK`, whether data really came: tokio
 //! reports a freshly accepted socket readable once with nothing to read),
 //! and by [`AnyIo`], the wrapper for any other `AsyncRead + AsyncWrite`
-//! (`connect_io`), which cannot and so is always "maybe readable".
+//! (`connect_io`), which cannot and so is always "maybe readable". The
+//! sockets also send files with `sendfile(2)` on Linux ([`sendfile`]).
+//!
+//! [`sendfile`]: crate::sendfile
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -118,6 +122,47 @@ pub(crate) trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn tls_info(&self) -> Option<crate::TlsInfo> {
         None
     }
+
+    /// Whether [`poll_sendfile`](Self::poll_sendfile) works: a plain socket
+    /// on Linux. A constant, so the other builds keep no sendfile code.
+    const SENDFILE: bool = false;
+
+    /// One `sendfile(2)` of at most `len` bytes of `file` from `offset`
+    /// into this socket, once it is writable. Only called when
+    /// [`SENDFILE`](Self::SENDFILE) is true.
+    fn poll_sendfile(
+        &self,
+        _cx: &mut Context<'_>,
+        _file: BorrowedFd<'_>,
+        _offset: u64,
+        _len: usize,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
+/// `sendfile(2)` into a socket once it is writable; on `WouldBlock` the
+/// readiness is cleared and `cx` registered again.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+macro_rules! poll_sendfile {
+    ($sock:expr, $cx:expr, $file:expr, $offset:expr, $len:expr) => {
+        loop {
+            ready!($sock.poll_write_ready($cx))?;
+            let Ok(offset) = usize::try_from($offset) else {
+                return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+            };
+            match $sock.try_io(Interest::WRITABLE, || {
+                socket2::SockRef::from($sock).sendfile(
+                    &$file,
+                    offset,
+                    std::num::NonZeroUsize::new($len),
+                )
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    };
 }
 
 /// Peek one byte: ready once data (or EOF, or an error) is there; on
@@ -146,6 +191,20 @@ impl StreamIo for tokio::net::TcpStream {
     fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         poll_peek_one!(self, cx)
     }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const SENDFILE: bool = true;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        poll_sendfile!(self, cx, file, offset, len)
+    }
 }
 
 impl StreamIo for tokio::net::UnixStream {
@@ -155,6 +214,20 @@ impl StreamIo for tokio::net::UnixStream {
 
     fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         poll_peek_one!(self, cx)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const SENDFILE: bool = true;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        poll_sendfile!(self, cx, file, offset, len)
     }
 }
 

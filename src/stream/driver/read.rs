@@ -65,6 +65,18 @@ pub(super) enum ReadOutcome {
     Ran,
 }
 
+impl<IO, P: Drive> Driver<IO, P> {
+    /// The protocol may have changed (`set_protocol`, `with_protocol`, a
+    /// swap): a buffered one's next read must not wait for a wake-up that
+    /// went to the task's own waker while a plain protocol read.
+    #[cold]
+    pub(super) fn rearm_buffered_read(&self) {
+        if let Some(rw) = &self.read_wake {
+            rw.wake.woken.store(true, Ordering::Release);
+        }
+    }
+}
+
 impl<IO, P: Drive> Driver<IO, P>
 where
     IO: StreamIo,

@@ -167,6 +167,7 @@ where
             stash: None,
             on_finish: self.on_finish.take(),
             upgrade: None,
+            sendfile: None,
             timed: self.timed,
         });
         // This task ends here without a callback; the new one owns it all.
