@@ -33,7 +33,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
@@ -54,10 +54,12 @@ const BLOCK: usize = 64 * 1024;
 ///
 /// The bytes go out in order after everything written before the call. On
 /// a plain TCP or Unix socket (Linux) the kernel sends them from the file
-/// (`sendfile(2)`, no copy through user space); writes, `with_protocol`,
-/// `pause_reading` and every other command from other tasks wait until it
-/// is done (CPython's native send refuses a `write()` meanwhile), except
-/// that `close()` and `abort()` end it at once (with an error). Elsewhere
+/// (`sendfile(2)`, no copy through user space); writes, `close()`,
+/// `with_protocol`, `pause_reading` and every other command from other
+/// tasks wait until it is done and then run in order (CPython's native
+/// send refuses a `write()` meanwhile); `abort()` ends it at once, with an
+/// error. The calls run on the connection's worker thread, as CPython's
+/// on its loop: a file that is slow to read holds that thread. Elsewhere
 /// (TLS, `connect_io`, a file the kernel cannot send from) the file is read
 /// and written in blocks if `fallback` is true, and writes by others then
 /// go out between blocks, as in asyncio's fallback.
@@ -86,7 +88,14 @@ const BLOCK: usize = 64 * 1024;
 ///   the file's position is then just after the bytes handed to the
 ///   transport (or the kernel);
 /// * another `sendfile` on the same transport is in progress: `Other`,
-///   "sendfile is already in progress".
+///   "sendfile is already in progress" (after the other one's native send
+///   ended, since the call waits behind it like any command).
+///
+/// Dropping the future stops the send (the blocks already handed over
+/// still go out), puts the protocol back and resumes reading; the file's
+/// position is then left alone. A `set_protocol` made while the file is
+/// sent replaces the stand-in: the new protocol stays and the one
+/// `sendfile` held is dropped, and reading still resumes.
 ///
 /// The fallback reads `file` on tokio's blocking pool
 /// ([`spawn_blocking`](tokio::task::spawn_blocking)).
@@ -169,7 +178,7 @@ pub async fn sendfile<F: AsFd + ?Sized>(
             "fallback is disabled and native sendfile is not available for this transport or file",
         )),
     };
-    swapped.end();
+    swapped.end_and_wait().await;
     // After an error too: the position tells how much was sent.
     if seekable && swapped.sent > 0 {
         (&*file).seek(SeekFrom::Start(offset + swapped.sent))?;
@@ -268,8 +277,6 @@ struct Held {
     original: Option<AnyProtocol>,
     /// Whether the original was last told to pause writing.
     original_paused: bool,
-    /// Whether reading resumes when the original is put back.
-    resume_reading: bool,
 }
 
 /// The protocol in place of a plain [`Protocol`] while a file is sent: it
@@ -360,33 +367,40 @@ fn held_mut(p: &mut AnyProtocol) -> Option<&mut Held> {
 struct Swapped {
     transport: Transport,
     id: u64,
+    /// Set on the task when the swap paused reading.
+    resume_reading: Arc<AtomicBool>,
     done: bool,
     /// Bytes of the file sent so far.
     sent: u64,
 }
 
 impl Swapped {
-    /// Pause reading and put a [`Fallback`] (or [`FallbackBuffered`]) in
-    /// the protocol's place.
+    /// Put a [`Fallback`] (or [`FallbackBuffered`]) in the protocol's place
+    /// and pause reading. Both happen on the connection's task, in order
+    /// with every other command (a call right after another one sees the
+    /// reading state the first one left).
     async fn begin(transport: &Transport) -> io::Result<Swapped> {
-        let resume_reading = transport.is_reading();
-        transport.pause_reading();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let resume_reading = Arc::new(AtomicBool::new(false));
         // From here on, dropping the guard puts things back.
         let mut guard = Swapped {
             transport: transport.clone(),
             id,
+            resume_reading: resume_reading.clone(),
             done: false,
             sent: 0,
         };
         let (tx, rx) = oneshot::channel::<io::Result<()>>();
+        let t = transport.clone();
         transport.send_command(Command::Swap(Box::new(move |p, told_paused| {
-            if let Some(other) = held_mut(p) {
-                // Another call is sending: it resumes reading when it ends
-                // if either call found reading on.
-                other.resume_reading |= resume_reading;
+            if held_mut(p).is_some() {
                 let _ = tx.send(Err(io::Error::other("sendfile is already in progress")));
                 return None;
+            }
+            if t.is_reading() {
+                // Inside the task's callback: applied right after it.
+                t.pause_reading();
+                resume_reading.store(true, Ordering::Relaxed);
             }
             let original = std::mem::replace(p, AnyProtocol::stream(()));
             let buffered = original.is_buffered();
@@ -394,7 +408,6 @@ impl Swapped {
                 id,
                 original: Some(original),
                 original_paused: told_paused,
-                resume_reading,
             };
             *p = if buffered {
                 AnyProtocol::buffered(FallbackBuffered {
@@ -424,34 +437,54 @@ impl Swapped {
 
     /// Put the original protocol back (with the flow-control callback it
     /// missed, if any) and resume reading if it was on. Only this call's
-    /// own protocol is replaced.
-    fn end(&mut self) {
+    /// own protocol is replaced; if `set_protocol` replaced it meanwhile,
+    /// the new protocol stays, and reading still resumes.
+    fn end(&mut self) -> Option<oneshot::Receiver<()>> {
         if std::mem::replace(&mut self.done, true) {
-            return;
+            return None;
         }
+        let (done_tx, done_rx) = oneshot::channel();
         let id = self.id;
         let transport = self.transport.clone();
+        let resume_reading = self.resume_reading.clone();
         self.transport
             .send_command(Command::Swap(Box::new(move |p, told_paused| {
-                let held = held_mut(p).filter(|h| h.id == id)?;
-                let (original_paused, resume_reading) = (held.original_paused, held.resume_reading);
-                let original = held.original.take()?;
-                *p = original;
-                if resume_reading {
-                    // On the task, inside its callback: applied right after.
+                let mut owed = None;
+                let ours = held_mut(p).filter(|h| h.id == id).and_then(|held| {
+                    let original = held.original.take()?;
+                    Some((original, held.original_paused))
+                });
+                if let Some((original, original_paused)) = ours {
+                    *p = original;
+                    owed = match (original_paused, told_paused) {
+                        (true, false) => Some(FlowOwed::Resume),
+                        (false, true) => Some(FlowOwed::Pause),
+                        _ => None,
+                    };
+                }
+                if resume_reading.load(Ordering::Relaxed) {
+                    // Inside the task's callback: applied right after it
+                    // (`is_reading()` is true from here on).
                     transport.resume_reading();
                 }
-                match (original_paused, told_paused) {
-                    (true, false) => Some(FlowOwed::Resume),
-                    (false, true) => Some(FlowOwed::Pause),
-                    _ => None,
-                }
+                let _ = done_tx.send(());
+                owed
             })));
+        Some(done_rx)
+    }
+
+    /// [`end`](Self::end), and wait until the task has done it: when
+    /// `sendfile` returns, the protocol is back and `is_reading()` tells
+    /// the truth.
+    async fn end_and_wait(&mut self) {
+        if let Some(done) = self.end() {
+            let _ = done.await;
+        }
     }
 }
 
 impl Drop for Swapped {
     fn drop(&mut self) {
-        self.end();
+        let _ = self.end();
     }
 }

@@ -850,3 +850,195 @@ async fn set_protocol_buffered_plain_buffered_still_receives() {
     assert!(read_to_eof(&mut peer).await.is_empty());
     reg.finish().await;
 }
+
+/// Small socket buffers on both ends: a large file cannot sit in the
+/// kernel, so the send is still under way when the test acts.
+fn small_buffers(t: &Transport, peer: &TcpStream) {
+    t.with_socket(|s| s.set_send_buffer_size(16 * 1024))
+        .unwrap()
+        .unwrap();
+    socket2::SockRef::from(peer)
+        .set_recv_buffer_size(16 * 1024)
+        .unwrap();
+}
+
+/// Two calls back to back from one task: the second runs with reading
+/// paused too (the first one's resume comes before the second's pause, on
+/// the task), and an echo of data that arrives meanwhile goes out after
+/// the file.
+#[tokio::test]
+async fn back_to_back_calls_keep_reading_paused() {
+    let reg = Registry::new();
+    let data = pattern(8 << 20, 28);
+    let f1 = file_with(b"first");
+    let f2 = file_with(&data);
+    let (t, log, peer) = client_with_raw_peer(&reg, Config::echo()).await;
+    small_buffers(&t, &peer);
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move {
+        sendfile(&t2, &f1, 0, None, true).await.unwrap();
+        sendfile(&t2, &f2, 0, None, true).await
+    });
+    let (mut rd, mut wr) = peer.into_split();
+    // Part of the second file is out: its send is under way.
+    let head = read_n(&mut rd, 5 + 256 * 1024).await;
+    assert!(!t.is_reading());
+    wr.write_all(b"PING").await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        rd.read_to_end(&mut rest).await.unwrap();
+        rest
+    });
+    let sent = guard("second sendfile", sending).await.unwrap().unwrap();
+    assert_eq!(sent, data.len() as u64);
+    assert_eq!(log.wait_received(4).await, b"PING");
+    barrier(&t).await;
+    t.close();
+    let all = [head, guard("reader", reader).await.unwrap()].concat();
+    assert_eq!(all, [&b"first"[..], &data, b"PING"].concat());
+    reg.finish().await;
+}
+
+/// `set_protocol` during a native send: the new protocol stays, and
+/// reading is back on afterwards (asyncio's restore resumes reading
+/// whatever the protocol).
+#[tokio::test]
+async fn set_protocol_during_a_send_keeps_the_new_protocol_and_reads_again() {
+    use tokio_transports::testing::Recorder;
+    let reg = Registry::new();
+    let data = pattern(4 << 20, 29);
+    let file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    small_buffers(&t, &peer);
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    let head = read_n(&mut peer, 64 * 1024).await;
+    // The successor writes into the same log: the grammar is checked
+    // across both protocols.
+    t.set_protocol(Recorder::successor(&log, Config::default(), &t));
+    let rest = read_n(&mut peer, data.len() - head.len()).await;
+    assert_eq!([head, rest].concat(), data);
+    let sent = guard("sendfile", sending).await.unwrap().unwrap();
+    assert_eq!(sent, data.len() as u64);
+    assert!(t.is_reading());
+    peer.write_all(b"hi").await.unwrap();
+    assert_eq!(log.wait_received(2).await, b"hi");
+    t.close();
+    assert!(read_to_eof(&mut peer).await.is_empty());
+    reg.finish().await;
+}
+
+/// `close()` half-way through a native send, after a write: the file goes
+/// out whole, then the write, then the close (close flushes, and the
+/// write was made before it).
+#[tokio::test]
+async fn close_during_a_native_send_lets_the_file_finish() {
+    let reg = Registry::new();
+    let data = pattern(8 << 20, 30);
+    let file = file_with(&data);
+    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    small_buffers(&t, &peer);
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    let head = read_n(&mut peer, 64 * 1024).await;
+    t.write("AFTER").unwrap();
+    t.close();
+    let rest = read_to_eof(&mut peer).await;
+    let sent = guard("sendfile", sending).await.unwrap().unwrap();
+    assert_eq!(sent, data.len() as u64);
+    assert_eq!([head, rest].concat(), [&data[..], b"AFTER"].concat());
+    assert_eq!(guard("lost", log.wait_lost()).await, None);
+    reg.finish().await;
+}
+
+/// The caller gives up while the peer reads nothing (the socket is full):
+/// the send stops, the protocol is back and reading is on.
+#[tokio::test]
+async fn a_dropped_caller_ends_a_stuck_native_send() {
+    let reg = Registry::new();
+    let data = pattern(8 << 20, 31);
+    let file = file_with(&data);
+    let (t, _log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    small_buffers(&t, &peer);
+    let t2 = t.clone();
+    let sending = tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+    reading_paused(&t).await;
+    let _ = read_n(&mut peer, 1024).await;
+    sending.abort();
+    assert!(guard("aborted", sending).await.unwrap_err().is_cancelled());
+    barrier(&t).await;
+    assert!(t.is_reading());
+    assert_eq!(is_recorder(&t).await, Some(true));
+    t.abort();
+    reg.finish().await;
+}
+
+/// A protocol that counts `connection_lost`.
+struct CountLost(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+impl tokio_transports::BaseProtocol for CountLost {
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+impl tokio_transports::Protocol for CountLost {}
+
+/// The runtime is dropped with a native send under way and a write held by
+/// it: `connection_lost` once, the held write counted as dropped, the
+/// socket closed.
+#[test]
+fn the_runtime_dropped_during_a_native_send() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lost = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let file = file_with(&pattern(8 << 20, 32));
+    let l2 = lost.clone();
+    let (t, mut peer) = rt.block_on(async move {
+        let t = tokio_transports::create_connection(
+            move || CountLost(l2),
+            "127.0.0.1",
+            port,
+            tokio_transports::ConnectOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        t.with_socket(|s| s.set_send_buffer_size(16 * 1024))
+            .unwrap()
+            .unwrap();
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
+        let t2 = t.clone();
+        tokio::spawn(async move { sendfile(&t2, &file, 0, None, true).await });
+        // The native send is under way once bytes went out.
+        guard("native send", async {
+            while t.stats().bytes_sent == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        t.write("held").unwrap();
+        (t, peer)
+    });
+    assert_eq!(t.get_write_buffer_size(), 4);
+    drop(rt);
+    assert_eq!(lost.load(Ordering::SeqCst), 1);
+    assert_eq!(t.get_write_buffer_size(), 0);
+    assert!(t.dropped_writes() >= 1);
+    assert!(t.is_closed());
+    peer.set_read_timeout(Some(GUARD)).unwrap();
+    let mut sink = Vec::new();
+    let r = std::io::Read::read_to_end(&mut peer, &mut sink);
+    assert!(
+        r.is_ok() || r.as_ref().unwrap_err().kind() == ErrorKind::ConnectionReset,
+        "{r:?}"
+    );
+}

@@ -7,10 +7,14 @@
 //! file's bytes go out after everything written before the call and before
 //! everything written after it; the driver first sends what its queue holds
 //! (the ordinary flush), then calls `sendfile(2)` while the socket takes
-//! bytes. The job ends when the file (or `count`) is done, on an error, when
-//! the transport is closing or lost (`close()`/`abort()` from another
-//! thread set their flags at once), or when the caller gave up (its
-//! future was dropped); then the held commands are applied in order.
+//! bytes. The job ends when the file (or `count`) is done, on an error
+//! (the socket's is fatal to the connection, the file's is not), when the
+//! transport is lost (`abort()` sets its flag at once, from any thread),
+//! or when the caller gave up (its future was dropped); then the held
+//! commands are applied in order. A `close()` is held like the rest: the
+//! file goes out first. `sendfile(2)` runs on the task's worker thread,
+//! as CPython's on its loop: a file that is slow to read (a cold disk, a
+//! network file system) holds the worker for the time of a read.
 //! I/O that cannot do it (TLS, pipes, `connect_io`, other systems than
 //! Linux) answers [`Outcome::NotAvailable`] at once: the caller falls back
 //! to reading and writing the file.
@@ -23,7 +27,7 @@ use futures::channel::oneshot;
 
 use super::Driver;
 use crate::drive::Drive;
-use crate::stream::handle::Command;
+use crate::stream::handle::{Command, LOST};
 use crate::stream::state::Phase;
 use crate::stream::stream_io::StreamIo;
 
@@ -33,6 +37,23 @@ const CALLS_PER_POLL: usize = 16;
 /// The most one `sendfile(2)` call is asked for (Linux sends at most about
 /// 2 GiB per call anyway).
 const MAX_CALL: u64 = 1 << 30;
+
+/// Whether a `sendfile(2)` error is the socket's (the connection is
+/// broken) rather than the file's.
+fn is_socket_error(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
 
 /// How a native send ended.
 #[derive(Debug)]
@@ -112,7 +133,10 @@ where
             self.end_sendfile(Outcome::Sent(sent));
             return true;
         }
-        if self.core.sm.phase() != Phase::Open || self.shared().is_closing() {
+        // `abort()` (its flag is set at once, from any thread) ends the job
+        // now; a `close()` is held like any command, so the file is sent
+        // first ("close flushes").
+        if self.core.sm.phase() != Phase::Open || self.shared().has(LOST) {
             self.end_sendfile(Outcome::Failed {
                 sent,
                 error: Job::closed(),
@@ -157,6 +181,12 @@ where
                     self.end_sendfile(Outcome::NotAvailable);
                     return true;
                 }
+                Poll::Ready(Err(e)) if !is_socket_error(&e) => {
+                    // The file failed (a read error): the caller hears it,
+                    // the connection carries on (as in asyncio).
+                    self.end_sendfile(Outcome::Failed { sent, error: e });
+                    return true;
+                }
                 Poll::Ready(Err(e)) => {
                     let copy = io::Error::new(e.kind(), e.to_string());
                     self.end_sendfile(Outcome::Failed { sent, error: copy });
@@ -178,7 +208,8 @@ impl<IO, P: Drive> Driver<IO, P> {
     /// first poll answers at once if the I/O cannot send files).
     #[cold]
     pub(super) fn begin_sendfile(&mut self, job: Box<Job>) {
-        if self.core.sm.phase() != Phase::Open || self.shared().is_closing() {
+        // (A `close()` made after the call is held, and waits for the file.)
+        if self.core.sm.phase() != Phase::Open || self.shared().has(LOST) {
             let _ = job.reply.send(Outcome::Failed {
                 sent: 0,
                 error: Job::closed(),
