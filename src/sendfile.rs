@@ -39,9 +39,10 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::Transport;
+use crate::error::current_runtime;
 use crate::protocol::{AnyProtocol, BaseProtocol, BufferedProtocol, Protocol};
 use crate::stream::driver::sendfile::{Job, Outcome};
-use crate::stream::handle::{Command, FlowOwed};
+use crate::stream::handle::{Command, EOF_WRITTEN, FlowOwed, SwapFn};
 
 /// Bytes read from the file, written and drained at a time (CPython's
 /// fallback uses 16 KiB; a larger block means fewer trips to the blocking
@@ -78,18 +79,22 @@ const BLOCK: usize = 64 * 1024;
 ///
 /// Errors (asyncio's messages):
 /// * the transport is closing: `NotConnected`, "Transport is closing";
+/// * after `write_eof()`: `BrokenPipe`, "Cannot call sendfile() after
+///   write_eof()" (asyncio's fallback fails on its first `write()` with
+///   the same words);
 /// * a pipe transport: `Unsupported`, "sendfile is not supported for
 ///   transport";
 /// * `count` is `Some(0)`: `InvalidInput`;
 /// * no native send and `fallback` is false: `Unsupported`, "fallback is
 ///   disabled ...";
 /// * the connection closes or is lost half-way: `BrokenPipe` ("Connection
-///   closed by peer"), the socket's error, or the error `drain()` reports;
+///   closed by peer", asyncio's words, also for a local `close()` during
+///   the fallback), the socket's error, or the error `drain()` reports;
 ///   the file's position is then just after the bytes handed to the
 ///   transport (or the kernel);
-/// * another `sendfile` on the same transport is in progress: `Other`,
-///   "sendfile is already in progress" (after the other one's native send
-///   ended, since the call waits behind it like any command).
+/// * another `sendfile` on the same transport is sending block by block:
+///   `Other`, "sendfile is already in progress" (one made during a native
+///   send waits behind it like any command, then runs).
 ///
 /// Dropping the future stops the send (the blocks already handed over
 /// still go out), puts the protocol back and resumes reading; the file's
@@ -98,7 +103,12 @@ const BLOCK: usize = 64 * 1024;
 /// `sendfile` held is dropped, and reading still resumes.
 ///
 /// The fallback reads `file` on tokio's blocking pool
-/// ([`spawn_blocking`](tokio::task::spawn_blocking)).
+/// ([`spawn_blocking`](tokio::task::spawn_blocking)), so it needs a tokio
+/// runtime (outside one it is an error). While it runs,
+/// [`with_protocol`](Transport::with_protocol) sees `sendfile`'s stand-in
+/// protocol, as asyncio's `get_protocol()` does during its fallback;
+/// during a native send a `with_protocol` waits like any command and sees
+/// your protocol.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -138,6 +148,12 @@ pub async fn sendfile<F: AsFd + ?Sized>(
             "Transport is closing",
         ));
     }
+    if transport.shared.has(EOF_WRITTEN) && !transport.shared.mode.is_pipe() {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "Cannot call sendfile() after write_eof()",
+        ));
+    }
     if transport.shared.mode.is_pipe() {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -161,7 +177,7 @@ pub async fn sendfile<F: AsFd + ?Sized>(
         ));
     }
     let mut swapped = Swapped::begin(transport).await?;
-    let result = match send_native(transport, &file, offset, count).await? {
+    let result = match send_native(transport, &swapped, &file, offset, count).await? {
         Outcome::Sent(n) => {
             swapped.sent = n;
             Ok(())
@@ -170,9 +186,13 @@ pub async fn sendfile<F: AsFd + ?Sized>(
             swapped.sent = sent;
             Err(error)
         }
-        Outcome::NotAvailable if fallback => {
-            send_blocks(transport, &file, seekable, offset, count, &mut swapped.sent).await
-        }
+        Outcome::NotAvailable if fallback => match current_runtime() {
+            // The fallback reads on tokio's blocking pool.
+            Ok(_) => {
+                send_blocks(transport, &file, seekable, offset, count, &mut swapped.sent).await
+            }
+            Err(e) => Err(e),
+        },
         Outcome::NotAvailable => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "fallback is disabled and native sendfile is not available for this transport or file",
@@ -191,13 +211,17 @@ pub async fn sendfile<F: AsFd + ?Sized>(
 /// cannot.
 async fn send_native(
     transport: &Transport,
+    swapped: &Swapped,
     file: &File,
     offset: u64,
     count: Option<u64>,
 ) -> io::Result<Outcome> {
     let fd = file.as_fd().try_clone_to_owned()?;
     let (tx, rx) = oneshot::channel();
-    transport.send_command(Command::Sendfile(Box::new(Job::new(fd, offset, count, tx))));
+    let restore = swapped.restore_fn(None);
+    transport.send_command(Command::Sendfile(Box::new(Job::new(
+        fd, offset, count, restore, tx,
+    ))));
     Ok(rx.await.unwrap_or_else(|_| Outcome::Failed {
         sent: 0,
         error: closed_by_peer(),
@@ -438,39 +462,51 @@ impl Swapped {
     /// Put the original protocol back (with the flow-control callback it
     /// missed, if any) and resume reading if it was on. Only this call's
     /// own protocol is replaced; if `set_protocol` replaced it meanwhile,
-    /// the new protocol stays, and reading still resumes.
+    /// the new protocol stays, and reading still resumes. A native send
+    /// runs the same swap back on the task as it ends (see
+    /// [`restore_fn`](Self::restore_fn)); this one then finds nothing left
+    /// to do.
     fn end(&mut self) -> Option<oneshot::Receiver<()>> {
         if std::mem::replace(&mut self.done, true) {
             return None;
         }
         let (done_tx, done_rx) = oneshot::channel();
+        self.transport
+            .send_command(Command::Swap(self.restore_fn(Some(done_tx))));
+        Some(done_rx)
+    }
+
+    /// The swap back, as a closure run on the task; `done` is told once it
+    /// ran. Reading resumes once, whichever of the two swaps back runs
+    /// first.
+    fn restore_fn(&self, done: Option<oneshot::Sender<()>>) -> SwapFn {
         let id = self.id;
         let transport = self.transport.clone();
         let resume_reading = self.resume_reading.clone();
-        self.transport
-            .send_command(Command::Swap(Box::new(move |p, told_paused| {
-                let mut owed = None;
-                let ours = held_mut(p).filter(|h| h.id == id).and_then(|held| {
-                    let original = held.original.take()?;
-                    Some((original, held.original_paused))
-                });
-                if let Some((original, original_paused)) = ours {
-                    *p = original;
-                    owed = match (original_paused, told_paused) {
-                        (true, false) => Some(FlowOwed::Resume),
-                        (false, true) => Some(FlowOwed::Pause),
-                        _ => None,
-                    };
-                }
-                if resume_reading.load(Ordering::Relaxed) {
-                    // Inside the task's callback: applied right after it
-                    // (`is_reading()` is true from here on).
-                    transport.resume_reading();
-                }
-                let _ = done_tx.send(());
-                owed
-            })));
-        Some(done_rx)
+        Box::new(move |p, told_paused| {
+            let mut owed = None;
+            let ours = held_mut(p).filter(|h| h.id == id).and_then(|held| {
+                let original = held.original.take()?;
+                Some((original, held.original_paused))
+            });
+            if let Some((original, original_paused)) = ours {
+                *p = original;
+                owed = match (original_paused, told_paused) {
+                    (true, false) => Some(FlowOwed::Resume),
+                    (false, true) => Some(FlowOwed::Pause),
+                    _ => None,
+                };
+            }
+            if resume_reading.swap(false, Ordering::Relaxed) {
+                // Inside the task's callback: applied right after it
+                // (`is_reading()` is true from here on).
+                transport.resume_reading();
+            }
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            owed
+        })
     }
 
     /// [`end`](Self::end), and wait until the task has done it: when

@@ -7,10 +7,13 @@
 //! byte), the server aborting during the send, the server closing during
 //! the send (the file still finishes, then the trailer), the client
 //! resetting during the send, or the server's task giving up on the call
-//! (its future dropped). Afterwards: every server-side callback grammar
-//! holds, every clean or close-ended transfer is byte-exact, and the
-//! process's open-fd count is back to its baseline once the server is
-//! closed.
+//! (its future dropped). Socket buffers are small and the server acts
+//! once the client has part of the file (a `Notify` per connection), so
+//! those endings land during a send; the test counts the sends they cut
+//! short and requires some. Afterwards: every server-side callback grammar
+//! holds, every transfer is byte-exact (whole, or a prefix where it was
+//! cut), and the process's open-fd count is back to its baseline once the
+//! server is closed.
 //!
 //! Settings: CI default (a few hundred connections, a second or two);
 //! `TOKIO_TRANSPORTS_STRESS=long` for more; `TOKIO_TRANSPORTS_STRESS_SEED=<n>`
@@ -21,16 +24,19 @@ mod stress;
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use common::*;
 use stress::{Rng, pick, seed};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_transports::testing::Event;
 use tokio_transports::{ServerOptions, Transport, create_server, sendfile};
+
+/// Connections in the long setting (and the most there are).
+const MAX_CONNS: usize = 3000;
 
 /// The shared file's size.
 const FILE: usize = 2 << 20;
@@ -72,6 +78,19 @@ fn trailer(p: &Plan) -> Vec<u8> {
 /// Bytes the clients received, for the summary.
 static RECEIVED: AtomicUsize = AtomicUsize::new(0);
 
+/// The client has this much of the file (or all of a shorter one) when it
+/// tells the server to act (abort, close, drop the call).
+const MIDWAY: usize = 16 * 1024;
+
+/// One signal per connection: the client got `MIDWAY` bytes of the file.
+fn midway(id: u64) -> &'static Notify {
+    static SIGNALS: OnceLock<Vec<Notify>> = OnceLock::new();
+    &SIGNALS.get_or_init(|| (0..MAX_CONNS).map(|_| Notify::new()).collect())[id as usize]
+}
+
+/// Aborted sends whose file was cut short, for the summary.
+static ABORTED_SHORT: AtomicUsize = AtomicUsize::new(0);
+
 /// Dropped calls whose file was cut short, for the summary.
 static CUT_SHORT: AtomicUsize = AtomicUsize::new(0);
 
@@ -85,6 +104,9 @@ async fn serve(t: Transport, file: Arc<File>, p: Plan) {
 }
 
 async fn serve_plan(t: Transport, file: Arc<File>, p: Plan) {
+    // Small socket buffers (the client's too): a file of a few hundred KiB
+    // cannot sit in the kernel at once, so the server acts during the send.
+    let _ = t.with_socket(|s| s.set_send_buffer_size(16 * 1024));
     t.write(header(&p)).unwrap();
     match p.ending {
         Ending::Clean | Ending::ClientResets => {
@@ -94,39 +116,41 @@ async fn serve_plan(t: Transport, file: Arc<File>, p: Plan) {
         }
         Ending::ServerAborts => {
             let mut send = Box::pin(sendfile(&t, &*file, p.offset, Some(p.len), true));
-            // Let the send start, then abort while it runs (or after).
-            tokio::select! {
-                r = &mut send => { let _ = r; }
-                _ = tokio::task::yield_now() => {}
-            }
+            // Abort once the client has some of the file (or after the
+            // send, for a short one).
+            let done = tokio::select! {
+                _ = &mut send => true,
+                _ = midway(p.id).notified() => false,
+            };
             t.abort();
-            let _ = send.await;
+            if !done {
+                let _ = send.await;
+            }
         }
         Ending::ServerCloses => {
             let t2 = t.clone();
             let trailer = trailer(&p);
+            let id = p.id;
             let closer = tokio::spawn(async move {
-                tokio::task::yield_now().await;
-                // Made after the call: held until the file is out.
+                // Once the client has some of the file: the send is under
+                // way (or, for a short file, done).
+                midway(id).notified().await;
+                // Made during the send: held until the file is out.
                 t2.write(trailer).ok();
                 t2.close();
             });
             let r = sendfile(&t, &*file, p.offset, Some(p.len), true).await;
-            // A close that reached the task after the call's commands lets
-            // the file go out whole; one that came first makes the call fail
-            // and sends none of it.
-            if let Ok(n) = r {
-                assert_eq!(n, p.len, "plan {p:?}");
-            }
+            assert_eq!(r.unwrap(), p.len, "plan {p:?}");
             let _ = closer.await;
         }
         Ending::CallDropped => {
             let mut send = Box::pin(sendfile(&t, &*file, p.offset, Some(p.len), true));
             tokio::select! {
                 r = &mut send => { let _ = r; }
-                _ = tokio::task::yield_now() => {}
+                _ = midway(p.id).notified() => {}
             }
-            // The future is dropped here: the protocol comes back.
+            // The future is dropped here: the send stops, the protocol
+            // comes back.
             drop(send);
             t.write(trailer(&p)).ok();
             t.close();
@@ -136,7 +160,10 @@ async fn serve_plan(t: Transport, file: Arc<File>, p: Plan) {
 
 /// The client side: read everything, check what must be exact.
 async fn client(port: u16, p: Plan, data: Arc<Vec<u8>>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = sock.connect(addr).await.unwrap();
     // The server's connection_made looks the plan up by this id.
     tokio::io::AsyncWriteExt::write_all(&mut s, &p.id.to_be_bytes())
         .await
@@ -148,6 +175,16 @@ async fn client(port: u16, p: Plan, data: Arc<Vec<u8>>) {
         return;
     }
     let mut got = Vec::new();
+    // Some of the file first (or the end), then the server may act.
+    let want = header(&p).len() + (p.len as usize).min(MIDWAY);
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < want {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    midway(p.id).notify_one();
     let _ = s.read_to_end(&mut got).await;
     RECEIVED.fetch_add(got.len(), Ordering::Relaxed);
     let file = &data[p.offset as usize..(p.offset + p.len) as usize];
@@ -157,14 +194,9 @@ async fn client(port: u16, p: Plan, data: Arc<Vec<u8>>) {
             assert_eq!(got, [&h[..], file, &trailer(&p)].concat(), "plan {p:?}");
         }
         Ending::ServerCloses => {
-            // The whole file then the trailer, or (a close that reached the
-            // task before the call's commands) the header and the trailer.
-            let t = trailer(&p);
-            assert!(
-                got == [&h[..], file, &t].concat() || got == [&h[..], &t].concat(),
-                "plan {p:?}: {} bytes",
-                got.len()
-            );
+            // The close came during the send: the whole file, then the
+            // trailer.
+            assert_eq!(got, [&h[..], file, &trailer(&p)].concat(), "plan {p:?}");
         }
         Ending::CallDropped => {
             // The header, a prefix of the file, the trailer.
@@ -181,6 +213,9 @@ async fn client(port: u16, p: Plan, data: Arc<Vec<u8>>) {
             // A prefix of header + file.
             let whole = [&h[..], file].concat();
             assert_eq!(got, whole[..got.len().min(whole.len())], "plan {p:?}");
+            if got.len() < whole.len() {
+                ABORTED_SHORT.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ending::ClientResets => unreachable!(),
     }
@@ -189,7 +224,7 @@ async fn client(port: u16, p: Plan, data: Arc<Vec<u8>>) {
 #[test]
 fn sendfile_on_many_connections_every_ending() {
     stress::serial_run(async {
-        let conns = pick(300, 3000);
+        let conns = pick(300, MAX_CONNS);
         let mut rng = Rng::fork(seed(), 0x5e1d);
         let data = Arc::new(stress::stream_bytes(7, 0, FILE));
         let path = std::env::temp_dir().join(format!("tt-sendfile-soak-{}", std::process::id()));
@@ -273,10 +308,21 @@ fn sendfile_on_many_connections_every_ending() {
         }
         eprintln!(
             "sendfile soak: {conns} connections {:?} (clean, server aborts, server closes, \
-             client resets, call dropped), {} dropped calls cut short, {} MB received",
+             client resets, call dropped), {} aborts and {} dropped calls cut a file short, \
+             {} MB received",
             per,
+            ABORTED_SHORT.load(Ordering::Relaxed),
             CUT_SHORT.load(Ordering::Relaxed),
             RECEIVED.load(Ordering::Relaxed) >> 20
+        );
+        // The endings that act during a send did so, at least sometimes.
+        assert!(
+            ABORTED_SHORT.load(Ordering::Relaxed) > 0,
+            "no abort hit a send"
+        );
+        assert!(
+            CUT_SHORT.load(Ordering::Relaxed) > 0,
+            "no dropped call cut a send"
         );
         assert_eq!(
             after,

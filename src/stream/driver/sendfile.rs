@@ -27,7 +27,7 @@ use futures::channel::oneshot;
 
 use super::Driver;
 use crate::drive::Drive;
-use crate::stream::handle::{Command, LOST};
+use crate::stream::handle::{Command, LOST, SwapFn};
 use crate::stream::state::Phase;
 use crate::stream::stream_io::StreamIo;
 
@@ -77,6 +77,11 @@ pub(crate) struct Job {
     sent: u64,
     /// Commands that arrived after the job, applied when it ends.
     held: Vec<Command>,
+    /// The caller's swap back (its protocol put back, reading resumed),
+    /// run as the job ends, before the held commands: a `with_protocol`
+    /// held meanwhile sees the caller's protocol, as asyncio's
+    /// `get_protocol` does during a native send.
+    restore: Option<SwapFn>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -85,6 +90,7 @@ impl Job {
         file: OwnedFd,
         offset: u64,
         count: Option<u64>,
+        restore: SwapFn,
         reply: oneshot::Sender<Outcome>,
     ) -> Job {
         Job {
@@ -93,6 +99,7 @@ impl Job {
             count,
             sent: 0,
             held: Vec::new(),
+            restore: Some(restore),
             reply,
         }
     }
@@ -221,7 +228,14 @@ impl<IO, P: Drive> Driver<IO, P> {
 
     /// End the job: answer the caller, then apply the commands it held.
     fn end_sendfile(&mut self, outcome: Outcome) {
-        if let Some(job) = self.sendfile.take() {
+        if let Some(mut job) = self.sendfile.take() {
+            // Not after "not available": the caller's fallback still needs
+            // its stand-in.
+            if let Some(restore) = job.restore.take()
+                && !matches!(outcome, Outcome::NotAvailable)
+            {
+                self.apply(Command::Swap(restore));
+            }
             let _ = job.reply.send(outcome);
             self.core.commands.extend(job.held);
             self.apply_scratch();
