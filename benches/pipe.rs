@@ -55,30 +55,11 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use common::{ServerThread, median};
+use common::{Cpu, ServerThread, median};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_transports::{BaseProtocol, Bytes, Protocol, Transport};
 
 const MB: usize = 1 << 20;
-
-/// CPU time the calling thread has used so far, in microseconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    user_us: f64,
-    sys_us: f64,
-}
-
-fn thread_cpu() -> Cpu {
-    // SAFETY: a zeroed rusage is valid; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_THREAD on the calling thread, into our struct.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    Cpu {
-        user_us: us(ru.ru_utime),
-        sys_us: us(ru.ru_stime),
-    }
-}
 
 /// A `pipe(2)`: (read end, write end), blocking.
 fn pipe_pair() -> (OwnedFd, OwnedFd) {
@@ -211,12 +192,12 @@ fn round(server: &ServerThread, rt: &tokio::runtime::Runtime, which: Which, mb: 
     });
     let start = Instant::now();
     let (before, after) = rt.block_on(server.run(async move {
-        let before = thread_cpu();
+        let before = Cpu::this_thread();
         match which {
             Which::Ours => relay_ours(r1, w2).await,
             Which::Raw => relay_raw(r1, w2).await,
         }
-        (before, thread_cpu())
+        (before, Cpu::this_thread())
     }));
     feeder.join().expect("feeder");
     let got = drain.join().expect("drain");

@@ -39,29 +39,11 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{ServerThread, median};
+use common::{Cpu, ServerThread, median};
 use tokio::io::{AsyncSeekExt, Interest};
 use tokio_transports::{ConnectOptions, create_connection, sendfile};
 
 const MB: u64 = 1 << 20;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    user_us: f64,
-    sys_us: f64,
-}
-
-fn thread_cpu() -> Cpu {
-    // SAFETY: a zeroed rusage is valid; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_THREAD on the calling thread, into our struct.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    Cpu {
-        user_us: us(ru.ru_utime),
-        sys_us: us(ru.ru_stime),
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -136,7 +118,7 @@ impl Side {
 
 /// One round on the sending thread: connect, send the whole file, close.
 async fn round(side: Side, port: u16, file: Arc<File>) -> (Cpu, f64) {
-    let before = thread_cpu();
+    let before = Cpu::this_thread();
     let started = Instant::now();
     match side {
         Side::Ours => {
@@ -181,7 +163,7 @@ async fn round(side: Side, port: u16, file: Arc<File>) -> (Cpu, f64) {
             drop(s);
         }
     }
-    let after = thread_cpu();
+    let after = Cpu::this_thread();
     (
         Cpu {
             user_us: after.user_us - before.user_us,

@@ -54,7 +54,7 @@
 
 mod common;
 
-use common::{ServerThread, median, pin_to_cpu};
+use common::{Cpu, ServerThread, median, pin_to_cpu};
 use std::process::Stdio as StdStdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,31 +68,6 @@ use tokio_transports::{
 
 const MIB: u64 = 1024 * 1024;
 const TARGET: f64 = 1.10;
-
-/// CPU time a thread has used so far, in microseconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    user_us: f64,
-    sys_us: f64,
-}
-
-impl Cpu {
-    /// Read the calling thread's counters.
-    fn this_thread() -> Cpu {
-        // SAFETY: getrusage only writes the struct we hand it, and a zeroed
-        // rusage is a valid value of that plain C struct.
-        let ru = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-            ru
-        };
-        let us = |tv: libc::timeval| tv.tv_sec as f64 * 1e6 + tv.tv_usec as f64;
-        Cpu {
-            user_us: us(ru.ru_utime),
-            sys_us: us(ru.ru_stime),
-        }
-    }
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -1,6 +1,6 @@
-//! What both benchmarks share: a dedicated server thread running a
+//! What the benchmarks share: a dedicated server thread running a
 //! `current_thread` runtime (so the server's CPU time is one thread's), CPU
-//! pinning, and the median.
+//! pinning, the calling thread's CPU time, and the median.
 
 use std::future::Future;
 
@@ -70,6 +70,33 @@ impl Drop for ServerThread {
         }
         if let Some(join) = self.join.take() {
             let _ = join.join();
+        }
+    }
+}
+
+/// CPU time a thread has used so far, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)] // not every benchmark reads it
+pub struct Cpu {
+    pub user_us: f64,
+    pub sys_us: f64,
+}
+
+#[allow(dead_code)] // not every benchmark reads it
+impl Cpu {
+    /// Read the calling thread's counters (`getrusage(RUSAGE_THREAD)`).
+    pub fn this_thread() -> Cpu {
+        // SAFETY: getrusage only writes the struct we hand it, and a zeroed
+        // rusage is a valid value of that plain C struct.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+            ru
+        };
+        let us = |tv: libc::timeval| tv.tv_sec as f64 * 1e6 + tv.tv_usec as f64;
+        Cpu {
+            user_us: us(ru.ru_utime),
+            sys_us: us(ru.ru_stime),
         }
     }
 }

@@ -183,53 +183,38 @@ macro_rules! poll_peek_one {
     };
 }
 
-impl StreamIo for tokio::net::TcpStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::TcpStream::poll_read_ready(self, cx)
-    }
+/// The sockets' `StreamIo`: readiness without reading, a peek for data,
+/// and `sendfile(2)` on Linux. One body for TCP and Unix streams.
+macro_rules! socket_stream_io {
+    ($sock:ty) => {
+        impl StreamIo for $sock {
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$sock>::poll_read_ready(self, cx)
+            }
 
-    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_peek_one!(self, cx)
-    }
+            fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                poll_peek_one!(self, cx)
+            }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const SENDFILE: bool = true;
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            const SENDFILE: bool = true;
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn poll_sendfile(
-        &self,
-        cx: &mut Context<'_>,
-        file: BorrowedFd<'_>,
-        offset: u64,
-        len: usize,
-    ) -> Poll<io::Result<usize>> {
-        poll_sendfile!(self, cx, file, offset, len)
-    }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            fn poll_sendfile(
+                &self,
+                cx: &mut Context<'_>,
+                file: BorrowedFd<'_>,
+                offset: u64,
+                len: usize,
+            ) -> Poll<io::Result<usize>> {
+                poll_sendfile!(self, cx, file, offset, len)
+            }
+        }
+    };
 }
 
-impl StreamIo for tokio::net::UnixStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::UnixStream::poll_read_ready(self, cx)
-    }
-
-    fn poll_data_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        poll_peek_one!(self, cx)
-    }
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const SENDFILE: bool = true;
-
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn poll_sendfile(
-        &self,
-        cx: &mut Context<'_>,
-        file: BorrowedFd<'_>,
-        offset: u64,
-        len: usize,
-    ) -> Poll<io::Result<usize>> {
-        poll_sendfile!(self, cx, file, offset, len)
-    }
-}
+socket_stream_io!(tokio::net::TcpStream);
+socket_stream_io!(tokio::net::UnixStream);
 
 /// Any `AsyncRead + AsyncWrite`, as a [`StreamIo`] with no readiness to ask.
 pub(crate) struct AnyIo<IO>(pub(crate) IO);
