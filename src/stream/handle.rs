@@ -53,8 +53,8 @@ pub(crate) enum Command {
     #[cfg(feature = "tls")]
     StartTls(Box<crate::tls::start::Upgrade>),
     WithProtocol(Box<dyn FnOnce(&mut AnyProtocol) + Send>),
-    /// `sendfile`'s fallback puts a protocol of its own in place and puts
-    /// the original back: the closure gets the protocol and whether the
+    /// `sendfile` puts a stand-in protocol in place and, at the end, the
+    /// original back: the closure gets the protocol and whether the
     /// protocol in place was last told to pause writing, and returns the
     /// flow-control callback the protocol it leaves in place is owed.
     Swap(SwapFn),
