@@ -1240,3 +1240,36 @@ async fn sendfile_after_write_eof_is_refused() {
     t.close();
     reg.finish().await;
 }
+
+/// The connection is lost while the bytes written before the call are
+/// still going out (the peer resets): the call reports the loss's own
+/// error, as `connection_lost` does.
+#[tokio::test]
+async fn a_loss_before_the_file_reports_its_own_error() {
+    let reg = Registry::new();
+    let file = file_with(&pattern(1 << 20, 38));
+    let (t, log, peer) = client_with_raw_peer(&reg, Config::default()).await;
+    small_buffers(&t, &peer);
+    // The peer reads nothing: this stays queued.
+    t.write(pattern(4 << 20, 39)).unwrap();
+    let t2 = t.clone();
+    let f2 = file.try_clone().unwrap();
+    let sending = tokio::spawn(async move { sendfile(&t2, &f2, 0, None, true).await });
+    reading_paused(&t).await;
+    // (One thread: these turns let the call send its job and the task take
+    // it, before the reset below is seen.)
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    set_reset_on_drop(&peer);
+    drop(peer);
+    let err = guard("sendfile", sending).await.unwrap().unwrap_err();
+    let lost = guard("lost", log.wait_lost())
+        .await
+        .expect("lost with an error");
+    assert!(
+        !err.to_string().contains("Connection closed by peer"),
+        "{err} (connection_lost: {lost:?})"
+    );
+    reg.finish().await;
+}

@@ -471,6 +471,8 @@ impl<IO, P: Drive> Driver<IO, P> {
             Some(e) => tracing::debug!(error = %e, "connection lost"),
         }
         self.stage = Stage::Finished;
+        // A native `sendfile` under way hears the loss's own error.
+        self.sendfile_lost(exc.as_ref());
         self.callback("connection_lost", move |p, _, _| {
             p.base_mut().connection_lost(exc)
         });

@@ -82,6 +82,9 @@ pub(crate) struct Job {
     /// held meanwhile sees the caller's protocol, as asyncio's
     /// `get_protocol` does during a native send.
     restore: Option<SwapFn>,
+    /// The error the connection was lost with, if it was lost under the
+    /// job (see `sendfile_lost`).
+    loss: Option<io::Error>,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -100,6 +103,7 @@ impl Job {
             sent: 0,
             held: Vec::new(),
             restore: Some(restore),
+            loss: None,
             reply,
         }
     }
@@ -249,13 +253,19 @@ impl<IO, P: Drive> Driver<IO, P> {
         match self.sendfile.take() {
             Some(job) => {
                 let sent = job.sent;
-                let _ = job.reply.send(Outcome::Failed {
-                    sent,
-                    error: Job::closed(),
-                });
+                let error = job.loss.unwrap_or_else(Job::closed);
+                let _ = job.reply.send(Outcome::Failed { sent, error });
                 job.held
             }
             None => Vec::new(),
+        }
+    }
+
+    /// The connection is being lost with `exc` (`None`: cleanly): a job
+    /// under way will report that error rather than a generic one.
+    pub(super) fn sendfile_lost(&mut self, exc: Option<&io::Error>) {
+        if let (Some(job), Some(e)) = (self.sendfile.as_mut(), exc) {
+            job.loss = Some(io::Error::new(e.kind(), e.to_string()));
         }
     }
 }
