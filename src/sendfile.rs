@@ -104,7 +104,9 @@ const BLOCK: usize = 64 * 1024;
 ///
 /// The fallback reads `file` on tokio's blocking pool
 /// ([`spawn_blocking`](tokio::task::spawn_blocking)), so it needs a tokio
-/// runtime (outside one it is an error). While it runs,
+/// runtime (outside one it is an error); a read under way when the future
+/// is dropped runs to its end there (for a pipe as the file, until the
+/// pipe gives data or closes, and those bytes are consumed). While it runs,
 /// [`with_protocol`](Transport::with_protocol) sees `sendfile`'s stand-in
 /// protocol, as asyncio's `get_protocol()` does during its fallback;
 /// during a native send a `with_protocol` waits like any command and sees
