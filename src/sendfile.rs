@@ -97,8 +97,10 @@ const BLOCK: usize = 64 * 1024;
 ///   send waits behind it like any command, then runs).
 ///
 /// Dropping the future stops the send (the blocks already handed over
-/// still go out), puts the protocol back and resumes reading; the file's
-/// position is then left alone. A `set_protocol` made while the file is
+/// still go out), puts the protocol back and resumes reading; the
+/// fallback then sets the file's position after the blocks it handed over
+/// (as asyncio does when cancelled), a native send leaves it alone (its
+/// count stays on the connection's task). A `set_protocol` made while the file is
 /// sent replaces the stand-in: the new protocol stays and the one
 /// `sendfile` held is dropped, and reading still resumes.
 ///
@@ -179,6 +181,8 @@ pub async fn sendfile<F: AsFd + ?Sized>(
         ));
     }
     let mut swapped = Swapped::begin(transport).await?;
+    // If the future is dropped half-way, the guard sets the position.
+    swapped.file_at = seekable.then(|| (file.clone(), offset));
     let result = match send_native(transport, &swapped, &file, offset, count).await? {
         Outcome::Sent(n) => {
             swapped.sent = n;
@@ -202,7 +206,7 @@ pub async fn sendfile<F: AsFd + ?Sized>(
     };
     swapped.end_and_wait().await;
     // After an error too: the position tells how much was sent.
-    if seekable && swapped.sent > 0 {
+    if swapped.file_at.take().is_some() && swapped.sent > 0 {
         (&*file).seek(SeekFrom::Start(offset + swapped.sent))?;
     }
     result.map(|()| swapped.sent)
@@ -398,6 +402,10 @@ struct Swapped {
     done: bool,
     /// Bytes of the file sent so far.
     sent: u64,
+    /// The file (if it can seek) and the offset the call started at: a
+    /// dropped call sets the file's position after what it handed over, as
+    /// asyncio's does when cancelled.
+    file_at: Option<(Arc<File>, u64)>,
 }
 
 impl Swapped {
@@ -415,6 +423,7 @@ impl Swapped {
             resume_reading: resume_reading.clone(),
             done: false,
             sent: 0,
+            file_at: None,
         };
         let (tx, rx) = oneshot::channel::<io::Result<()>>();
         let t = transport.clone();
@@ -524,5 +533,11 @@ impl Swapped {
 impl Drop for Swapped {
     fn drop(&mut self) {
         let _ = self.end();
+        if let Some((file, offset)) = self.file_at.take()
+            && self.sent > 0
+        {
+            // Nobody to tell if this fails: the position is a courtesy.
+            let _ = (&*file).seek(SeekFrom::Start(offset + self.sent));
+        }
     }
 }

@@ -1273,3 +1273,29 @@ async fn a_loss_before_the_file_reports_its_own_error() {
     );
     reg.finish().await;
 }
+
+/// A fallback call dropped half-way sets the file's position after the
+/// blocks it handed over (asyncio's `finally` does the same when
+/// cancelled), and those blocks reach the peer.
+#[tokio::test]
+async fn a_dropped_fallback_call_sets_the_position() {
+    let reg = Registry::new();
+    let data = pattern(1 << 20, 40);
+    let mut file = file_with(&data);
+    let (t, _log, mut peer) = duplex_client(&reg).await;
+    let t2 = t.clone();
+    let f2 = file.try_clone().unwrap();
+    let sending = tokio::spawn(async move { sendfile(&t2, &f2, 100, None, true).await });
+    // The peer takes the first block; the second waits on `drain()`.
+    let head = read_n(&mut peer, 64 * 1024).await;
+    sending.abort();
+    assert!(guard("aborted", sending).await.unwrap_err().is_cancelled());
+    barrier(&t).await;
+    t.close();
+    let rest = read_to_eof(&mut peer).await;
+    let got = [head, rest].concat();
+    assert_eq!(got, &data[100..100 + got.len()]);
+    // Every block handed over was sent; the position is right after them.
+    assert_eq!(pos(&mut file), 100 + got.len() as u64);
+    reg.finish().await;
+}
