@@ -58,6 +58,48 @@ async fn reading_paused(t: &Transport) {
     .await;
 }
 
+/// The error of a send the connection failed under: one of the
+/// connection-error kinds (asyncio's `ConnectionError`).
+fn assert_connection_error(err: &std::io::Error) {
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ),
+        "{err:?}"
+    );
+}
+
+/// The peer reads 1,024 bytes of a send under way, then goes away: the
+/// call fails with a connection error, the position is between the two
+/// ends, the transport is closing and its protocol heard the loss.
+async fn peer_leaves_midway(
+    t: &Transport,
+    log: &Log,
+    mut peer: impl tokio::io::AsyncRead + Unpin,
+    data: &[u8],
+    file: &mut File,
+) {
+    let (sent, got) = tokio::join!(
+        async { guard("sendfile", sendfile(t, &*file, 0, None, true)).await },
+        async move {
+            let got = read_n(&mut peer, 1024).await;
+            drop(peer);
+            got
+        }
+    );
+    assert_eq!(got, &data[..1024]);
+    assert_connection_error(&sent.unwrap_err());
+    let at = pos(file);
+    assert!(
+        (1024..data.len() as u64).contains(&at),
+        "file position {at}"
+    );
+    assert!(t.is_closing());
+    // The user's protocol hears the loss, once.
+    assert!(guard("client lost", log.wait_lost()).await.is_some());
+}
+
 /// Close the transport and read what the peer got, to its end.
 async fn close_and_collect(t: &Transport, peer: &mut TcpStream) -> Vec<u8> {
     t.close();
@@ -206,36 +248,10 @@ async fn test_sendfile_close_peer_in_the_middle_of_receiving() {
     let len = 8 << 20;
     let data = pattern(len, 8);
     let mut file = file_with(&data);
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
-    t.with_socket(|s| s.set_send_buffer_size(16 * 1024))
-        .unwrap()
-        .unwrap();
-    socket2::SockRef::from(&peer)
-        .set_recv_buffer_size(16 * 1024)
-        .unwrap();
+    let (t, log, peer) = client_with_raw_peer(&reg, Config::default()).await;
+    small_buffers(&t, &peer);
     set_reset_on_drop(&peer);
-    let (sent, got) = tokio::join!(
-        async { guard("sendfile", sendfile(&t, &file, 0, None, true)).await },
-        async move {
-            let got = read_n(&mut peer, 1024).await;
-            drop(peer);
-            got
-        }
-    );
-    assert_eq!(got, &data[..1024]);
-    let err = sent.unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-        "{err:?}"
-    );
-    let at = pos(&mut file);
-    assert!((1024..len as u64).contains(&at), "file position {at}");
-    assert!(t.is_closing());
-    // The user's protocol hears the loss, once.
-    assert!(guard("client lost", log.wait_lost()).await.is_some());
+    peer_leaves_midway(&t, &log, peer, &data, &mut file).await;
     reg.finish().await;
 }
 
@@ -573,13 +589,7 @@ async fn abort_while_sending() {
     // The error `drain()` reports for the discarded buffer, or the
     // transport found closing before the next block.
     let err = guard("sendfile", sending).await.unwrap().unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-        "{err:?}"
-    );
+    assert_connection_error(&err);
     assert_eq!(guard("lost", log.wait_lost()).await, None);
     assert!(pos(&mut file) < data.len() as u64);
     reg.finish().await;
@@ -709,28 +719,8 @@ async fn test_sendfile_fallback_close_peer_in_the_middle_of_receiving() {
     let len = 1 << 20;
     let data = pattern(len, 23);
     let mut file = file_with(&data);
-    let (t, log, mut peer) = duplex_client(&reg).await;
-    let (sent, got) = tokio::join!(
-        async { guard("sendfile", sendfile(&t, &file, 0, None, true)).await },
-        async move {
-            let got = read_n(&mut peer, 1024).await;
-            drop(peer);
-            got
-        }
-    );
-    assert_eq!(got, &data[..1024]);
-    let err = sent.unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-        "{err:?}"
-    );
-    let at = pos(&mut file);
-    assert!((1024..len as u64).contains(&at), "file position {at}");
-    assert!(t.is_closing());
-    assert!(guard("client lost", log.wait_lost()).await.is_some());
+    let (t, log, peer) = duplex_client(&reg).await;
+    peer_leaves_midway(&t, &log, peer, &data, &mut file).await;
     reg.finish().await;
 }
 

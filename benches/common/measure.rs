@@ -74,16 +74,10 @@ pub struct Sample {
 impl Sample {
     /// Read the calling thread's counters.
     pub fn this_thread() -> Sample {
-        // SAFETY: getrusage only writes the struct we hand it.
-        let ru = unsafe {
-            let mut ru: libc::rusage = std::mem::zeroed();
-            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
-            ru
-        };
-        let us = |tv: libc::timeval| tv.tv_sec as f64 * 1e6 + tv.tv_usec as f64;
+        let cpu = crate::common::Cpu::this_thread();
         Sample {
-            user_us: us(ru.ru_utime),
-            sys_us: us(ru.ru_stime),
+            user_us: cpu.user_us,
+            sys_us: cpu.sys_us,
             allocs: T_ALLOCS.with(Cell::get),
             net_bytes: T_NET.with(Cell::get),
         }
