@@ -589,3 +589,84 @@ fn buffered_get_buffer_sizes_follow_the_protocol() {
     h.feed("12345678");
     assert_eq!(h.protocol().1, b"12345678");
 }
+
+/// Reads its transport's addresses in `connection_made`, as a protocol that
+/// logs or checks its peer does.
+#[derive(Default)]
+struct AddressReader {
+    seen: Vec<Option<String>>,
+    inet: (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+    socket_lent: bool,
+}
+
+impl BaseProtocol for AddressReader {
+    fn connection_made(&mut self, t: &Transport) {
+        for key in ["peername", "sockname", "socket"] {
+            self.seen.push(t.get_extra_info(key).map(|v| v.to_string()));
+        }
+        self.inet = (t.peername(), t.sockname());
+        self.socket_lent = t.with_socket(|_| ()).is_some();
+    }
+}
+
+impl Protocol for AddressReader {}
+
+impl tokio_transports::BufferedProtocol for AddressReader {
+    fn get_buffer(&mut self, _hint: usize) -> &mut BytesMut {
+        unreachable!("nothing is fed")
+    }
+    fn buffer_updated(&mut self, _n: usize) {}
+}
+
+#[test]
+fn builder_addresses_are_seen_in_connection_made() {
+    let peer: std::net::SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let ours: std::net::SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+    let h = StreamHarness::builder()
+        .peername(peer)
+        .sockname(ours)
+        .limits(limits(100, 10))
+        .start(AddressReader::default());
+    let p = h.protocol();
+    assert_eq!(
+        p.seen,
+        vec![
+            Some("('192.0.2.7', 40000)".to_string()),
+            Some("('2001:db8::1', 443, 0, 0)".to_string()),
+            None,
+        ]
+    );
+    assert_eq!(p.inet, (Some(peer), Some(ours)));
+    assert!(!p.socket_lent, "a harness has no socket to lend");
+    assert_eq!(h.transport().get_write_buffer_limits(), (10, 100));
+
+    // Unix names, on a buffered protocol; an unnamed peer shows as ''.
+    let h = StreamHarness::builder()
+        .peername(SocketAddress::Unix(None))
+        .sockname(SocketAddress::Unix(Some("/run/app.sock".into())))
+        .start_buffered(AddressReader::default());
+    let p = h.protocol();
+    assert_eq!(
+        p.seen,
+        vec![Some(String::new()), Some("/run/app.sock".to_string()), None]
+    );
+    assert_eq!(p.inet, (None, None), "no Internet address on a Unix name");
+}
+
+#[test]
+fn harness_without_builder_has_no_addresses() {
+    let h = StreamHarness::new(AddressReader::default());
+    assert_eq!(h.protocol().seen, vec![None, None, None]);
+    assert_eq!(h.protocol().inet, (None, None));
+    // The addresses outlive the connection, as on a socket's transport.
+    let mut h = StreamHarness::builder()
+        .peername("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap())
+        .start(AddressReader::default());
+    h.transport().close();
+    h.run_pending();
+    assert!(h.is_closed());
+    assert_eq!(
+        h.transport().peername(),
+        Some("127.0.0.1:1".parse().unwrap())
+    );
+}

@@ -29,8 +29,8 @@
 //! is needed at all: a plain `#[test]` works.
 //!
 //! What the harness does not do: TLS (`start_tls` needs a real task), and
-//! socket options (`with_socket` gives `None`; there are no addresses on a
-//! stream harness).
+//! socket options (`with_socket` gives `None`). A stream harness has no
+//! addresses unless [`StreamHarness::builder`] gives it some.
 //!
 //! # A protocol author's test
 //!
@@ -94,4 +94,4 @@ pub use grammar::check_grammar;
 pub use log::{Event, Log, LostInfo, WAIT_TIMEOUT, received_in, received_len};
 pub use recorder::{Hook, Recorder, RecorderConfig};
 pub use scripted::{Peer, ScriptedIo};
-pub use stream::StreamHarness;
+pub use stream::{StreamHarness, StreamHarnessBuilder};

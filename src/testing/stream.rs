@@ -12,11 +12,13 @@ use bytes::Bytes;
 use super::checked::{Checked, GrammarCheck};
 use super::scripted::{Peer, ScriptedIo};
 use super::step::{Stepper, assert_grammar};
+use crate::extra::Extra;
 use crate::stream::driver::Driver;
 use crate::stream::handle::READ_PAUSED;
 use crate::stream::{StreamConfig, prepare_stream_any};
 use crate::{
-    AnyProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol, Transport, WriteLimits,
+    AnyProtocol, Buffered, BufferedProtocol, IntoProtocol, Protocol, SocketAddress, Transport,
+    WriteLimits,
 };
 
 /// Drives one [`Protocol`] or [`BufferedProtocol`] without a socket, as
@@ -101,9 +103,7 @@ impl<P: Protocol> StreamHarness<P> {
     /// assert_eq!(h.transport().get_write_buffer_limits(), (10, 100));
     /// ```
     pub fn with_limits(protocol: P, limits: WriteLimits) -> Self {
-        let checked = Checked::new(protocol);
-        let check = checked.check();
-        Self::start(checked, check, limits)
+        StreamHarnessBuilder::new().limits(limits).start(protocol)
     }
 }
 
@@ -143,17 +143,163 @@ impl<P: BufferedProtocol> StreamHarness<P> {
     /// assert_eq!(h.transport().get_write_buffer_limits(), (4, 8));
     /// ```
     pub fn buffered_with_limits(protocol: P, limits: WriteLimits) -> Self {
+        StreamHarnessBuilder::new()
+            .limits(limits)
+            .start_buffered(protocol)
+    }
+}
+
+impl StreamHarness<()> {
+    /// A [`StreamHarnessBuilder`]: watermarks and the connection's
+    /// addresses before `connection_made` runs.
+    ///
+    /// ```
+    /// # use tokio_transports::testing::StreamHarness;
+    /// let h = StreamHarness::builder()
+    ///     .peername("192.0.2.7:40000".parse::<std::net::SocketAddr>().unwrap())
+    ///     .start(());
+    /// assert_eq!(h.transport().peername(), Some("192.0.2.7:40000".parse().unwrap()));
+    /// ```
+    pub fn builder() -> StreamHarnessBuilder {
+        StreamHarnessBuilder::new()
+    }
+}
+
+/// How a [`StreamHarness`] starts: its watermarks and the addresses its
+/// transport reports (`peername()`, `sockname()`, `get_extra_info("peername")`
+/// / `("sockname")`), which a protocol may read in `connection_made`.
+/// Without them a harness has no addresses, as [`connect_io`](crate::connect_io).
+///
+/// ```
+/// use tokio_transports::{BaseProtocol, Protocol, SocketAddress, Transport};
+/// use tokio_transports::testing::StreamHarness;
+///
+/// /// Greets the peer by its address.
+/// #[derive(Default)]
+/// struct Greeter;
+/// impl BaseProtocol for Greeter {
+///     fn connection_made(&mut self, t: &Transport) {
+///         let peer = t.get_extra_info("peername").map(|v| v.to_string()).unwrap_or_default();
+///         let _ = t.write(format!("hello {peer}\n"));
+///     }
+/// }
+/// impl Protocol for Greeter {}
+///
+/// let mut h = StreamHarness::builder()
+///     .peername("192.0.2.7:40000".parse::<std::net::SocketAddr>().unwrap())
+///     .sockname(SocketAddress::Unix(Some("/run/app.sock".into())))
+///     .start(Greeter);
+/// assert_eq!(h.written(), "hello ('192.0.2.7', 40000)\n");
+/// assert_eq!(h.transport().get_extra_info("sockname").unwrap().to_string(), "/run/app.sock");
+/// ```
+#[derive(Debug, Default)]
+pub struct StreamHarnessBuilder {
+    limits: WriteLimits,
+    peername: Option<SocketAddress>,
+    sockname: Option<SocketAddress>,
+}
+
+impl StreamHarnessBuilder {
+    /// Default watermarks, no addresses.
+    ///
+    /// ```
+    /// # use tokio_transports::testing::StreamHarnessBuilder;
+    /// let h = StreamHarnessBuilder::new().start(());
+    /// assert_eq!(h.transport().peername(), None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The write buffer's watermarks from the start.
+    ///
+    /// ```
+    /// # use tokio_transports::WriteLimits;
+    /// # use tokio_transports::testing::StreamHarness;
+    /// let h = StreamHarness::builder()
+    ///     .limits(WriteLimits::new(Some(100), Some(10)).unwrap())
+    ///     .start(());
+    /// assert_eq!(h.transport().get_write_buffer_limits(), (10, 100));
+    /// ```
+    pub fn limits(mut self, limits: WriteLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The peer's address: an IP address and port, or a Unix path.
+    ///
+    /// ```
+    /// # use tokio_transports::SocketAddress;
+    /// # use tokio_transports::testing::StreamHarness;
+    /// let h = StreamHarness::builder().peername(SocketAddress::Unix(None)).start(());
+    /// assert_eq!(h.transport().get_extra_info("peername").unwrap().to_string(), "");
+    /// ```
+    pub fn peername(mut self, addr: impl Into<SocketAddress>) -> Self {
+        self.peername = Some(addr.into());
+        self
+    }
+
+    /// The connection's own address.
+    ///
+    /// ```
+    /// # use tokio_transports::testing::StreamHarness;
+    /// let addr: std::net::SocketAddr = "127.0.0.1:8888".parse().unwrap();
+    /// let h = StreamHarness::builder().sockname(addr).start(());
+    /// assert_eq!(h.transport().sockname(), Some(addr));
+    /// ```
+    pub fn sockname(mut self, addr: impl Into<SocketAddress>) -> Self {
+        self.sockname = Some(addr.into());
+        self
+    }
+
+    /// Start a harness driving `protocol` ([`StreamHarness::new`] with
+    /// these settings).
+    ///
+    /// ```
+    /// # use tokio_transports::testing::StreamHarness;
+    /// let h = StreamHarness::builder().start(());
+    /// assert!(!h.is_closed());
+    /// ```
+    pub fn start<P: Protocol>(self, protocol: P) -> StreamHarness<P> {
         let checked = Checked::new(protocol);
         let check = checked.check();
-        Self::start(Buffered(checked), check, limits)
+        StreamHarness::start(checked, check, self)
+    }
+
+    /// Start a harness driving a [`BufferedProtocol`]
+    /// ([`StreamHarness::buffered`] with these settings).
+    ///
+    /// ```
+    /// # use tokio_transports::{BaseProtocol, BufferedProtocol, BytesMut};
+    /// # use tokio_transports::testing::StreamHarness;
+    /// # struct C(BytesMut); impl BaseProtocol for C {}
+    /// # impl BufferedProtocol for C {
+    /// #     fn get_buffer(&mut self, _: usize) -> &mut BytesMut { self.0.reserve(8); &mut self.0 }
+    /// #     fn buffer_updated(&mut self, _: usize) {}
+    /// # }
+    /// let addr: std::net::SocketAddr = "[::1]:9".parse().unwrap();
+    /// let mut h = StreamHarness::builder().peername(addr).start_buffered(C(BytesMut::new()));
+    /// h.feed("abc");
+    /// assert_eq!(&h.protocol().0[..], b"abc");
+    /// assert_eq!(h.transport().peername(), Some(addr));
+    /// ```
+    pub fn start_buffered<P: BufferedProtocol>(self, protocol: P) -> StreamHarness<P> {
+        let checked = Checked::new(protocol);
+        let check = checked.check();
+        StreamHarness::start(Buffered(checked), check, self)
     }
 }
 
 impl<P: 'static> StreamHarness<P> {
-    fn start(protocol: impl IntoProtocol, check: GrammarCheck, limits: WriteLimits) -> Self {
+    fn start(
+        protocol: impl IntoProtocol,
+        check: GrammarCheck,
+        options: StreamHarnessBuilder,
+    ) -> Self {
         let (io, peer) = ScriptedIo::new();
         let config = StreamConfig {
-            limits,
+            limits: options.limits,
+            extra: Extra::new(options.peername, options.sockname, None),
             notify_started: false,
             ..StreamConfig::default()
         };
