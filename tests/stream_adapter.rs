@@ -91,7 +91,7 @@ async fn framed_codec_over_the_stream() {
 #[tokio::test]
 async fn an_unread_stream_pauses_the_transports_reading() {
     let (stream, mut peer) = client_and_peer().await;
-    stream.set_read_limit(1024);
+    stream.set_read_limit(1024).unwrap();
     let t = stream.transport().clone();
     let data = pattern(256 * 1024, 3);
     let sent = data.clone();

@@ -138,17 +138,24 @@ impl TransportStream {
     /// twice this waits unread, and resumes at or below it. Default
     /// [`DEFAULT_READ_LIMIT`](super::DEFAULT_READ_LIMIT), 64 KiB.
     ///
+    /// # Errors
+    ///
+    /// `InvalidInput` ("Limit cannot be <= 0", asyncio's `ValueError`) for
+    /// 0; the limit stays as it was.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// # use tokio_transports::streams::TransportStream;
     /// let (a, _b) = tokio::io::duplex(64);
     /// let stream = TransportStream::open(|p| tokio_transports::connect_io(move || p, a)).await?;
-    /// stream.set_read_limit(1024);
+    /// stream.set_read_limit(1024)?;
+    /// assert_eq!(stream.read_limit(), 1024);
+    /// assert_eq!(stream.set_read_limit(0).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
     /// assert_eq!(stream.read_limit(), 1024);
     /// # Ok(()) }
     /// ```
-    pub fn set_read_limit(&self, limit: usize) {
-        self.reader.set_limit(limit);
+    pub fn set_read_limit(&self, limit: usize) -> io::Result<()> {
+        self.reader.set_limit(limit)
     }
 
     /// The read limit; see [`set_read_limit`](Self::set_read_limit).

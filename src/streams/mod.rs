@@ -51,7 +51,10 @@
 
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use crate::{ConnectOptions, Server, ServerHosts, ServerOptions, Transport, UnixEndpoint};
 
@@ -175,9 +178,31 @@ where
     F: Fn(TransportStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    Arc::new(move |stream| {
-        tokio::spawn(client_connected(stream));
+    Arc::new(move |stream: TransportStream| {
+        let transport = stream.transport().clone();
+        let connected = client_connected(stream);
+        tokio::spawn(async move {
+            if let Err(payload) = AssertUnwindSafe(connected).catch_unwind().await {
+                report_unhandled(&transport, &*payload);
+            }
+        });
     })
+}
+
+/// A `client_connected` future panicked (asyncio: an exception escaped
+/// `client_connected_cb`): report it to the exception handler with
+/// asyncio's message and close the connection (its stream was dropped
+/// while unwinding, which closes it already).
+fn report_unhandled(transport: &Transport, payload: &(dyn std::any::Any + Send)) {
+    let panicked = crate::CallbackPanicked::from_payload("client_connected_cb", payload);
+    let err = io::Error::other(format!("client_connected panicked: {}", panicked.message));
+    crate::call_exception_handler(
+        &crate::ExceptionContext::new("Unhandled exception in client_connected_cb")
+            .with_error(&err)
+            .with_peername(transport.peername())
+            .with_sockname(transport.sockname()),
+    );
+    transport.close();
 }
 
 /// A TCP (or, with [`ServerOptions::ssl`], TLS) server whose connections
@@ -185,7 +210,10 @@ where
 /// to `client_connected` as a [`TransportStream`], and the future it
 /// returns is spawned on the runtime (asyncio's `client_connected_cb`, here
 /// with one stream instead of a reader and a writer). When that future ends
-/// and drops the stream, the connection is closed. The options and the
+/// and drops the stream, the connection is closed. If it panics, the panic
+/// is reported to the [exception handler](crate::set_exception_handler) as
+/// "Unhandled exception in client_connected_cb" (as asyncio reports an
+/// exception there), the connection is closed, and the server goes on. The options and the
 /// returned [`Server`] are [`create_server`](crate::create_server)'s.
 ///
 /// # Errors

@@ -54,12 +54,20 @@ impl ReadSide {
         self.current.len() + self.shared.lock().buffered
     }
 
-    pub(crate) fn set_limit(&self, limit: usize) {
+    pub(crate) fn set_limit(&self, limit: usize) -> io::Result<()> {
+        if limit == 0 {
+            // asyncio's `StreamReader(limit=0)`: ValueError.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Limit cannot be <= 0",
+            ));
+        }
         let mut st = self.shared.lock();
-        st.limit = limit.max(1);
+        st.limit = limit;
         // A lower limit takes effect at the next received chunk, a higher
         // one may resume reading now.
         st.consumed(0);
+        Ok(())
     }
 
     pub(crate) fn limit(&self) -> usize {

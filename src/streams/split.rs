@@ -47,12 +47,16 @@ impl StreamReader {
     /// let (reader, _writer) = TransportStream::open(|p| tokio_transports::connect_io(move || p, a))
     ///     .await?
     ///     .into_split();
-    /// reader.set_read_limit(4096);
+    /// reader.set_read_limit(4096)?;
     /// assert_eq!(reader.read_limit(), 4096);
     /// # Ok(()) }
     /// ```
-    pub fn set_read_limit(&self, limit: usize) {
-        self.side.set_limit(limit);
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for 0, as [`TransportStream::set_read_limit`](super::TransportStream::set_read_limit).
+    pub fn set_read_limit(&self, limit: usize) -> std::io::Result<()> {
+        self.side.set_limit(limit)
     }
 
     /// [`TransportStream::read_limit`](super::TransportStream::read_limit).
