@@ -365,9 +365,22 @@ impl SubprocessTransport {
     /// `ProcessLookupError`, "No such process"), from any thread. The signal can never reach
     /// another process that reused the pid (it goes through a pidfd).
     ///
+    /// # Errors
+    ///
+    /// After the end: the OS error `ESRCH`. std gives that error no
+    /// [`ErrorKind`](io::ErrorKind) of its own, so test
+    /// `err.raw_os_error() == Some(libc::ESRCH)` (3 on Linux), as for
+    /// asyncio's `ProcessLookupError`. Otherwise what `pidfd_send_signal`
+    /// (or `kill`) returns, for example `EINVAL` for an unknown signal.
+    ///
     /// ```no_run
     /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> {
     /// t.send_signal(10)?; // SIGUSR1 on Linux
+    /// t.wait().await;
+    /// // (the exit and the pipes' ends delivered, `connection_lost` ran)
+    /// # t.closed().await;
+    /// let err = t.send_signal(10).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(3)); // ESRCH, "No such process"
     /// # Ok(()) }
     /// ```
     pub fn send_signal(&self, signal: i32) -> io::Result<()> {
