@@ -270,6 +270,23 @@ impl IntoTcpStream for std::net::TcpStream {
     }
 }
 
+/// `sock` as a tokio stream, once it is known to be a stream socket (a
+/// `TcpStream` can be made from any fd: asyncio checks `sock.type` here).
+fn stream_socket(sock: impl IntoTcpStream) -> io::Result<TcpStream> {
+    let stream = sock.into_tokio_stream()?;
+    let ty = socket2::SockRef::from(&stream).r#type()?;
+    if ty != socket2::Type::STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "A Stream Socket was expected, got {ty:?} socket (fd {})",
+                stream.as_raw_fd()
+            ),
+        ));
+    }
+    Ok(stream)
+}
+
 /// Open a TCP connection to `host:port` and drive it with the protocol that
 /// `protocol_factory` makes (asyncio's `loop.create_connection`).
 ///
@@ -337,6 +354,14 @@ where
 /// sockets" example). Returns once `connection_made` has run; an error
 /// outside a tokio runtime.
 ///
+/// # Errors
+///
+/// A socket that is not a stream socket (a UDP socket's fd made into a
+/// `TcpStream`): `InvalidInput`, "A Stream Socket was expected, got ..."
+/// (asyncio's `ValueError`), before the factory is called; the socket,
+/// given by value, is closed. Outside a runtime, and TLS settings that
+/// cannot be used, likewise before the factory.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -356,7 +381,7 @@ where
 {
     current_runtime()?;
     let tls = options.tls_start(None)?;
-    let stream = sock.into_tokio_stream()?;
+    let stream = stream_socket(sock)?;
     let config = tcp_config(
         &stream,
         options.nodelay,
@@ -404,7 +429,7 @@ where
     #[cfg(feature = "tls")]
     {
         tls.validate()?;
-        let stream = sock.into_tokio_stream()?;
+        let stream = stream_socket(sock)?;
         let config = tcp_config(&stream, true, WriteLimits::default(), None, None, true);
         let io = TlsIo::server(stream, &tls);
         let (transport, rx, driver) = prepare_stream(io, protocol_factory(), tls_config(config));
