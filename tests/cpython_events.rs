@@ -3,9 +3,8 @@
 //! sockets:
 //!
 //! * `Lib/test/test_asyncio/test_events.py` (`EventLoopTestsMixin`): the
-//!   creation methods with the `MyProto` / `MyDatagramProto` state machines
-//!   (`local_addr`, `connect_accepted_socket`, server close, datagram
-//!   endpoints on an address, on IPv6 and on a socket of ours).
+//!   creation methods with the `MyProto` state machine (`local_addr`, a
+//!   local address in use, server close).
 //! * `test_proactor_events.py` (`ProactorSocketTransportTests`): the
 //!   proactor's mocks are platform-specific, but what they assert is the
 //!   socket transport's contract (reading, EOF, reset, `close`/`abort` with
@@ -17,20 +16,23 @@
 //!
 //! Each test is named after the test it translates; the comment above it
 //! names the original (file, class, method). What tests/cpython_stream.rs,
-//! cpython_base_events.rs, cpython_pipes_datagram.rs and flow_control.rs
-//! already translate is left out (`test_create_connection`,
-//! `test_create_server*`, `test_datagram_send_to_non_listening_address`,
-//! the pipe tests, ...), and so are Python-only features (`TransportSocket`,
-//! repr, the `loop` argument) and what docs/asyncio-parity.md lists as a
-//! deliberate difference (tested as documented where a test depends on it:
+//! cpython_base_events.rs, cpython_pipes_datagram.rs, flow_control.rs and
+//! uvloop_tcp_udp.rs already translate is left out (`test_create_connection`,
+//! `test_create_server*`, `test_connect_accepted_socket` (uvloop's twin),
+//! the datagram endpoint tests (uvloop's `_test_create_datagram_endpoint_addrs`
+//! and `test_create_datagram_endpoint_sock` twins),
+//! `test_datagram_send_to_non_listening_address`, the pipe tests, ...), and
+//! so are Python-only features (`TransportSocket`, repr, the `loop`
+//! argument) and what docs/asyncio-parity.md lists as a deliberate
+//! difference (tested as documented where a test depends on it:
 //! `test_dont_pause_writing`).
 //!
 //! "The send has not completed" (a pending proactor future) becomes a real
 //! socket whose kernel buffers are full: [`fill_kernel`] writes zeros to
-//! the socket behind the transport's back while the peer does not read,
-//! until a send would block and nothing is left in flight. What the
-//! transport writes after that stays in its own buffer, byte for byte,
-//! until the peer reads.
+//! the socket behind the transport's back while the peer (with a small
+//! receive buffer) does not read, until the send queue is full and nothing
+//! is left in flight. What the transport writes after that stays in its own
+//! buffer, byte for byte, until the peer reads.
 //!
 //! This file uses no optional feature of the crate (only the test kit,
 //! which the dev-dependency always turns on), so it is not gated: it builds
@@ -38,8 +40,8 @@
 
 mod common;
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream as StdTcpStream, UdpSocket as StdUdpSocket};
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -49,10 +51,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_transports::{
-    AddressFamily, BaseProtocol, ConnectOptions, DatagramOptions, DatagramProtocol,
-    DatagramTransport, ExtraInfo, Protocol, ServerOptions, SocketAddress, Transport,
-    TransportError, connect_accepted_socket, create_connection, create_datagram_endpoint,
-    create_datagram_endpoint_from_socket, create_server, raw_os_error,
+    BaseProtocol, ConnectOptions, ExtraInfo, Protocol, ServerOptions, SocketAddress, Transport,
+    TransportError, create_connection, create_server, raw_os_error,
 };
 
 // ---------------------------------------------------------------------------
@@ -88,9 +88,8 @@ impl Watch {
         let mut rx = self.0.clone();
         let state = guard(what, rx.wait_for(pred))
             .await
-            .unwrap_or_else(|_| panic!("{what}: the protocol went away first: {:?}", self.now()))
-            .clone();
-        state
+            .unwrap_or_else(|_| panic!("{what}: the protocol went away first: {:?}", self.now()));
+        state.clone()
     }
 
     async fn closed(&self) -> ProtoState {
@@ -102,13 +101,10 @@ impl Watch {
 
 /// CPython's `MyBaseProto`: a state machine that checks each callback
 /// comes in a state that allows it; `MyProto` (with `greeting`) writes an
-/// HTTP request from `connection_made`; `reply` is what
-/// `test_connect_accepted_socket`'s protocol writes for each `data_received`.
+/// HTTP request from `connection_made`.
 struct MyBaseProto {
     tx: Arc<watch::Sender<ProtoState>>,
-    transport: Option<Transport>,
     greeting: Option<&'static [u8]>,
-    reply: Option<&'static [u8]>,
 }
 
 const GET: &[u8] = b"GET / HTTP/1.0\r\nHost: example.com\r\n\r\n";
@@ -124,9 +120,7 @@ impl MyBaseProto {
         });
         let p = MyBaseProto {
             tx: Arc::new(tx),
-            transport: None,
             greeting: None,
-            reply: None,
         };
         (p, Watch(rx))
     }
@@ -162,7 +156,6 @@ impl MyBaseProto {
 
 impl BaseProtocol for MyBaseProto {
     fn connection_made(&mut self, transport: &Transport) {
-        self.transport = Some(transport.clone());
         let id = transport.id();
         self.step("connection_made", &["INITIAL"], Some("CONNECTED"), |s| {
             s.transport_id = Some(id)
@@ -188,9 +181,6 @@ impl Protocol for MyBaseProto {
         self.step("data_received", &["CONNECTED"], None, |s| {
             s.nbytes += data.len()
         });
-        if let (Some(r), Some(t)) = (self.reply, &self.transport) {
-            t.write(r).unwrap();
-        }
     }
 
     fn eof_received(&mut self) -> bool {
@@ -217,117 +207,6 @@ fn proto_factory(
 }
 
 // ---------------------------------------------------------------------------
-// MyDatagramProto (test_events.py)
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Debug)]
-struct DgState {
-    /// INITIAL -> INITIALIZED -> CLOSED.
-    state: &'static str,
-    nbytes: usize,
-    received: Vec<u8>,
-    violations: Vec<String>,
-    transport_id: Option<usize>,
-}
-
-#[derive(Clone)]
-struct DgWatch(watch::Receiver<DgState>);
-
-impl DgWatch {
-    fn now(&self) -> DgState {
-        self.0.borrow().clone()
-    }
-
-    async fn until(&self, what: &str, pred: impl FnMut(&DgState) -> bool) -> DgState {
-        let mut rx = self.0.clone();
-        let state = guard(what, rx.wait_for(pred))
-            .await
-            .unwrap_or_else(|_| panic!("{what}: the protocol went away first: {:?}", self.now()))
-            .clone();
-        state
-    }
-}
-
-/// CPython's `MyDatagramProto`; with `respond`, `TestMyDatagramProto`,
-/// which answers each datagram with `b'resp:' + data` to its sender.
-struct MyDatagramProto {
-    tx: Arc<watch::Sender<DgState>>,
-    transport: Option<DatagramTransport>,
-    respond: bool,
-}
-
-impl MyDatagramProto {
-    fn new(respond: bool) -> (Self, DgWatch) {
-        let (tx, rx) = watch::channel(DgState {
-            state: "INITIAL",
-            nbytes: 0,
-            received: Vec::new(),
-            violations: Vec::new(),
-            transport_id: None,
-        });
-        let p = MyDatagramProto {
-            tx: Arc::new(tx),
-            transport: None,
-            respond,
-        };
-        (p, DgWatch(rx))
-    }
-
-    fn step(
-        &self,
-        callback: &str,
-        expected: &str,
-        to: Option<&'static str>,
-        f: impl FnOnce(&mut DgState),
-    ) {
-        self.tx.send_modify(|s| {
-            if s.state != expected {
-                s.violations.push(format!(
-                    "{callback}: state {:?}, expected {expected:?}",
-                    s.state
-                ));
-            }
-            f(s);
-            if let Some(to) = to {
-                s.state = to;
-            }
-        });
-    }
-}
-
-impl DatagramProtocol for MyDatagramProto {
-    fn connection_made(&mut self, transport: &DatagramTransport) {
-        self.transport = Some(transport.clone());
-        let id = transport.id();
-        self.step("connection_made", "INITIAL", Some("INITIALIZED"), |s| {
-            s.transport_id = Some(id)
-        });
-    }
-
-    fn datagram_received(&mut self, data: Bytes, addr: SocketAddress) {
-        self.step("datagram_received", "INITIALIZED", None, |s| {
-            s.nbytes += data.len();
-            s.received.extend_from_slice(&data);
-        });
-        if self.respond
-            && let Some(t) = &self.transport
-        {
-            let mut resp = b"resp:".to_vec();
-            resp.extend_from_slice(&data);
-            t.sendto(resp, Some(addr)).unwrap();
-        }
-    }
-
-    fn error_received(&mut self, _exc: io::Error) {
-        self.step("error_received", "INITIALIZED", None, |_| {});
-    }
-
-    fn connection_lost(&mut self, _exc: Option<io::Error>) {
-        self.step("connection_lost", "INITIALIZED", Some("CLOSED"), |_| {});
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
@@ -342,12 +221,48 @@ fn ioctl_int(fd: i32, req: libc::c_ulong) -> usize {
     v as usize
 }
 
-/// Fill the kernel's buffers of the transport's socket (its peer must not
-/// be reading) by writing zeros straight to the socket, behind the
-/// transport's back, until a send would block and nothing sent is still in
-/// flight (so no acknowledgement can make room later). From then on the
-/// socket takes nothing until the peer reads: the state CPython's tests
-/// mock as a send that has not completed. The transport must have nothing
+/// Bytes sent and not yet acknowledged on a transport's socket:
+/// `ioctl(TIOCOUTQ)` (unacknowledged + unsent) minus `ioctl(SIOCOUTQNSD)`
+/// (unsent).
+fn in_flight(t: &Transport) -> usize {
+    t.with_socket(|s| {
+        let fd = s.as_raw_fd();
+        ioctl_int(fd, libc::TIOCOUTQ as libc::c_ulong) - ioctl_int(fd, SIOCOUTQNSD)
+    })
+    .expect("the socket is open")
+}
+
+/// Write zeros straight to the transport's socket until it would block;
+/// returns how many bytes it took. Every send ends its own segment
+/// (`MSG_EOR`), so nothing written later can be appended to a segment
+/// already queued: a later write needs room the full send queue does not
+/// have.
+fn send_until_full(t: &Transport) -> usize {
+    let chunk = [0u8; 64 * 1024];
+    t.with_socket(|s| {
+        let mut n = 0;
+        for size in [chunk.len(), 1] {
+            // Bounded: the send queue holds a few MiB at most.
+            for _ in 0..100_000 {
+                match s.send_with_flags(&chunk[..size], libc::MSG_EOR) {
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("filling the socket: {e}"),
+                }
+            }
+        }
+        n
+    })
+    .expect("the socket is open")
+}
+
+/// Fill the kernel's buffers of the transport's socket (made by
+/// [`client_with_stalled_peer`], whose peer has a small receive buffer and
+/// does not read) by writing zeros straight to the socket, behind the
+/// transport's back, until the send queue is full and nothing sent is still
+/// unacknowledged (an acknowledgement would free room). From then on the
+/// socket takes nothing until the peer reads: the state CPython's tests mock
+/// as a send that has not completed. The transport must have nothing
 /// buffered. Returns how many bytes were written (the peer reads them
 /// before anything the transport writes afterwards).
 async fn fill_kernel(t: &Transport) -> usize {
@@ -356,37 +271,48 @@ async fn fill_kernel(t: &Transport) -> usize {
         0,
         "fill_kernel needs an empty buffer"
     );
-    let chunk = vec![0u8; 64 * 1024];
-    let mut total = 0;
-    // Bounded: a few rounds are expected (an acknowledgement may still be
-    // on its way when the first send would block).
-    for _round in 0..10_000 {
-        let (n, in_flight) = t
-            .with_socket(|s| {
-                let mut n = 0;
-                for size in [chunk.len(), 1] {
-                    for _ in 0..100_000 {
-                        match s.send(&chunk[..size]) {
-                            Ok(k) => n += k,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(e) => panic!("filling the socket: {e}"),
-                        }
-                    }
+    guard("the socket's send queue to fill up and settle", async {
+        let mut total = 0;
+        // Bounded by the guard: the last acknowledgements take up to a
+        // delayed-ACK time (some 40 ms) to come back.
+        loop {
+            total += send_until_full(t);
+            if in_flight(t) == 0 {
+                // Nothing left to acknowledge: room freed before this
+                // check is taken now; if none was, the queue stays full.
+                let more = send_until_full(t);
+                total += more;
+                if more == 0 && in_flight(t) == 0 {
+                    assert!(total > 0, "the socket took nothing");
+                    return total;
                 }
-                let fd = s.as_raw_fd();
-                let queued = ioctl_int(fd, libc::TIOCOUTQ as libc::c_ulong);
-                let unsent = ioctl_int(fd, SIOCOUTQNSD);
-                (n, queued - unsent)
-            })
-            .expect("the socket is open");
-        total += n;
-        if in_flight == 0 {
-            assert!(total > 0, "the socket took nothing");
-            return total;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
-    panic!("the socket's kernel buffers never settled");
+    })
+    .await
+}
+
+/// A client transport (logged as `"client"`) connected to a raw tokio
+/// socket that the test drives by hand; the raw socket's receive buffer is
+/// small (set on the listener, so the connection starts with it) and stays
+/// full while it does not read: the transport's socket then takes nothing.
+async fn client_with_stalled_peer(reg: &Registry, cfg: Config) -> (Transport, Log, TcpStream) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    sock.listen(16).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(sock.into()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rec = reg.recorder("client", cfg);
+    let log = rec.log();
+    let t = create_connection(move || rec, "127.0.0.1", port, ConnectOptions::default())
+        .await
+        .expect("create_connection");
+    let (peer, _) = guard("accept", listener.accept()).await.unwrap();
+    (t, log, peer)
 }
 
 /// Read everything up to EOF (or a reset) from a raw peer.
@@ -432,7 +358,7 @@ fn losts(log: &Log) -> usize {
 /// transport with `high` as its high watermark (low derived, high / 4),
 /// nothing buffered, no flow-control callback yet.
 async fn pause_writing_transport(reg: &Registry, high: usize) -> (Transport, Log, TcpStream) {
-    let (t, log, peer) = client_with_raw_peer(reg, Config::default()).await;
+    let (t, log, peer) = client_with_stalled_peer(reg, Config::default()).await;
     t.set_write_buffer_limits(Some(high), None).unwrap();
     barrier(&t).await;
     assert_eq!(t.get_write_buffer_size(), 0);
@@ -512,52 +438,13 @@ async fn test_create_connection_local_addr_in_use() {
     assert_eq!(called.get(), 0);
 }
 
-// CPython test_events.py EventLoopTestsMixin.test_connect_accepted_socket: a
-// socket accepted outside the loop is wrapped with connect_accepted_socket;
-// a client thread sends b'test data' and reads the answer; the protocol
-// answers b'roger' from data_received. The client closes: the protocol
-// ends CLOSED (EOF, then connection_lost) with nbytes == len(message).
-#[tokio::test]
-async fn test_connect_accepted_socket() {
-    const MESSAGE: &[u8] = b"test data";
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = tokio::task::spawn_blocking(move || {
-        let mut csock = StdTcpStream::connect(addr).unwrap();
-        csock.set_read_timeout(Some(GUARD)).unwrap();
-        csock.write_all(MESSAGE).unwrap();
-        let mut response = [0u8; 5];
-        csock.read_exact(&mut response).unwrap();
-        response
-    });
-    let (conn, _) = guard("accept", listener.accept()).await.unwrap();
-    let (mut proto, w) = MyBaseProto::new();
-    proto.reply = Some(b"roger");
-    let t = guard(
-        "connect_accepted_socket",
-        connect_accepted_socket(move || proto, conn, None),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        w.now().state,
-        "CONNECTED",
-        "connection_made ran before it returned"
-    );
-    let response = guard("client thread", client).await.unwrap();
-    assert_eq!(&response, b"roger");
-    let s = w.closed().await;
-    assert_eq!(s.nbytes, MESSAGE.len());
-    assert_eq!(s.transport_id, Some(t.id()));
-    t.close();
-}
-
 // CPython test_events.py EventLoopTestsMixin.test_server_close: a client
 // connects to a server on 0.0.0.0, sends b'xxx' and leaves; after
-// server.close() a new connection to the port is refused.
+// server.close() a new connection to the port is refused (close() stops
+// listening at once).
 #[tokio::test]
 async fn test_server_close() {
-    let (factory, _made) = proto_factory(MyBaseProto::my_proto);
+    let (factory, mut made) = proto_factory(MyBaseProto::my_proto);
     let server = create_server(factory, "0.0.0.0", 0, ServerOptions::default())
         .await
         .unwrap();
@@ -580,88 +467,11 @@ async fn test_server_close() {
         ErrorKind::ConnectionRefused
     );
     guard("wait_closed", server.wait_closed()).await;
-}
-
-/// CPython's `_test_create_datagram_endpoint(local_addr, family)`: a
-/// `TestMyDatagramProto` endpoint on `local`, a `MyDatagramProto` client
-/// connected to it (remote_addr from the server's numeric sockname); the
-/// client sends b'xxx', the server gets 3 bytes and answers b'resp:xxx'
-/// (8 bytes); both close and end CLOSED.
-async fn create_datagram_endpoint_test(local: (&str, u16), family: AddressFamily) {
-    let (sproto, server) = MyDatagramProto::new(true);
-    let s_transport = create_datagram_endpoint(
-        move || sproto,
-        DatagramOptions::default().local_addr(local).family(family),
-    )
-    .await
-    .unwrap();
-    let sockname = s_transport.sockname().expect("server sockname");
-    assert_eq!(server.now().state, "INITIALIZED");
-    assert_eq!(server.now().transport_id, Some(s_transport.id()));
-
-    let (cproto, client) = MyDatagramProto::new(false);
-    let transport = create_datagram_endpoint(
-        move || cproto,
-        DatagramOptions::default().remote_addr((sockname.ip().to_string(), sockname.port())),
-    )
-    .await
-    .unwrap();
-    assert_eq!(client.now().state, "INITIALIZED");
-    assert_eq!(client.now().transport_id, Some(transport.id()));
-
-    transport.sendto(&b"xxx"[..], None).unwrap();
-    let s = server.until("server nbytes", |s| s.nbytes > 0).await;
-    assert_eq!(s.nbytes, 3);
-    let c = client.until("client nbytes", |s| s.nbytes > 0).await;
-    assert_eq!(c.nbytes, 8);
-    assert_eq!(c.received, b"resp:xxx");
-
-    // extra info is available
-    assert!(transport.get_extra_info("sockname").is_some());
-
-    transport.close();
-    let c = client.until("client CLOSED", |s| s.state == "CLOSED").await;
-    assert!(c.violations.is_empty(), "{:?}", c.violations);
-    s_transport.close();
-    let s = server.until("server CLOSED", |s| s.state == "CLOSED").await;
-    assert!(s.violations.is_empty(), "{:?}", s.violations);
-}
-
-// CPython test_events.py EventLoopTestsMixin.test_create_datagram_endpoint.
-#[tokio::test]
-async fn test_create_datagram_endpoint() {
-    create_datagram_endpoint_test(("127.0.0.1", 0), AddressFamily::Inet).await;
-}
-
-// CPython test_events.py EventLoopTestsMixin.test_create_datagram_endpoint_ipv6
-// (skipped, as CPython skips it, where IPv6 is not available).
-#[tokio::test]
-async fn test_create_datagram_endpoint_ipv6() {
-    if StdUdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("test_create_datagram_endpoint_ipv6: no IPv6 loopback here, skipped");
-        return;
+    // The connection accepted before the close (if the accept loop got to
+    // it) went through MyProto's states and ended.
+    while let Ok(w) = made.try_recv() {
+        w.closed().await;
     }
-    create_datagram_endpoint_test(("::1", 0), AddressFamily::Inet6).await;
-}
-
-// CPython test_events.py EventLoopTestsMixin.test_create_datagram_endpoint_sock:
-// an endpoint on a bound, non-blocking socket of ours: connection_made ran
-// (INITIALIZED), the endpoint uses that socket (its address), and close()
-// ends CLOSED.
-#[tokio::test]
-async fn test_create_datagram_endpoint_sock() {
-    let sock = StdUdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_nonblocking(true).unwrap();
-    let addr = sock.local_addr().unwrap();
-    let (p, w) = MyDatagramProto::new(false);
-    let tr = create_datagram_endpoint_from_socket(move || p, sock)
-        .await
-        .unwrap();
-    assert_eq!(w.now().state, "INITIALIZED");
-    assert_eq!(tr.sockname(), Some(addr));
-    tr.close();
-    let s = w.until("CLOSED", |s| s.state == "CLOSED").await;
-    assert!(s.violations.is_empty(), "{:?}", s.violations);
 }
 
 // ---------------------------------------------------------------------------
@@ -788,7 +598,7 @@ async fn test_close_protocol_connection_lost_once() {
 #[tokio::test]
 async fn test_close_buffer() {
     let reg = Registry::new();
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = client_with_stalled_peer(&reg, Config::default()).await;
     let filler = fill_kernel(&t).await;
     t.write(&b"data"[..]).unwrap();
     t.close();
@@ -814,7 +624,7 @@ async fn test_close_buffer() {
 #[tokio::test]
 async fn test_abort() {
     let reg = Registry::new();
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = client_with_stalled_peer(&reg, Config::default()).await;
     let filler = fill_kernel(&t).await;
     t.write(&b"data"[..]).unwrap();
     assert_eq!(t.get_write_buffer_size(), 4);
@@ -859,7 +669,7 @@ async fn test_loop_writing_force_close() {
 #[tokio::test]
 async fn test_force_close_idempotent() {
     let reg = Registry::new();
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = client_with_stalled_peer(&reg, Config::default()).await;
     let filler = fill_kernel(&t).await;
     t.write(&b"data"[..]).unwrap();
     t.close();
@@ -927,7 +737,7 @@ async fn test_write_eof() {
 #[tokio::test]
 async fn test_write_eof_buffer() {
     let reg = Registry::new();
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = client_with_stalled_peer(&reg, Config::default()).await;
     let filler = fill_kernel(&t).await;
     t.write(&b"data"[..]).unwrap();
     t.write_eof().unwrap();
@@ -1149,7 +959,7 @@ async fn test_dont_pause_writing() {
 #[tokio::test]
 async fn test_flowcontrol_mixin_set_write_limits() {
     let reg = Registry::new();
-    let (t, log, mut peer) = client_with_raw_peer(&reg, Config::default()).await;
+    let (t, log, mut peer) = client_with_stalled_peer(&reg, Config::default()).await;
     let filler = fill_kernel(&t).await;
     let q = vec![b'q'; 512];
     t.write(q.clone()).unwrap();
