@@ -158,6 +158,8 @@ impl ClientTls {
     /// set), as asyncio does before it connects.
     pub(crate) fn validate(&self, host: Option<&str>) -> std::io::Result<ServerName> {
         validate_timeouts(self.handshake_timeout, self.shutdown_timeout)?;
+        // An empty host is no host (asyncio: `if not host`).
+        let host = host.filter(|h| !h.is_empty());
         let name = match (self.server_hostname.as_deref(), host) {
             (Some(name), _) | (None, Some(name)) => name,
             (None, None) => {
