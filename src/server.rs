@@ -30,7 +30,7 @@ mod from_socket;
 mod listener;
 mod options;
 mod shutdown;
-mod unix;
+pub(crate) mod unix;
 
 use accept::{CloseOnDrop, FactoryFn, accept_loop};
 pub use from_socket::{IntoListenerSocket, create_server_from_socket};

@@ -274,14 +274,13 @@ impl IntoTcpStream for std::net::TcpStream {
 /// `TcpStream` can be made from any fd: asyncio checks `sock.type` here).
 fn stream_socket(sock: impl IntoTcpStream) -> io::Result<TcpStream> {
     let stream = sock.into_tokio_stream()?;
-    let ty = socket2::SockRef::from(&stream).r#type()?;
+    let sock = socket2::SockRef::from(&stream);
+    let ty = sock.r#type()?;
     if ty != socket2::Type::STREAM {
+        let domain = crate::extra::socket_domain(&sock)?;
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "A Stream Socket was expected, got {ty:?} socket (fd {})",
-                stream.as_raw_fd()
-            ),
+            format!("A Stream Socket was expected, got {domain:?} {ty:?}"),
         ));
     }
     Ok(stream)

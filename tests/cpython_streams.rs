@@ -961,6 +961,112 @@ async fn test_unhandled_exceptions_close_the_transport() {
     guard("server wait_closed", server.wait_closed()).await;
 }
 
+// CPython test_streams.py StreamTests.test_unhandled_exceptions, with the
+// stream moved elsewhere before the panic: asyncio's done callback closes
+// the transport whatever the callback did with the writer, so the client
+// sees the end although the stream lives on in another task (which finds
+// its writes refused), and the report comes all the same.
+#[tokio::test]
+async fn test_unhandled_exceptions_stream_moved_away() {
+    let exc = ExcCapture::install().await;
+    let (moved_tx, mut moved_rx) = mpsc::unbounded_channel();
+    let server = start_server(
+        move |stream: TransportStream| {
+            let moved_tx = moved_tx.clone();
+            async move {
+                let (reader, writer) = stream.into_split();
+                let _ = moved_tx.send((reader, writer));
+                panic!("after moving the stream away");
+            }
+        },
+        "127.0.0.1",
+        0,
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let port = server.sockets()[0].port();
+    let mut client = open_connection("127.0.0.1", port, ConnectOptions::default())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    guard("the server's end", client.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty());
+    let report = exc
+        .wait_for("Unhandled exception in client_connected_cb", |r| {
+            r.message == "Unhandled exception in client_connected_cb"
+        })
+        .await;
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("after moving the stream away"),
+        "{report:?}"
+    );
+    let (_reader, mut writer) = guard("the moved halves", moved_rx.recv()).await.unwrap();
+    let err = writer
+        .write_all(b"late")
+        .await
+        .expect_err("the transport is closed");
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
+    server.close();
+    guard("server wait_closed", server.wait_closed()).await;
+}
+
+// The same, with the callback panicking before it returns a future (a
+// plain closure in Rust; asyncio's plain-function callback that raises).
+#[tokio::test]
+async fn test_unhandled_exceptions_in_the_callback_itself() {
+    let exc = ExcCapture::install().await;
+    fn callback(_stream: TransportStream) -> std::future::Ready<()> {
+        panic!("before any future")
+    }
+    let server = start_server(callback, "127.0.0.1", 0, ServerOptions::default())
+        .await
+        .unwrap();
+    let port = server.sockets()[0].port();
+    for _ in 0..2 {
+        // The server goes on: a second client is served (and ended) too.
+        let mut client = open_connection("127.0.0.1", port, ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        guard("the server's end", client.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(rest.is_empty());
+    }
+    exc.wait_for("Unhandled exception in client_connected_cb", |r| {
+        r.message == "Unhandled exception in client_connected_cb"
+            && r.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("before any future")
+    })
+    .await;
+    server.close();
+    guard("server wait_closed", server.wait_closed()).await;
+}
+
+// A read limit too large to double saturates: reading goes on (asyncio's
+// limit is a Python int, which cannot overflow).
+#[tokio::test]
+async fn test_huge_read_limit() {
+    let (mut stream, mut peer) = client_and_peer().await;
+    stream.set_read_limit(usize::MAX).unwrap();
+    peer.write_all(b"data").await.unwrap();
+    let mut buf = [0u8; 4];
+    guard("read_exact", stream.read_exact(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"data");
+    assert!(stream.transport().is_reading());
+}
+
 // ---------------------------------------------------------------------------
 // CPython test_streams.py: writer, drain, close
 // ---------------------------------------------------------------------------

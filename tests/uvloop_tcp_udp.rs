@@ -655,6 +655,36 @@ async fn test_create_connection_wrong_sock() {
     assert_eq!(made.get(), 0, "the protocol heard nothing");
 }
 
+// The Unix twin of test_create_connection_wrong_sock (asyncio's
+// create_unix_connection(sock=) raises ValueError for a non-stream socket):
+// a datagram socket's fd made into a UnixStream is refused by
+// connect_unix_stream before the factory runs.
+#[tokio::test]
+async fn test_connect_unix_stream_wrong_sock() {
+    let (dgram, _other) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let sock = std::os::unix::net::UnixStream::from(OwnedFd::from(dgram));
+    let made = Counter::default();
+    let m = made.clone();
+    let res = guard(
+        "connect_unix_stream",
+        tokio_transports::connect_unix_stream(
+            move || {
+                m.incr();
+            },
+            sock,
+        ),
+    )
+    .await;
+    let err = res.expect_err("a datagram socket is not accepted as a stream");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string()
+            .contains("A UNIX Domain Stream Socket was expected"),
+        "{err}"
+    );
+    assert_eq!(made.get(), 0, "the protocol heard nothing");
+}
+
 // uvloop tests/test_tcp.py Test_UV_TCP.test_create_server_wrong_sock:
 // create_server(sock=) with a UDP socket is ValueError('A Stream Socket was
 // expected'); ours an InvalidInput error with that text

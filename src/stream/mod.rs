@@ -288,6 +288,13 @@ impl IntoUnixStream for std::os::unix::net::UnixStream {
 /// [`SocketAddress::Unix`](crate::SocketAddress::Unix). Returns once `connection_made` has run; an error
 /// (not a panic) outside a tokio runtime.
 ///
+/// # Errors
+///
+/// A socket that is not a Unix stream socket (a datagram socket's fd made
+/// into a `UnixStream`): `InvalidInput`, "A UNIX Domain Stream Socket was
+/// expected, got ...", before the factory runs; the socket, given by
+/// value, is closed.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// let (rsock, _wsock) = std::os::unix::net::UnixStream::pair()?;
@@ -305,6 +312,8 @@ where
 {
     current_runtime()?;
     let stream = sock.into_tokio_stream()?;
+    // A datagram socket's fd can be made a `UnixStream` in safe code.
+    crate::server::unix::check_unix_stream(&socket2::SockRef::from(&stream))?;
     let config = StreamConfig {
         extra: Extra::unix(&stream),
         ..StreamConfig::default()

@@ -180,7 +180,14 @@ where
 {
     Arc::new(move |stream: TransportStream| {
         let transport = stream.transport().clone();
-        let connected = client_connected(stream);
+        // The callback itself (before it returns a future) and then its
+        // future: a panic in either is asyncio's exception escaping
+        // `client_connected_cb`.
+        let connected =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| client_connected(stream))) {
+                Ok(connected) => connected,
+                Err(payload) => return report_unhandled(&transport, &*payload),
+            };
         tokio::spawn(async move {
             if let Err(payload) = AssertUnwindSafe(connected).catch_unwind().await {
                 report_unhandled(&transport, &*payload);
@@ -189,10 +196,12 @@ where
     })
 }
 
-/// A `client_connected` future panicked (asyncio: an exception escaped
+/// `client_connected` panicked (asyncio: an exception escaped
 /// `client_connected_cb`): report it to the exception handler with
-/// asyncio's message and close the connection (its stream was dropped
-/// while unwinding, which closes it already).
+/// asyncio's message, then close the connection, as asyncio's done callback
+/// does. The stream may have been dropped while unwinding, which closes the
+/// connection already, or have been moved elsewhere (another task, one half
+/// of a split), which does not.
 fn report_unhandled(transport: &Transport, payload: &(dyn std::any::Any + Send)) {
     let panicked = crate::CallbackPanicked::from_payload("client_connected_cb", payload);
     let err = io::Error::other(format!("client_connected panicked: {}", panicked.message));
@@ -210,10 +219,12 @@ fn report_unhandled(transport: &Transport, payload: &(dyn std::any::Any + Send))
 /// to `client_connected` as a [`TransportStream`], and the future it
 /// returns is spawned on the runtime (asyncio's `client_connected_cb`, here
 /// with one stream instead of a reader and a writer). When that future ends
-/// and drops the stream, the connection is closed. If it panics, the panic
-/// is reported to the [exception handler](crate::set_exception_handler) as
-/// "Unhandled exception in client_connected_cb" (as asyncio reports an
-/// exception there), the connection is closed, and the server goes on. The options and the
+/// and drops the stream, the connection is closed. If `client_connected` or
+/// its future panics, the panic is reported to the
+/// [exception handler](crate::set_exception_handler) as "Unhandled
+/// exception in client_connected_cb" (as asyncio reports an exception
+/// there), the connection is closed (also when the stream was moved to
+/// another task), and the server goes on. The options and the
 /// returned [`Server`] are [`create_server`](crate::create_server)'s.
 ///
 /// # Errors

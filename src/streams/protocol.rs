@@ -178,7 +178,7 @@ impl Protocol for StreamProtocol {
         let mut st = self.shared.lock();
         st.buffered += data.len();
         st.chunks.push_back(data);
-        if !st.paused && st.buffered > 2 * st.limit {
+        if !st.paused && st.buffered > st.limit.saturating_mul(2) {
             st.paused = true;
             if let Some(t) = &st.transport {
                 // From this callback: nothing more is delivered after it.

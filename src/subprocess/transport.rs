@@ -367,18 +367,18 @@ impl SubprocessTransport {
     ///
     /// # Errors
     ///
-    /// After the end: the OS error `ESRCH`. std gives that error no
-    /// [`ErrorKind`](io::ErrorKind) of its own, so test
+    /// Once `connection_lost` has been called: the OS error `ESRCH`. std
+    /// gives that error no [`ErrorKind`](io::ErrorKind) of its own, so test
     /// `err.raw_os_error() == Some(libc::ESRCH)` (3 on Linux), as for
-    /// asyncio's `ProcessLookupError`. Otherwise what `pidfd_send_signal`
-    /// (or `kill`) returns, for example `EINVAL` for an unknown signal.
+    /// asyncio's `ProcessLookupError`. While the child runs, what
+    /// `pidfd_send_signal` (or `kill`) returns, for example `EINVAL` for an
+    /// unknown signal; between the exit and `connection_lost`, `Ok` for any
+    /// signal (nothing is sent).
     ///
     /// ```no_run
     /// # async fn f(t: tokio_transports::SubprocessTransport) -> std::io::Result<()> {
     /// t.send_signal(10)?; // SIGUSR1 on Linux
-    /// t.wait().await;
-    /// // (the exit and the pipes' ends delivered, `connection_lost` ran)
-    /// # t.closed().await;
+    /// t.closed().await; // the exit and the pipes' ends delivered, `connection_lost` ran
     /// let err = t.send_signal(10).unwrap_err();
     /// assert_eq!(err.raw_os_error(), Some(3)); // ESRCH, "No such process"
     /// # Ok(()) }
