@@ -305,14 +305,7 @@ async fn client_with_stalled_peer(reg: &Registry, cfg: Config) -> (Transport, Lo
     sock.listen(16).unwrap();
     sock.set_nonblocking(true).unwrap();
     let listener = TcpListener::from_std(sock.into()).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let rec = reg.recorder("client", cfg);
-    let log = rec.log();
-    let t = create_connection(move || rec, "127.0.0.1", port, ConnectOptions::default())
-        .await
-        .expect("create_connection");
-    let (peer, _) = guard("accept", listener.accept()).await.unwrap();
-    (t, log, peer)
+    client_with_raw_peer_on(listener, reg, cfg).await
 }
 
 /// Read everything up to EOF (or a reset) from a raw peer.

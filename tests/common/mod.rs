@@ -46,8 +46,8 @@ pub use recorder::{Config, Hook, Recorder};
 pub use registry::Registry;
 #[allow(unused_imports)]
 pub use sockets::{
-    buffered_client_with_raw_peer, buffered_server, client_with_raw_peer, echo_server, free_port,
-    read_n, read_to_eof, set_reset_on_drop, shutdown, wait_unread,
+    buffered_client_with_raw_peer, buffered_server, client_with_raw_peer, client_with_raw_peer_on,
+    echo_server, free_port, read_n, read_to_eof, set_reset_on_drop, shutdown, wait_unread,
 };
 #[allow(unused_imports)]
 pub use util::{Counter, GUARD, barrier, guard, is_pending, pattern};

@@ -50,6 +50,17 @@ pub async fn shutdown(server: &Server) {
 /// the test drives by hand.
 pub async fn client_with_raw_peer(reg: &Registry, cfg: Config) -> (Transport, Log, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    client_with_raw_peer_on(listener, reg, cfg).await
+}
+
+/// [`client_with_raw_peer`] through a listener the test set up (socket
+/// options that the accepted socket inherits, such as a small receive
+/// buffer).
+pub async fn client_with_raw_peer_on(
+    listener: TcpListener,
+    reg: &Registry,
+    cfg: Config,
+) -> (Transport, Log, TcpStream) {
     let port = listener.local_addr().unwrap().port();
     let rec = reg.recorder("client", cfg);
     let log = rec.log();
