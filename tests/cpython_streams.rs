@@ -61,6 +61,19 @@ const HTTP_RESPONSE: &[u8] =
 
 /// A client stream (`open_connection`) and the raw socket of its peer: the
 /// test's `feed_data` / `feed_eof` / `set_exception`.
+/// Connect to a stream server on `port` and read to the end: the server
+/// closes the connection without sending anything.
+async fn expect_closed_without_data(port: u16) {
+    let mut client = open_connection("127.0.0.1", port, ConnectOptions::default())
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    guard("the server's end", client.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "the server sent {} bytes", rest.len());
+}
+
 async fn client_and_peer() -> (TransportStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -949,14 +962,7 @@ async fn test_unhandled_exceptions_close_the_transport() {
     .await
     .unwrap();
     let port = server.sockets()[0].port();
-    let mut stream = open_connection("127.0.0.1", port, ConnectOptions::default())
-        .await
-        .unwrap();
-    let mut rest = Vec::new();
-    guard("the server's end", stream.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    assert!(rest.is_empty());
+    expect_closed_without_data(port).await;
     server.close();
     guard("server wait_closed", server.wait_closed()).await;
 }
@@ -986,14 +992,7 @@ async fn test_unhandled_exceptions_stream_moved_away() {
     .await
     .unwrap();
     let port = server.sockets()[0].port();
-    let mut client = open_connection("127.0.0.1", port, ConnectOptions::default())
-        .await
-        .unwrap();
-    let mut rest = Vec::new();
-    guard("the server's end", client.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    assert!(rest.is_empty());
+    expect_closed_without_data(port).await;
     let report = exc
         .wait_for("Unhandled exception in client_connected_cb", |r| {
             r.message == "Unhandled exception in client_connected_cb"
@@ -1031,14 +1030,7 @@ async fn test_unhandled_exceptions_in_the_callback_itself() {
     let port = server.sockets()[0].port();
     for _ in 0..2 {
         // The server goes on: a second client is served (and ended) too.
-        let mut client = open_connection("127.0.0.1", port, ConnectOptions::default())
-            .await
-            .unwrap();
-        let mut rest = Vec::new();
-        guard("the server's end", client.read_to_end(&mut rest))
-            .await
-            .unwrap();
-        assert!(rest.is_empty());
+        expect_closed_without_data(port).await;
     }
     exc.wait_for("Unhandled exception in client_connected_cb", |r| {
         r.message == "Unhandled exception in client_connected_cb"
